@@ -1,0 +1,403 @@
+"""Resolve, load and preprocess the GZ2 cutouts (424x424 RGB JPEG).
+
+Geometry (REFERENCE.md section 1): keep the central half of the image (rows and
+columns ``H//4 .. H - H//4``, i.e. 106..318 of 424), area-resize it to S x S.
+Rotation augmentation rotates the FULL image about its centre (bilinear) before
+cropping, so no rotated corner shows: the crop's corners lie at
+``sqrt(2) * H/4 ~= 0.354 H`` from the centre, inside the inscribed circle
+(radius ``H/2``) that stays filled under any rotation.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .catalogue import parse_int64_ids
+from .errors import (
+    CatalogueFormatError,
+    CatalogueNotFoundError,
+    EmptyDatasetError,
+    MissingImagesError,
+    ParameterError,
+    UnreadableImageError,
+)
+
+if TYPE_CHECKING:  # torch is imported lazily so image workers start fast
+    import torch
+
+#: Size of the real GZ2 cutouts.
+NATIVE_SIZE: int = 424
+
+
+def read_filename_mapping(path: str | Path) -> pd.DataFrame:
+    """Read the Zenodo ``gz2_filename_mapping.csv`` (``objid,sample,asset_id``).
+
+    Args:
+        path: CSV (or .csv.gz) file.
+
+    Returns:
+        Frame with ``objid`` and ``asset_id`` (both int64, parsed exactly, never
+        via float), in file order. Rows with a non-integer id are dropped.
+
+    Raises:
+        CatalogueNotFoundError: no such file.
+        CatalogueFormatError: ``objid`` or ``asset_id`` column missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogueNotFoundError(f"filename mapping not found: {path}")
+    header = [str(c).strip().lower() for c in pd.read_csv(path, nrows=0).columns]
+    missing = [c for c in ("objid", "asset_id") if c not in header]
+    if missing:
+        raise CatalogueFormatError(
+            f"filename mapping {path.name} lacks column(s) {', '.join(missing)} "
+            f"(expected objid,sample,asset_id)"
+        )
+    raw = pd.read_csv(path, dtype=str)
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    objid, ok1 = parse_int64_ids(raw["objid"])
+    asset, ok2 = parse_int64_ids(raw["asset_id"])
+    ok = ok1 & ok2
+    return pd.DataFrame({"objid": objid[ok], "asset_id": asset[ok]}).reset_index(drop=True)
+
+
+def resolve_image_paths(
+    selection: pd.DataFrame,
+    mapping: pd.DataFrame,
+    image_dir: str | Path,
+    max_missing_fraction: float,
+) -> tuple[pd.DataFrame, dict]:
+    """Attach an existing image path to every selected galaxy.
+
+    Joins ``selection.dr7objid == mapping.objid``; the path is
+    ``image_dir/<asset_id>.jpg``. If an objid maps to several assets, the first
+    one (mapping order) whose file exists is used. Galaxies with no mapping row
+    or no existing file are dropped and counted.
+
+    Args:
+        selection: frame with ``dr7objid`` (other columns are kept, row order kept).
+        mapping: output of :func:`read_filename_mapping`.
+        image_dir: folder holding ``<asset_id>.jpg``.
+        max_missing_fraction: largest tolerated fraction of dropped galaxies, 0..1.
+
+    Returns:
+        ``(resolved, report)``: ``selection`` rows that have an image, plus
+        ``asset_id`` (int64) and ``path`` (str); ``report`` has ``n_selected``,
+        ``n_resolved``, ``n_no_mapping``, ``n_no_file``, ``missing_fraction``,
+        ``image_dir`` and up to 20 ``missing_ids_sample``.
+
+    Raises:
+        ParameterError: ``max_missing_fraction`` outside 0..1.
+        CatalogueFormatError: missing ``dr7objid`` / ``objid`` / ``asset_id``.
+        MissingImagesError: missing fraction above the threshold (or folder absent
+            while something is selected).
+    """
+    if not 0.0 <= float(max_missing_fraction) <= 1.0:
+        raise ParameterError(f"max_missing_fraction must be in [0, 1], got {max_missing_fraction}")
+    if "dr7objid" not in selection.columns:
+        raise CatalogueFormatError("selection lacks the 'dr7objid' column")
+    missing_cols = [c for c in ("objid", "asset_id") if c not in mapping.columns]
+    if missing_cols:
+        raise CatalogueFormatError(f"mapping lacks column(s): {', '.join(missing_cols)}")
+    image_dir = Path(image_dir)
+    n_sel = len(selection)
+    ids = selection["dr7objid"].to_numpy(dtype=np.int64)
+    wanted = set(ids.tolist())
+    sub = mapping[mapping["objid"].isin(wanted)]
+    candidates: dict[int, list[int]] = {}
+    for objid, asset in zip(sub["objid"].to_numpy(np.int64), sub["asset_id"].to_numpy(np.int64)):
+        candidates.setdefault(int(objid), []).append(int(asset))
+
+    assets = np.full(n_sel, -1, dtype=np.int64)
+    paths: list[str | None] = [None] * n_sel
+    n_no_map = n_no_file = 0
+    missing_ids: list[int] = []
+    for i, objid in enumerate(ids.tolist()):
+        cands = candidates.get(objid)
+        if not cands:
+            n_no_map += 1
+            missing_ids.append(objid)
+            continue
+        for asset in cands:
+            p = image_dir / f"{asset}.jpg"
+            if p.is_file():
+                assets[i], paths[i] = asset, str(p)
+                break
+        else:
+            n_no_file += 1
+            missing_ids.append(objid)
+
+    keep = assets >= 0
+    resolved = selection[keep].copy()
+    resolved["asset_id"] = assets[keep]
+    resolved["path"] = [p for p in paths if p is not None]
+    resolved = resolved.reset_index(drop=True)
+    n_missing = n_no_map + n_no_file
+    frac = n_missing / n_sel if n_sel else 0.0
+    report = {
+        "n_selected": int(n_sel),
+        "n_resolved": int(keep.sum()),
+        "n_no_mapping": int(n_no_map),
+        "n_no_file": int(n_no_file),
+        "missing_fraction": float(frac),
+        "image_dir": str(image_dir),
+        "missing_ids_sample": missing_ids[:20],
+    }
+    if frac > max_missing_fraction:
+        where = "" if image_dir.is_dir() else " (folder does not exist)"
+        raise MissingImagesError(
+            f"{n_missing} of {n_sel} selected galaxies have no image ({n_no_map} without "
+            f"mapping, {n_no_file} without file in {image_dir}{where}): fraction "
+            f"{frac:.3f} > max_missing_fraction={max_missing_fraction}"
+        )
+    return resolved, report
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to RGB.
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK... are converted to RGB.
+
+    Args:
+        path: image file.
+
+    Returns:
+        uint8 array (H, W, 3).
+
+    Raises:
+        UnreadableImageError: missing, truncated or corrupt file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImageError(f"cannot read image {path}: {exc}") from exc
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def _check_image(img: np.ndarray) -> None:
+    """Raise ParameterError unless ``img`` is (H, W, 3) with H, W >= 2."""
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 2 or img.shape[1] < 2:
+        raise ParameterError(f"expected an (H, W, 3) image with H, W >= 2, got shape {img.shape}")
+
+
+def center_square(img: np.ndarray) -> np.ndarray:
+    """Central square of side ``min(H, W)`` of an (H, W, C) image (no-op if square)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[top : top + s, left : left + s]
+
+
+def crop_center_half(img: np.ndarray) -> np.ndarray:
+    """Keep the central half: rows ``H//4 .. H - H//4``, cols ``W//4 .. W - W//4``.
+
+    Symmetric about the centre for any size (so it commutes with ``np.rot90`` on
+    square images); 424 -> rows/cols 106..318 (212 px), as the reference.
+
+    Args:
+        img: array (H, W, C) or (H, W).
+
+    Returns:
+        view (H - 2*(H//4), W - 2*(W//4), ...).
+    """
+    if img.ndim < 2 or img.shape[0] < 2 or img.shape[1] < 2:
+        raise ParameterError(f"cannot crop an image of shape {img.shape}")
+    h, w = img.shape[:2]
+    return img[h // 4 : h - h // 4, w // 4 : w - w // 4]
+
+
+def area_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Area (box-average) resize of a uint8 (H, W, 3) image to (size, size, 3).
+
+    Uses Pillow's BOX filter, which averages every source pixel covered by an
+    output pixel (fractional coverage weighted), like ``F.interpolate(mode="area")``.
+    """
+    _check_image(img)
+    if int(size) < 1:
+        raise ParameterError(f"image size must be >= 1, got {size}")
+    if img.shape[0] == size and img.shape[1] == size:
+        return np.ascontiguousarray(img)
+    out = Image.fromarray(np.ascontiguousarray(img)).resize((size, size), Image.Resampling.BOX)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def rotate_then_crop(img: np.ndarray, angle_deg: float, out_size: int) -> np.ndarray:
+    """Rotate the full image about its centre, then crop its central half, then resize.
+
+    Rotation is counter-clockwise (as displayed, like ``np.rot90``), bilinear,
+    about the image centre ``(W/2, H/2)``; multiples of 90 degrees are exact pixel
+    permutations. A non-square image is first reduced to its central square so
+    that the central-half crop always stays inside the inscribed circle (no
+    rotated corner can show).
+
+    Args:
+        img: uint8 (H, W, 3).
+        angle_deg: rotation angle in degrees (counter-clockwise).
+        out_size: output side S.
+
+    Returns:
+        uint8 (S, S, 3).
+    """
+    _check_image(img)
+    sq = center_square(img)
+    angle = float(angle_deg) % 360.0
+    if angle != 0.0:
+        s = sq.shape[0]
+        half = s - 2 * (s // 4)
+        # crop corner distance from the centre must stay inside the inscribed circle
+        if math.hypot(half / 2, half / 2) > s / 2:  # pragma: no cover - impossible for s >= 2
+            raise ParameterError(f"central crop of a {s}px image would show rotated corners")
+        rotated = Image.fromarray(np.ascontiguousarray(sq)).rotate(
+            angle, resample=Image.Resampling.BILINEAR, expand=False
+        )
+        sq = np.asarray(rotated, dtype=np.uint8)
+    return area_resize(crop_center_half(sq), out_size)
+
+
+def preprocess_galaxy(
+    path: str, image_size: int, rotations: int
+) -> tuple[np.ndarray | None, tuple[int, int] | None, str | None]:
+    """Load one galaxy and produce its ``rotations`` views.
+
+    Args:
+        path: image file.
+        image_size: output side S.
+        rotations: number of views; view k uses angle ``360 / rotations * k``.
+
+    Returns:
+        ``(views, (H, W), error)``: uint8 (rotations, 3, S, S) and the source
+        size, or ``(None, None, message)`` when the image is unreadable.
+    """
+    try:
+        img = load_image(path)
+    except UnreadableImageError as exc:
+        return None, None, str(exc)
+    views = np.empty((rotations, 3, image_size, image_size), dtype=np.uint8)
+    for k in range(rotations):
+        views[k] = rotate_then_crop(img, 360.0 / rotations * k, image_size).transpose(2, 0, 1)
+    return views, (int(img.shape[0]), int(img.shape[1])), None
+
+
+def _preprocess_star(args: tuple[str, int, int]):
+    """Picklable adapter of :func:`preprocess_galaxy` for process pools."""
+    return preprocess_galaxy(*args)
+
+
+def load_split_tensors(
+    paths_df: pd.DataFrame,
+    image_size: int,
+    rotations: int = 1,
+    progress: bool = True,
+    n_workers: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Load, crop, (rotate) and resize the images of one split.
+
+    Ordering is **galaxy-major**: output row ``i * rotations + k`` is view k
+    (angle ``360 / rotations * k`` degrees; k = 0 is the plain crop) of the i-th
+    loaded galaxy, galaxies in ``paths_df`` order (unreadable ones skipped). With
+    ``n_workers > 1`` a process pool is used; the order is the same.
+
+    Args:
+        paths_df: frame with ``path`` and ``label`` (``dr7objid`` optional, used in
+            the report), N rows.
+        image_size: output side S (paper: 128).
+        rotations: views per galaxy (1: no augmentation; 10: 36 degree steps).
+        progress: show a tqdm bar.
+        n_workers: processes (1 = in-process).
+
+    Returns:
+        ``(images, labels, report)``: images uint8 tensor (M * rotations, 3, S, S),
+        labels int64 tensor (M * rotations,), M = loaded galaxies; report has
+        ``n_requested``, ``n_loaded``, ``n_unreadable``, ``unreadable_ids``,
+        ``n_other_size``, ``other_size_ids`` (first 100), ``other_sizes``
+        (``"HxW"`` -> count), ``rotations``, ``image_size``, ``ordering``
+        (``"galaxy-major"``) and ``loaded_ids`` (M ids, or row indices when the
+        frame has no ``dr7objid``).
+
+    Raises:
+        ParameterError: bad size / rotations / workers / missing columns.
+        EmptyDatasetError: no image could be loaded.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    missing = [c for c in ("path", "label") if c not in paths_df.columns]
+    if missing:
+        raise ParameterError(f"paths frame lacks column(s): {', '.join(missing)}")
+    if int(image_size) < 1 or int(rotations) < 1 or int(n_workers) < 1:
+        raise ParameterError(
+            f"image_size, rotations and n_workers must be >= 1, got {image_size}, {rotations}, {n_workers}"
+        )
+    s, r = int(image_size), int(rotations)
+    n = len(paths_df)
+    ids = (
+        paths_df["dr7objid"].to_numpy(dtype=np.int64).tolist()
+        if "dr7objid" in paths_df.columns
+        else list(range(n))
+    )
+    labels_in = paths_df["label"].to_numpy(dtype=np.int64)
+    paths = [str(p) for p in paths_df["path"]]
+    images = torch.empty((n * r, 3, s, s), dtype=torch.uint8)
+    labels = torch.empty((n * r,), dtype=torch.int64)
+    jobs = [(p, s, r) for p in paths]
+
+    if int(n_workers) > 1 and n > 1:
+        ctx = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=int(n_workers), mp_context=ctx)
+        chunk = max(1, min(64, n // (4 * int(n_workers)) or 1))
+        results = pool.map(_preprocess_star, jobs, chunksize=chunk)
+    else:
+        pool = None
+        results = map(_preprocess_star, jobs)
+
+    m = 0
+    unreadable: list[int] = []
+    other_ids: list[int] = []
+    other_sizes: dict[str, int] = {}
+    loaded_ids: list[int] = []
+    try:
+        for i, (views, hw, _err) in enumerate(
+            tqdm(results, total=n, desc=f"images x{r}", disable=not progress)
+        ):
+            if views is None:
+                unreadable.append(ids[i])
+                continue
+            images[m * r : (m + 1) * r] = torch.from_numpy(views)
+            labels[m * r : (m + 1) * r] = int(labels_in[i])
+            loaded_ids.append(ids[i])
+            if hw != (NATIVE_SIZE, NATIVE_SIZE):
+                other_ids.append(ids[i])
+                key = f"{hw[0]}x{hw[1]}"
+                other_sizes[key] = other_sizes.get(key, 0) + 1
+            m += 1
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    if m == 0:
+        raise EmptyDatasetError(f"none of the {n} images could be loaded")
+    report = {
+        "n_requested": int(n),
+        "n_loaded": int(m),
+        "n_unreadable": len(unreadable),
+        "unreadable_ids": unreadable,
+        "n_other_size": len(other_ids),
+        "other_size_ids": other_ids[:100],
+        "other_sizes": other_sizes,
+        "rotations": r,
+        "image_size": s,
+        "ordering": "galaxy-major",
+        "loaded_ids": loaded_ids,
+    }
+    if m < n:  # drop the unused tail (copy, so the spare memory is released)
+        return images[: m * r].clone(), labels[: m * r].clone(), report
+    return images, labels, report

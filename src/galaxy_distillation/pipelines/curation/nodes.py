@@ -1,0 +1,146 @@
+"""Nodes of the ``curation`` pipeline: GZ2 votes + images -> the curated 9-class dataset.
+
+Each node is a small function over the curation core (``galaxy_distillation.curation``);
+reports are plain dicts, merged into one curation report at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from galaxy_distillation.curation.images import load_split_tensors, resolve_image_paths
+from galaxy_distillation.curation.labels import CLASS_NAMES, label_galaxies
+from galaxy_distillation.curation.report import curation_report, make_montage
+from galaxy_distillation.curation.selection import select_and_split
+from galaxy_distillation.curation.stats import channel_stats
+
+
+def label_catalogue(vote_catalogue: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Merge the GZ2 decision tree into 9 classes and score each galaxy's confidence.
+
+    Returns:
+        ``labelled_catalog`` (dr7objid, label 0..8, confidence, the ten scores) and a report
+        with what reading the catalogue dropped and the class counts.
+    """
+    labelled, stats = label_galaxies(vote_catalogue)
+    read_info = dict(vote_catalogue.attrs.get("read_info", {}))
+    labelled.attrs = {}
+    return labelled, {"read": read_info, "labels": stats}
+
+
+def label_catalogue_after_sky(
+    vote_catalogue: pd.DataFrame, mock_sky_manifest: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`label_catalogue`, ordered after the mock sky is rendered (default pipeline)."""
+    labelled, report = label_catalogue(vote_catalogue)
+    report["sky"] = {"mode": mock_sky_manifest.get("mode")}
+    return labelled, report
+
+
+def select_galaxies(
+    labelled_catalog: pd.DataFrame, curation: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Keep the top-K most confident galaxies per class and split each class train/test."""
+    return select_and_split(
+        labelled_catalog,
+        k_per_class=int(curation["k_per_class"]),
+        n_train_per_class=int(curation["n_train_per_class"]),
+        seed=int(curation["seed"]),
+        on_shortfall=str(curation["on_shortfall"]),
+    )
+
+
+def locate_images(
+    selected_train_galaxies: pd.DataFrame,
+    selected_test_galaxies: pd.DataFrame,
+    filename_mapping: pd.DataFrame,
+    image_dir: str,
+    curation: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Join the selection to the filename mapping and keep galaxies whose image exists."""
+    limit = float(curation["max_missing_fraction"])
+    train, train_report = resolve_image_paths(selected_train_galaxies, filename_mapping, image_dir, limit)
+    test, test_report = resolve_image_paths(selected_test_galaxies, filename_mapping, image_dir, limit)
+    return train, test, {"train": train_report, "test": test_report}
+
+
+def load_images(
+    galaxy_paths: pd.DataFrame, curation: dict[str, Any], rotations: int = 1
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load, crop the central half and area-resize the images; ``rotations`` > 1 augments.
+
+    Returns:
+        ``{"images": uint8 (N*rotations, 3, S, S), "labels": int64}`` and a load report.
+    """
+    images, labels, report = load_split_tensors(
+        galaxy_paths,
+        image_size=int(curation["image_size"]),
+        rotations=rotations,
+        progress=True,
+        n_workers=int(curation.get("n_workers", 1)),
+    )
+    return {"images": images, "labels": labels}, report
+
+
+def load_plain_images(galaxy_paths: pd.DataFrame, curation: dict[str, Any]):
+    """Images of a split without augmentation (the test set, and the plain training set)."""
+    return load_images(galaxy_paths, curation, rotations=1)
+
+
+def load_augmented_images(galaxy_paths: pd.DataFrame, curation: dict[str, Any]):
+    """The training set with ``curation.rotations`` rotations (10 x 36 degrees in the paper)."""
+    return load_images(galaxy_paths, curation, rotations=int(curation["rotations"]))
+
+
+def package_model_input(
+    train: dict[str, torch.Tensor],
+    train_augmented: dict[str, torch.Tensor],
+    test: dict[str, torch.Tensor],
+    curation: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Bundle the curated splits with their class names and normalisation statistics."""
+    normalisation = {
+        "train": channel_stats(train["images"]),
+        "train_augmented": channel_stats(train_augmented["images"]),
+    }
+    meta = {
+        "class_names": list(CLASS_NAMES),
+        "image_size": int(curation["image_size"]),
+        "rotations": int(curation["rotations"]),
+        "normalisation": normalisation,
+        "sizes": {
+            "train": int(train["labels"].numel()),
+            "train_augmented": int(train_augmented["labels"].numel()),
+            "test": int(test["labels"].numel()),
+        },
+    }
+    model_input = {"train": train, "train_augmented": train_augmented, "test": test, "meta": meta}
+    return model_input, meta
+
+
+def report_curation(
+    label_report: dict[str, Any],
+    selection_report: dict[str, Any],
+    locate_report: dict[str, Any],
+    train_load_report: dict[str, Any],
+    test_load_report: dict[str, Any],
+    model_input_meta: dict[str, Any],
+) -> dict[str, Any]:
+    """One JSON-serialisable curation report (also logged to MLflow)."""
+    return curation_report(
+        label_report=label_report,
+        selection_report=selection_report,
+        image_report={"located": locate_report, "train": train_load_report, "test": test_load_report},
+        dataset=model_input_meta,
+    )
+
+
+def montage(train: dict[str, torch.Tensor], curation: dict[str, Any]) -> Figure:
+    """A few curated training galaxies per class, one row per class."""
+    return make_montage(
+        train["images"], train["labels"], CLASS_NAMES, per_class=int(curation["montage_per_class"]), seed=0
+    )

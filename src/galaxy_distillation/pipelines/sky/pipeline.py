@@ -1,0 +1,18 @@
+"""The ``sky`` pipeline: the mock GZ2 sky in the real file layout."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import render_mock_sky
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                render_mock_sky,
+                inputs=["params:sky", "params:votes_path"],
+                outputs="mock_sky_manifest",
+                name="render_mock_sky",
+            )
+        ]
+    )
