@@ -121,12 +121,16 @@ def parse_int64_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     ok = text.str.fullmatch(_INT_RE.pattern).fillna(False).to_numpy(dtype=bool)
     out = np.zeros(len(values), dtype=np.int64)
     idx = np.flatnonzero(ok)
-    for i in idx:  # python int: exact for 19-digit ids, range-checked
-        v = int(text.iat[i])
-        if -(2**63) <= v < 2**63:
-            out[i] = v
-        else:
-            ok[i] = False
+    valid = text.to_numpy(dtype=object)[idx]
+    try:  # numpy parses decimal text as integers exactly (no float step)
+        out[idx] = np.asarray(valid, dtype=str).astype(np.int64)
+    except OverflowError:  # some id beyond int64: check one by one
+        for i, v in zip(idx, valid):
+            n = int(v)
+            if -(2**63) <= n < 2**63:
+                out[i] = n
+            else:
+                ok[i] = False
     return pd.Series(out, index=values.index, name=values.name), ok
 
 

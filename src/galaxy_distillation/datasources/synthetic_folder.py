@@ -87,7 +87,8 @@ def toy_image(class_index: int, n_classes: int, size: int, rng: np.random.Genera
     # distractor dot of random colour, anywhere
     dr = max(1.0, 0.08 * size)
     ex, ey = rng.uniform(0, size, size=2)
-    img[(xx - ex) ** 2 + (yy - ey) ** 2 <= dr**2] = _hsv(rng.uniform(), rng.uniform(0.3, 1.0), rng.uniform(0.4, 1.0))
+    dot = (xx - ex) ** 2 + (yy - ey) ** 2 <= dr**2
+    img[dot] = _hsv(rng.uniform(), rng.uniform(0.3, 1.0), rng.uniform(0.4, 1.0))
 
     img = img + rng.normal(0.0, 0.06, size=img.shape)
     return (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -1,6 +1,81 @@
 """Plain-PyTorch engine: networks, flat parameters, DSA, ZCA, experts, evaluation (no Kedro)."""
 
-from .data import DataError, derive_seed, make_generator, pick_device, to_display, to_float
-from .dsa import DEFAULT_DSA_STRATEGY, DSAError, DSAParams, dsa_augment
+from .data import DataError, as_float_batch, clone_generator, derive_seed, make_generator, pick_device, to_display, to_float
+from .dsa import DEFAULT_DSA_STRATEGY, DSA_OPERATIONS, DSAError, DSAParams, dsa_augment, parse_strategy
+from .evaluation import (
+    DEFAULT_ARCH,
+    EvalConfig,
+    EvalResult,
+    EvaluationError,
+    check_dataset,
+    compute_accuracy,
+    evaluate_images,
+    init_network,
+)
+from .experts import (
+    ExpertBank,
+    ExpertConfig,
+    ExpertError,
+    Trajectory,
+    expert_path,
+    load_trajectory,
+    read_trajectory_meta,
+    save_trajectory,
+    train_expert,
+    train_experts,
+)
 from .functional import FlatModel, FlatModelError
-from .networks import NetworkConfigError, build_from_spec, build_network, count_parameters, has_batchnorm
+from .networks import (
+    ARCHITECTURES,
+    NetworkConfigError,
+    build_from_spec,
+    build_network,
+    count_parameters,
+    has_batchnorm,
+)
+from .zca import ZCA, ZCAError
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_ARCH",
+    "DEFAULT_DSA_STRATEGY",
+    "DSA_OPERATIONS",
+    "DSAError",
+    "DSAParams",
+    "DataError",
+    "EvalConfig",
+    "EvalResult",
+    "EvaluationError",
+    "ExpertBank",
+    "ExpertConfig",
+    "ExpertError",
+    "FlatModel",
+    "FlatModelError",
+    "NetworkConfigError",
+    "Trajectory",
+    "ZCA",
+    "ZCAError",
+    "as_float_batch",
+    "build_from_spec",
+    "build_network",
+    "check_dataset",
+    "clone_generator",
+    "compute_accuracy",
+    "count_parameters",
+    "derive_seed",
+    "dsa_augment",
+    "evaluate_images",
+    "expert_path",
+    "has_batchnorm",
+    "init_network",
+    "load_trajectory",
+    "make_generator",
+    "parse_strategy",
+    "pick_device",
+    "read_trajectory_meta",
+    "save_trajectory",
+    "to_display",
+    "to_float",
+    "train_expert",
+    "train_experts",
+]

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DataError", "to_float", "to_display", "as_float_batch", "pick_device", "make_generator", "derive_seed"]
+__all__ = ["DataError", "to_float", "to_display", "as_float_batch", "pick_device", "make_generator", "clone_generator", "derive_seed"]
 
 
 class DataError(ValueError):
@@ -64,6 +64,13 @@ def make_generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed``."""
     g = torch.Generator(device="cpu")
     g.manual_seed(int(seed))
+    return g
+
+
+def clone_generator(generator: torch.Generator) -> torch.Generator:
+    """An independent generator in the same state (for siamese augmentation of two batches)."""
+    g = torch.Generator(device=generator.device)
+    g.set_state(generator.get_state())
     return g
 
 

@@ -128,14 +128,26 @@ def report_curation(
     locate_report: dict[str, Any],
     train_load_report: dict[str, Any],
     test_load_report: dict[str, Any],
+    augment_report: dict[str, Any],
     model_input_meta: dict[str, Any],
 ) -> dict[str, Any]:
-    """One JSON-serialisable curation report (also logged to MLflow)."""
+    """One JSON-serialisable curation report (also logged to MLflow): class counts before and
+    after selection, mean confidence of all vs selected galaxies, shortfalls, missing and
+    unreadable images, dataset sizes and normalisation statistics."""
     return curation_report(
-        label_report=label_report,
+        catalogue_info=label_report.get("read"),
+        label_stats=label_report.get("labels"),
         selection_report=selection_report,
-        image_report={"located": locate_report, "train": train_load_report, "test": test_load_report},
+        image_reports={
+            "located_train": locate_report["train"],
+            "located_test": locate_report["test"],
+            "train": train_load_report,
+            "test": test_load_report,
+            "train_augmented": augment_report,
+        },
+        stats=model_input_meta.get("normalisation"),
         dataset=model_input_meta,
+        sky=label_report.get("sky"),
     )
 
 

@@ -37,7 +37,7 @@ def create_pipeline(after_sky: bool = False, **kwargs) -> Pipeline:
                  ["model_input", "model_input_meta"], name="package_model_input"),
             node(n.report_curation,
                  ["label_report", "selection_report", "locate_report", "train_load_report", "test_load_report",
-                  "model_input_meta"],
+                  "augment_report", "model_input_meta"],
                  "curation_report", name="report_curation"),
             node(n.montage, ["gz2_train_images", "params:curation"], "curation_montage", name="curation_montage"),
         ]

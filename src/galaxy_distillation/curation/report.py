@@ -1,0 +1,133 @@
+"""Curation report: a per-class montage figure and a JSON-serialisable summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .errors import ParameterError
+
+#: Lists longer than this are summarised in :func:`curation_report`.
+MAX_LIST_LEN: int = 100
+
+
+def _to_hwc_float(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) uint8 or float in [0, 1] -> (H, W, C) float in [0, 1] for imshow."""
+    x = img.detach().cpu()
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    x = x.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+    return x[..., 0] if x.shape[2] == 1 else x
+
+
+def make_montage(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    per_class: int = 6,
+    seed: int = 0,
+) -> Figure:
+    """Grid of example images: one row per class, class name on the left.
+
+    Uses ``matplotlib.figure.Figure`` directly (no pyplot, no GUI backend), so
+    ``fig.savefig("montage.png")`` works headless.
+
+    Args:
+        images: (N, C, H, W) uint8, or float in [0, 1].
+        labels: (N,) int class indices into ``class_names``.
+        class_names: names of the K classes (rows).
+        per_class: images per row; a class with fewer shows what it has.
+        seed: choice of the examples (``torch.Generator`` seed).
+
+    Returns:
+        The figure (K rows x per_class columns).
+    """
+    if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ParameterError(
+            f"make_montage expects images (N, C, H, W) and labels (N,), got "
+            f"{tuple(images.shape)} and {tuple(labels.shape)}"
+        )
+    if per_class < 1 or len(class_names) < 1:
+        raise ParameterError("make_montage needs per_class >= 1 and at least one class name")
+    gen = torch.Generator().manual_seed(int(seed))
+    k = len(class_names)
+    fig = Figure(figsize=(1.3 * per_class + 2.2, 1.3 * k), dpi=100)
+    axes = fig.subplots(k, per_class, squeeze=False)
+    for c in range(k):
+        idx = torch.nonzero(labels == c).flatten()
+        if len(idx) > per_class:
+            idx = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
+        for j in range(per_class):
+            ax = axes[c][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(idx):
+                ax.imshow(_to_hwc_float(images[int(idx[j])]), interpolation="nearest")
+        axes[c][0].set_ylabel(
+            f"{c}: {class_names[c]}", rotation=0, ha="right", va="center", fontsize=8
+        )
+    fig.subplots_adjust(left=0.25, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
+    return fig
+
+
+def to_plain(value: Any, max_list: int = MAX_LIST_LEN) -> Any:
+    """Convert numpy/torch scalars, arrays, tuples, paths to plain JSON types.
+
+    Lists longer than ``max_list`` become ``{"n": len, "first": [...max_list]}``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v, max_list) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, set)):
+        items = [to_plain(v, max_list) for v in value]
+        if len(items) > max_list:
+            return {"n": len(items), "first": items[:max_list]}
+        return items
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def curation_report(
+    catalogue_info: Mapping | None = None,
+    label_stats: Mapping | None = None,
+    selection_report: Mapping | None = None,
+    image_reports: Mapping[str, Mapping] | None = None,
+    stats: Mapping | None = None,
+    **extra: Any,
+) -> dict:
+    """Merge the curation step reports into one JSON-serialisable dict.
+
+    Args:
+        catalogue_info: from :func:`~.catalogue.read_vote_catalogue`.
+        label_stats: from :func:`~.labels.label_galaxies`.
+        selection_report: from :func:`~.selection.select_and_split`.
+        image_reports: split name -> report of :func:`~.images.resolve_image_paths`
+            or :func:`~.images.load_split_tensors` (e.g. ``{"resolve": ..., "train": ...}``).
+        stats: from :func:`~.stats.channel_stats`.
+        **extra: further plain entries (e.g. parameters).
+
+    Returns:
+        ``{"catalogue": ..., "labels": ..., "selection": ..., "images": {...},
+        "channel_stats": ..., **extra}`` with only dict/list/str/int/float/bool/None;
+        long lists (e.g. loaded ids) are summarised as ``{"n", "first"}``.
+    """
+    merged: dict[str, Any] = {
+        "catalogue": catalogue_info or {},
+        "labels": label_stats or {},
+        "selection": selection_report or {},
+        "images": dict(image_reports or {}),
+        "channel_stats": stats or {},
+    }
+    merged.update(extra)
+    return to_plain(merged)

@@ -1,0 +1,323 @@
+"""Evaluation protocol: train fresh networks on a (distilled / random / full) set, test them.
+
+Protocol (paper section 4 / MTT): ``n_nets`` fresh networks, SGD (momentum 0.9, weight decay
+5e-4) at the given ``lr`` (the learned alpha for distilled sets), lr x0.1 from epoch
+``int(lr_decay_at * epochs)`` on (0-based; i.e. after half the epochs by default), cross-entropy,
+DSA on every training batch, batch size ``min(batch_size, N)``, reshuffled each epoch (last
+partial batch kept). Reported: per-net final test accuracy (%), their mean and POPULATION std
+(``np.std``, ddof=0, as in the literature).
+
+Seeds: net ``k`` uses ``derive_seed(seed, k)``, from which its initialisation, its minibatch
+order and its DSA draws are derived, so the vmap path and the loop path see the same
+randomness. With ``use_vmap=True`` (and no batch-norm) the nets are trained together with
+``torch.func.stack_module_state`` + ``vmap(functional_call)``; results match the loop to float
+tolerance.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from .data import as_float_batch, derive_seed, make_generator
+from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
+from .networks import build_from_spec, has_batchnorm
+
+__all__ = [
+    "DEFAULT_ARCH",
+    "EvaluationError",
+    "EvalConfig",
+    "EvalResult",
+    "evaluate_images",
+    "compute_accuracy",
+    "init_network",
+    "check_dataset",
+]
+
+DEFAULT_ARCH: dict[str, Any] = {
+    "arch": "convnet",
+    "width": 128,
+    "depth": 3,
+    "norm": "instancenorm",
+    "pooling": "avgpooling",
+    "activation": "relu",
+}
+
+
+class EvaluationError(ValueError):
+    """Raised for inconsistent evaluation inputs or settings."""
+
+
+@dataclass
+class EvalConfig:
+    """Settings of the evaluation protocol (defaults = the paper's)."""
+
+    n_nets: int = 5
+    epochs: int = 1000
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay_at: float = 0.5  # fraction of epochs after which lr is multiplied by 0.1; >= 1 disables
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
+    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
+    use_vmap: bool = True
+    eval_batch_size: int = 256  # test-set batch (per net under vmap)
+    vmap_max_images: int = 1024  # n_nets * batch above this -> loop (bounds vmap memory on large sets)
+    curve_every: int = 0  # > 0: record test accuracy every this many epochs (plus epoch 0 and the end)
+    dsa_params: DSAParams | None = None
+
+
+@dataclass
+class EvalResult:
+    """Evaluation outcome: per-net final test accuracies in %."""
+
+    accs: list[float]
+    mean: float
+    std: float  # population std (ddof=0)
+    curve_epochs: list[int] = field(default_factory=list)
+    curves: list[list[float]] = field(default_factory=list)  # [net][checkpoint] test accuracy (%)
+    seconds: float = 0.0
+    used_vmap: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-Python view (JSON-serialisable)."""
+        return {
+            "accs": list(self.accs),
+            "mean": self.mean,
+            "std": self.std,
+            "curve_epochs": list(self.curve_epochs),
+            "curves": [list(c) for c in self.curves],
+            "seconds": self.seconds,
+            "used_vmap": self.used_vmap,
+        }
+
+
+def check_dataset(x: torch.Tensor, y: torch.Tensor, num_classes: int, name: str) -> None:
+    """Validate images (N, C, H, W) and integer labels (N,) in [0, num_classes)."""
+    if x.dim() != 4:
+        raise EvaluationError(f"{name} images must be (N, C, H, W), got shape {tuple(x.shape)}")
+    if y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise EvaluationError(f"{name} labels must be (N,) with N={x.shape[0]}, got shape {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise EvaluationError(f"{name} set is empty")
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise EvaluationError(f"{name} labels must be integers, got {y.dtype}")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise EvaluationError(f"{name} labels must lie in [0, {num_classes}), got range [{lo}, {hi}]")
+
+
+def init_network(arch: dict, channels: int, num_classes: int, im_size: tuple[int, int], seed: int) -> nn.Module:
+    """Build a network from ``arch`` with weights drawn from ``seed`` (global RNG left untouched). CPU."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build_from_spec(arch, channels, num_classes, im_size)
+
+
+@torch.no_grad()
+def compute_accuracy(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> float:
+    """Accuracy (%) of ``forward`` ((B, C, H, W) -> (B, K) logits) on ``x`` (N, C, H, W), ``y`` (N,), in batches."""
+    correct = 0
+    for i in range(0, x.shape[0], batch_size):
+        xb = as_float_batch(x[i : i + batch_size].to(device, non_blocking=True), mean, std)
+        pred = forward(xb).argmax(-1)
+        correct += int((pred == y[i : i + batch_size].to(device)).sum())
+    return 100.0 * correct / x.shape[0]
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _checkpoints(epochs: int, every: int) -> list[int]:
+    if every <= 0:
+        return [epochs]
+    pts = list(range(0, epochs, every)) + [epochs]
+    return sorted(set(pts))
+
+
+def _decay_epoch(config: EvalConfig) -> int | None:
+    if config.lr_decay_at is None or config.lr_decay_at >= 1 or config.lr_decay_at < 0:
+        return None
+    return int(config.lr_decay_at * config.epochs)
+
+
+def _train_loop(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
+    progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+) -> tuple[list[float], list[int], list[list[float]]]:
+    n, c, h, w = train_x.shape
+    bs = min(config.batch_size, n)
+    decay = _decay_epoch(config)
+    cps = _checkpoints(config.epochs, config.curve_every)
+    accs: list[float] = []
+    curves: list[list[float]] = []
+    for k, s in enumerate(seeds):
+        net = init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device)
+        g_perm, g_dsa = make_generator(derive_seed(s, 1)), make_generator(derive_seed(s, 2))
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        curve: list[float] = []
+
+        def record(epoch: int) -> None:
+            if epoch in cps:
+                net.eval()
+                curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
+                net.train()
+
+        record(0)
+        for ep in tqdm(range(config.epochs), desc=f"eval net {k}", disable=not progress, leave=False):
+            if decay is not None and ep == decay:
+                _set_lr(opt, lr * 0.1)
+            perm = torch.randperm(n, generator=g_perm)
+            for i in range(0, n, bs):
+                idx = perm[i : i + bs].to(device)
+                xb = as_float_batch(train_x[idx], mean, std)
+                xb = dsa_augment(xb, config.dsa_strategy, g_dsa, config.dsa_params)
+                loss = F.cross_entropy(net(xb), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            record(ep + 1)
+        accs.append(curve[-1])
+        curves.append(curve)
+    return accs, cps, curves
+
+
+def _train_vmap(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
+    progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+) -> tuple[list[float], list[int], list[list[float]]]:
+    n, c, h, w = train_x.shape
+    bs = min(config.batch_size, n)
+    k_nets = len(seeds)
+    decay = _decay_epoch(config)
+    cps = _checkpoints(config.epochs, config.curve_every)
+    nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
+    params, buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
+    base = copy.deepcopy(nets[0]).to("meta")
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    batched = vmap(one, in_dims=(0, 0, 0))
+    shared_x = vmap(one, in_dims=(0, 0, None))
+    g_perms = [make_generator(derive_seed(s, 1)) for s in seeds]
+    g_dsas = [make_generator(derive_seed(s, 2)) for s in seeds]
+    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    curves: list[list[float]] = [[] for _ in seeds]
+
+    @torch.no_grad()
+    def record(epoch: int) -> None:
+        if epoch not in cps:
+            return
+        correct = torch.zeros(k_nets, dtype=torch.long, device=device)
+        for i in range(0, test_x.shape[0], config.eval_batch_size):
+            xb = as_float_batch(test_x[i : i + config.eval_batch_size].to(device), mean, std)
+            pred = shared_x(params, buffers, xb).argmax(-1)  # (K, b)
+            correct += (pred == test_y[i : i + config.eval_batch_size].to(device).unsqueeze(0)).sum(1)
+        for j in range(k_nets):
+            curves[j].append(100.0 * int(correct[j]) / test_x.shape[0])
+
+    record(0)
+    for ep in tqdm(range(config.epochs), desc="eval nets (vmap)", disable=not progress, leave=False):
+        if decay is not None and ep == decay:
+            _set_lr(opt, lr * 0.1)
+        perms = [torch.randperm(n, generator=g) for g in g_perms]
+        for i in range(0, n, bs):
+            idx = torch.stack([p[i : i + bs] for p in perms]).to(device)  # (K, b)
+            xb = torch.stack(
+                [dsa_augment(as_float_batch(train_x[idx[j]], mean, std), config.dsa_strategy, g_dsas[j],
+                             config.dsa_params) for j in range(k_nets)]
+            )  # (K, b, C, H, W)
+            yb = train_y[idx]  # (K, b)
+            logits = batched(params, buffers, xb)  # (K, b, classes)
+            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k_nets, -1).mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        record(ep + 1)
+    return [cv[-1] for cv in curves], cps, curves
+
+
+def evaluate_images(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    lr: float,
+    config: EvalConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> EvalResult:
+    """Train ``config.n_nets`` fresh networks on (train_x, train_y) and test them.
+
+    Args:
+        train_x: training images (N, C, H, W), normalised float (or uint8 with ``mean``/``std``).
+        train_y: integer labels (N,).
+        test_x, test_y: test images (M, C, H, W) and labels (M,) (same conventions).
+        num_classes: number of classes.
+        lr: SGD learning rate (the learned alpha for distilled sets).
+        config: protocol settings.
+        seed: master seed; net ``k`` uses ``derive_seed(seed, k)``.
+        device: where to train.
+        progress: show tqdm bars.
+        mean, std: per-channel statistics, only needed for uint8 images.
+
+    Returns:
+        :class:`EvalResult` with per-net final accuracies (%), mean and population std.
+    """
+    check_dataset(train_x, train_y, num_classes, "training")
+    check_dataset(test_x, test_y, num_classes, "test")
+    if tuple(train_x.shape[1:]) != tuple(test_x.shape[1:]):
+        raise EvaluationError(f"train images {tuple(train_x.shape[1:])} and test images {tuple(test_x.shape[1:])} differ")
+    if not (np.isfinite(lr) and lr > 0):
+        raise EvaluationError(f"learning rate must be a positive finite number, got {lr}")
+    if config.n_nets < 1 or config.epochs < 0 or config.batch_size < 1:
+        raise EvaluationError("n_nets and batch_size must be >= 1 and epochs >= 0")
+    t0 = time.perf_counter()
+    train_x = train_x.detach().to(device)
+    train_y = train_y.detach().to(device=device, dtype=torch.long)
+    test_x = test_x.detach().to(device)
+    test_y = test_y.detach().to(device=device, dtype=torch.long)
+    seeds = [derive_seed(seed, k) for k in range(config.n_nets)]
+    probe = build_from_spec(config.arch, train_x.shape[1], num_classes, tuple(train_x.shape[2:]))
+    bs = min(config.batch_size, train_x.shape[0])
+    use_vmap = (
+        config.use_vmap and config.n_nets > 1 and not has_batchnorm(probe) and bs * config.n_nets <= config.vmap_max_images
+    )
+    runner = _train_vmap if use_vmap else _train_loop
+    accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,
+                               progress, mean, std)
+    return EvalResult(
+        accs=[float(a) for a in accs],
+        mean=float(np.mean(accs)),
+        std=float(np.std(accs)),
+        curve_epochs=cps,
+        curves=curves,
+        seconds=time.perf_counter() - t0,
+        used_vmap=use_vmap,
+    )

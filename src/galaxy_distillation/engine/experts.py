@@ -1,0 +1,323 @@
+"""Expert (teacher) trajectories: train a network and record its parameters every epoch.
+
+A trajectory is one contiguous float32 tensor ``params`` of shape (E+1, P): row 0 is the
+initialisation, row e the flat parameters (order of ``named_parameters``, see
+:class:`~.functional.FlatModel`) after epoch e. On disk an expert is one safetensors file
+``expert_NNNN.safetensors`` holding the tensor ``"params"`` plus string metadata
+(``epochs``, ``num_params``, JSON ``meta`` with architecture, seed, config, test accuracies,
+train losses). :func:`load_trajectory` with ``max_epoch=k`` reads only rows 0..k from disk
+(``safe_open(...).get_slice``).
+
+Training: SGD (lr, momentum, weight decay from :class:`ExpertConfig`), cross-entropy, DSA on
+every training batch, minibatches indexed on the device with a seeded permutation (last
+partial batch kept). Seed ``s`` drives init (``derive_seed(s, 0)``), batch order
+(``derive_seed(s, 1)``) and DSA (``derive_seed(s, 2)``): same seed, same trajectory on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .data import as_float_batch, derive_seed, make_generator
+from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
+from .evaluation import DEFAULT_ARCH, check_dataset, compute_accuracy, init_network
+from .functional import FlatModel
+
+__all__ = [
+    "ExpertError",
+    "ExpertConfig",
+    "Trajectory",
+    "train_expert",
+    "train_experts",
+    "save_trajectory",
+    "load_trajectory",
+    "read_trajectory_meta",
+    "expert_path",
+    "ExpertBank",
+]
+
+TRAJECTORY_FORMAT = "galaxy_distillation.trajectory/1"
+_EXPERT_RE = re.compile(r"^expert_(\d+)\.safetensors$")
+
+
+class ExpertError(ValueError):
+    """Raised for bad expert settings, files or requests."""
+
+
+@dataclass
+class ExpertConfig:
+    """Expert training settings (defaults = the galaxy paper's)."""
+
+    epochs: int = 50
+    lr: float = 1e-3
+    batch_size: int = 256
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
+    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
+    eval_batch_size: int = 256
+    dsa_params: DSAParams | None = None
+
+
+@dataclass
+class Trajectory:
+    """One expert's recorded training run.
+
+    Attributes:
+        params: (E+1, P) float32 contiguous; row 0 = initialisation, row e = after epoch e.
+        test_acc: test accuracy (%) at each row, length E+1.
+        train_loss: mean training loss of each epoch 1..E, length E.
+        meta: free-form JSON-able metadata (arch, seed, config, num_classes, image shape, ...).
+    """
+
+    params: torch.Tensor
+    test_acc: list[float]
+    train_loss: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_epochs(self) -> int:
+        """E (number of recorded epochs; rows = E + 1)."""
+        return int(self.params.shape[0]) - 1
+
+
+def train_expert(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    config: ExpertConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Trajectory:
+    """Train one expert and record its flat parameters at every epoch.
+
+    Args:
+        train_x: (N, C, H, W) normalised float images (or uint8 with ``mean``/``std``; uint8 keeps
+            a large training set 4x smaller on the device).
+        train_y: (N,) integer labels.
+        test_x, test_y: (M, C, H, W), (M,) test set (same conventions).
+        num_classes: number of classes.
+        config: training settings.
+        seed: drives init, batch order and DSA.
+        device: training device (data is moved there once).
+        progress: tqdm bar over epochs.
+        mean, std: per-channel statistics for uint8 inputs.
+
+    Returns:
+        :class:`Trajectory` with ``params`` (E+1, P) on CPU.
+    """
+    check_dataset(train_x, train_y, num_classes, "training")
+    check_dataset(test_x, test_y, num_classes, "test")
+    if config.epochs < 1 or config.batch_size < 1 or not config.lr > 0:
+        raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
+    n, c, h, w = train_x.shape
+    t0 = time.perf_counter()
+    net = init_network(config.arch, c, num_classes, (h, w), derive_seed(seed, 0)).to(device)
+    flat = FlatModel(net)
+    g_perm, g_dsa = make_generator(derive_seed(seed, 1)), make_generator(derive_seed(seed, 2))
+    train_x = train_x.detach().to(device)
+    train_y = train_y.detach().to(device=device, dtype=torch.long)
+    test_x = test_x.detach().to(device)
+    test_y = test_y.detach().to(device=device, dtype=torch.long)
+    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    params = torch.empty(config.epochs + 1, flat.numel, dtype=torch.float32)  # preallocated, CPU
+
+    def snapshot(row: int) -> float:
+        params[row].copy_(flat.flat_params().to(torch.float32))
+        net.eval()
+        acc = compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std)
+        net.train()
+        return acc
+
+    test_acc = [snapshot(0)]
+    train_loss: list[float] = []
+    bar = tqdm(range(config.epochs), desc=f"expert seed {seed}", disable=not progress, leave=False)
+    for ep in bar:
+        perm = torch.randperm(n, generator=g_perm).to(device)
+        total = torch.zeros((), device=device)
+        for i in range(0, n, config.batch_size):
+            idx = perm[i : i + config.batch_size]
+            xb = dsa_augment(as_float_batch(train_x[idx], mean, std), config.dsa_strategy, g_dsa, config.dsa_params)
+            yb = train_y[idx]
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * idx.numel()
+        train_loss.append(float(total) / n)
+        test_acc.append(snapshot(ep + 1))
+        bar.set_postfix(loss=f"{train_loss[-1]:.3f}", acc=f"{test_acc[-1]:.1f}")
+    meta = {
+        "seed": int(seed),
+        "arch": dict(config.arch),
+        "num_classes": int(num_classes),
+        "image_shape": [int(c), int(h), int(w)],
+        "config": {k: v for k, v in asdict(config).items() if k != "dsa_params"},
+        "seconds": time.perf_counter() - t0,
+    }
+    return Trajectory(params=params.contiguous(), test_acc=test_acc, train_loss=train_loss, meta=meta)
+
+
+def expert_path(directory: str | Path, index: int) -> Path:
+    """Canonical file name of expert ``index`` in ``directory``: ``expert_0007.safetensors``."""
+    return Path(directory) / f"expert_{int(index):04d}.safetensors"
+
+
+def save_trajectory(traj: Trajectory, path: str | Path) -> None:
+    """Write ``traj`` to one safetensors file (tensor ``params`` + string metadata); atomic rename."""
+    p = traj.params
+    if p.dim() != 2 or p.shape[0] < 1:
+        raise ExpertError(f"trajectory params must be (E+1, P), got shape {tuple(p.shape)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": TRAJECTORY_FORMAT,
+        "epochs": str(p.shape[0] - 1),
+        "num_params": str(p.shape[1]),
+        "test_acc": json.dumps([float(a) for a in traj.test_acc]),
+        "train_loss": json.dumps([float(a) for a in traj.train_loss]),
+        "meta": json.dumps(traj.meta),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"params": p.detach().to("cpu", torch.float32).contiguous()}, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def read_trajectory_meta(path: str | Path) -> dict[str, Any]:
+    """Metadata of a saved trajectory without reading its tensor: epochs, num_params, test_acc, train_loss, meta."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExpertError(f"expert file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ExpertError(f"cannot read expert file {path}: {exc}") from None
+    if md.get("format") != TRAJECTORY_FORMAT:
+        raise ExpertError(f"{path} is not a trajectory file (format {md.get('format')!r})")
+    return {
+        "epochs": int(md["epochs"]),
+        "num_params": int(md["num_params"]),
+        "test_acc": json.loads(md["test_acc"]),
+        "train_loss": json.loads(md["train_loss"]),
+        "meta": json.loads(md["meta"]),
+    }
+
+
+def load_trajectory(path: str | Path, max_epoch: int | None = None) -> Trajectory:
+    """Load a trajectory; with ``max_epoch=k`` only rows 0..k are read (params (k+1, P)).
+
+    Raises ``ExpertError`` if ``k`` exceeds the recorded epochs.
+    """
+    info = read_trajectory_meta(path)
+    e = info["epochs"]
+    k = e if max_epoch is None else int(max_epoch)
+    if k < 0 or k > e:
+        raise ExpertError(f"max_epoch {max_epoch} out of range: {path} has epochs 0..{e}")
+    with safe_open(str(path), framework="pt") as f:
+        params = f.get_slice("params")[0 : k + 1]
+    return Trajectory(
+        params=params.contiguous(),
+        test_acc=info["test_acc"][: k + 1],
+        train_loss=info["train_loss"][:k],
+        meta=info["meta"],
+    )
+
+
+def train_experts(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    config: ExpertConfig,
+    n_experts: int,
+    directory: str | Path,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> list[Path]:
+    """Train ``n_experts`` experts into ``directory`` (expert i uses ``derive_seed(seed, i)``).
+
+    Existing ``expert_i`` files are kept (resumable). Returns the list of file paths.
+    """
+    paths = []
+    for i in tqdm(range(n_experts), desc="experts", disable=not progress):
+        path = expert_path(directory, i)
+        if not path.exists():
+            traj = train_expert(train_x, train_y, test_x, test_y, num_classes, config, derive_seed(seed, i), device,
+                                progress=progress, mean=mean, std=std)
+            traj.meta["index"] = i
+            save_trajectory(traj, path)
+        paths.append(path)
+    return paths
+
+
+class ExpertBank:
+    """Lazily loads expert trajectories from ``directory/expert_*.safetensors`` (sorted by index).
+
+    ``len(bank)``; ``bank.load(i, max_epoch=None)`` -> (E+1, P) float32 tensor (on ``device`` if
+    given); ``bank.num_epochs`` and ``bank.num_params`` (minimum over experts); ``bank.meta``
+    (the first expert's metadata dict); ``bank.test_acc(i)``.
+    """
+
+    def __init__(self, directory: str | Path, device: torch.device | str | None = None, cache: bool = False) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise ExpertError(f"expert directory not found: {self.directory}")
+        found = []
+        for p in self.directory.iterdir():
+            m = _EXPERT_RE.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        if not found:
+            raise ExpertError(f"no expert_*.safetensors files in {self.directory}")
+        self.paths: list[Path] = [p for _, p in sorted(found)]
+        self.device = torch.device(device) if device is not None else None
+        self._infos = [read_trajectory_meta(p) for p in self.paths]
+        sizes = {info["num_params"] for info in self._infos}
+        if len(sizes) != 1:
+            raise ExpertError(f"experts in {self.directory} have different parameter counts {sorted(sizes)}")
+        self.num_params: int = sizes.pop()
+        self.num_epochs: int = min(info["epochs"] for info in self._infos)
+        self.meta: dict[str, Any] = self._infos[0]["meta"]
+        self._cache: dict[tuple[int, int | None], torch.Tensor] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def test_acc(self, i: int) -> list[float]:
+        """Per-epoch test accuracy (%) of expert ``i``."""
+        return list(self._infos[i]["test_acc"])
+
+    def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor:
+        """Parameters of expert ``i``: (k+1, P) float32 for ``max_epoch=k`` (all epochs if None)."""
+        if not 0 <= i < len(self.paths):
+            raise ExpertError(f"expert index {i} out of range (bank has {len(self.paths)})")
+        key = (i, max_epoch)
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        params = load_trajectory(self.paths[i], max_epoch=max_epoch).params
+        if self.device is not None:
+            params = params.to(self.device)
+        if self._cache is not None:
+            self._cache[key] = params
+        return params

@@ -1,0 +1,104 @@
+"""Nodes of the ``distill`` pipeline: STM (default) or MTT trajectory matching."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from galaxy_distillation.engine.data import derive_seed, pick_device
+from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+from galaxy_distillation.engine.matching import DistillConfig, Distiller
+from galaxy_distillation.pipelines._prepare import prepare_data
+
+log = logging.getLogger(__name__)
+
+_ENGINE_KEYS = {"checkpoint_root", "eval_every"}
+
+
+def distill_config(distill: dict[str, Any], method: str, ipc: int, init: str) -> DistillConfig:
+    """The engine's configuration from the ``distill`` parameter group and the run choices."""
+    kwargs = {k: v for k, v in distill.items() if k not in _ENGINE_KEYS}
+    return DistillConfig(method=method, ipc=int(ipc), init=init, **kwargs)
+
+
+def distill_dataset(
+    model_input: dict[str, Any],
+    expert_trajectories: Any,
+    distill: dict[str, Any],
+    teacher: dict[str, Any],
+    evaluation: dict[str, Any],
+    model: dict[str, Any],
+    method: str,
+    ipc: int,
+    init: str,
+    variant: str,
+    device: str,
+    progress: bool,
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Distil the training set into ``ipc`` images per class.
+
+    The run checkpoints to ``<distill.checkpoint_root>/<variant>`` every
+    ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted.
+    Every ``distill.eval_every`` iterations a quick evaluation (2 nets, a fifth of the
+    evaluation epochs) records test accuracy against iteration for the curves.
+
+    Returns:
+        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "lr", "meta"}), the
+        per-iteration history as a table, and the same history as MLflow metric histories.
+    """
+    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    dev = pick_device(device)
+    config = distill_config(distill, method, ipc, init)
+    eval_every = int(distill.get("eval_every", 0))
+    curve: list[dict[str, float]] = []
+
+    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
+        if eval_every <= 0 or iteration % eval_every != 0:
+            return
+        quick = EvalConfig(
+            n_nets=2, epochs=max(1, int(evaluation["epochs"]) // 5), batch_size=int(evaluation["batch_size"]),
+            dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(model), use_vmap=bool(evaluation["use_vmap"]),
+        )
+        result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
+                                 seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
+        curve.append({"iteration": iteration, "test_acc": result.mean})
+        log.info("iteration %d: quick evaluation %.1f%%", iteration, result.mean)
+
+    distiller = Distiller(
+        expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev, arch=dict(model),
+        checkpoint_dir=Path(distill["checkpoint_root"]) / variant, eval_hook=eval_hook,
+    )
+    result = distiller.run(progress=progress)
+    history = pd.DataFrame([asdict(r) for r in result.history])
+    if curve:
+        history = history.merge(pd.DataFrame(curve), on="iteration", how="left")
+    meta = {
+        "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
+        "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
+        "iterations": len(result.history), "class_names": data.class_names,
+        "mean": data.mean, "std": data.std, "zca": data.zca is not None,
+    }
+    distilled = {
+        "images": result.images.detach().cpu().float(),
+        "labels": result.labels.detach().cpu().long(),
+        "meta": meta,
+    }
+    return distilled, history, history_metrics(history)
+
+
+def history_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
+    """MLflow metric histories (loss, validation loss, T, r, threshold, step size...) by iteration."""
+    columns = ["loss", "val_loss", "T", "r", "threshold", "lr", "lr_img", "test_acc"]
+    metrics: dict[str, list[dict[str, float]]] = {}
+    for column in columns:
+        if column not in history:
+            continue
+        rows = history[["iteration", column]].dropna()
+        if len(rows):
+            metrics[column] = [{"step": int(i), "value": float(v)} for i, v in rows.itertuples(index=False)]
+    return metrics
