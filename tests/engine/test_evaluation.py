@@ -16,7 +16,7 @@ def toy(toy_dataset):
 
 
 def _cfg(**kw):
-    base = dict(n_nets=3, epochs=15, batch_size=16, arch=ARCH, curve_every=5)
+    base = dict(n_nets=3, epochs=15, batch_size=16, arch=ARCH, curve_every=5, vmap_on_cpu=True)
     base.update(kw)
     return EvalConfig(**base)
 
@@ -63,6 +63,11 @@ def test_tiny_distilled_set_and_batchnorm_fallback(toy):
     cfg = _cfg(n_nets=2, epochs=3, arch={**ARCH, "norm": "batchnorm"}, curve_every=0)
     r = evaluate_images(x[idx], y[idx], tx, ty, num_classes=3, lr=0.01, config=cfg, seed=0, device=CPU, progress=False)
     assert not r.used_vmap and len(r.accs) == 2 and r.curve_epochs == [3]
+    small = dict(n_nets=2, epochs=1, curve_every=0)
+    assert not evaluate_images(x, y, tx, ty, 3, 0.01, _cfg(**small, vmap_on_cpu=False), seed=0, device=CPU,
+                               progress=False).used_vmap
+    assert not evaluate_images(x, y, tx, ty, 3, 0.01, _cfg(**small, vmap_max_images=16), seed=0, device=CPU,
+                               progress=False).used_vmap
 
 
 def test_bad_inputs(toy):

@@ -1,6 +1,15 @@
 """Plain-PyTorch engine: networks, flat parameters, DSA, ZCA, experts, evaluation (no Kedro)."""
 
-from .data import DataError, as_float_batch, clone_generator, derive_seed, make_generator, pick_device, to_display, to_float
+from .data import (
+    DataError,
+    as_float_batch,
+    clone_generator,
+    derive_seed,
+    make_generator,
+    pick_device,
+    to_display,
+    to_float,
+)
 from .dsa import DEFAULT_DSA_STRATEGY, DSA_OPERATIONS, DSAError, DSAParams, dsa_augment, parse_strategy
 from .evaluation import (
     DEFAULT_ARCH,

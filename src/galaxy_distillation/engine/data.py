@@ -6,7 +6,16 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DataError", "to_float", "to_display", "as_float_batch", "pick_device", "make_generator", "clone_generator", "derive_seed"]
+__all__ = [
+    "DataError",
+    "to_float",
+    "to_display",
+    "as_float_batch",
+    "pick_device",
+    "make_generator",
+    "clone_generator",
+    "derive_seed",
+]
 
 
 class DataError(ValueError):
