@@ -588,6 +588,8 @@ class Distiller:
         config.validate()
         if train_x.dim() != 4:
             raise DistillConfigError(f"train_x must be (N, C, H, W), got shape {tuple(train_x.shape)}")
+        if not train_x.is_floating_point():
+            raise DistillConfigError(f"train_x must be normalised float images, got {train_x.dtype} (use data.to_float)")
         if len(experts) < 1:
             raise DistillConfigError("the expert bank is empty")
         self.experts = experts
@@ -601,7 +603,7 @@ class Distiller:
         self.dsa_params = dsa_params
         self.train_x = train_x
         self.train_y = train_y
-        self.dtype = train_x.dtype if train_x.is_floating_point() else torch.float32
+        self.dtype = train_x.dtype
 
         channels, h, w = train_x.shape[1:]
         module = build_from_spec(self.arch, int(channels), self.num_classes, (int(h), int(w)))
