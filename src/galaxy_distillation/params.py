@@ -80,7 +80,7 @@ class DistillParams(_Strict):
     expert_epochs: int = Field(gt=0)
     max_start_epoch: int = Field(gt=0)
     lr_img: float = Field(gt=0)
-    lr_lr: float = Field(gt=0)
+    lr_lr: float | None = Field(None, gt=0)
     lr_init: float = Field(gt=0)
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)

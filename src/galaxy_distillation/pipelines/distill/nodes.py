@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,13 @@ import torch
 
 from galaxy_distillation.engine.data import derive_seed, pick_device
 from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
 from galaxy_distillation.engine.matching import DistillConfig, Distiller
 from galaxy_distillation.pipelines._prepare import prepare_data
 
 log = logging.getLogger(__name__)
 
-_ENGINE_KEYS = {"checkpoint_root", "eval_every"}
+_ENGINE_KEYS = {"checkpoint_root"}
 
 
 def distill_config(distill: dict[str, Any], method: str, ipc: int, init: str) -> DistillConfig:
@@ -43,7 +45,9 @@ def distill_dataset(
     """Distil the training set into ``ipc`` images per class.
 
     The run checkpoints to ``<distill.checkpoint_root>/<variant>`` every
-    ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted.
+    ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted (a
+    finished variant is returned from its final checkpoint at once; a checkpoint made with
+    other settings is discarded with a warning).
     Every ``distill.eval_every`` iterations a quick evaluation (2 nets, a fifth of the
     evaluation epochs) records test accuracy against iteration for the curves.
 
@@ -54,29 +58,31 @@ def distill_dataset(
     data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
     dev = pick_device(device)
     config = distill_config(distill, method, ipc, init)
-    eval_every = int(distill.get("eval_every", 0))
-    curve: list[dict[str, float]] = []
 
-    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
-        if eval_every <= 0 or iteration % eval_every != 0:
-            return
+    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
         quick = EvalConfig(
             n_nets=2, epochs=max(1, int(evaluation["epochs"]) // 5), batch_size=int(evaluation["batch_size"]),
             dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(model), use_vmap=bool(evaluation["use_vmap"]),
         )
         result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
                                  seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
-        curve.append({"iteration": iteration, "test_acc": result.mean})
         log.info("iteration %d: quick evaluation %.1f%%", iteration, result.mean)
+        return {"test_acc": result.mean}
 
-    distiller = Distiller(
-        expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev, arch=dict(model),
-        checkpoint_dir=Path(distill["checkpoint_root"]) / variant, eval_hook=eval_hook,
-    )
-    result = distiller.run(progress=progress)
-    history = pd.DataFrame([asdict(r) for r in result.history])
-    if curve:
-        history = history.merge(pd.DataFrame(curve), on="iteration", how="left")
+    checkpoint_dir = Path(distill["checkpoint_root"]) / variant
+
+    def make() -> Distiller:
+        return Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev,
+                         arch=dict(model), checkpoint_dir=checkpoint_dir, eval_hook=eval_hook)
+
+    try:
+        result = make().run(progress=progress)
+    except CheckpointMismatchError:
+        log.warning("The checkpoint in %s was made with other settings: starting this variant afresh.",
+                    checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+        result = make().run(progress=progress)
+    history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
@@ -89,6 +95,17 @@ def distill_dataset(
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
+
+
+def history_table(records: list[Any]) -> pd.DataFrame:
+    """One row per iteration; the quick evaluations (every ``eval_every``) in ``test_acc``."""
+    rows = []
+    for record in records:
+        row = asdict(record)
+        quick = row.pop("eval", None) or {}
+        row["test_acc"] = quick.get("test_acc")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def history_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:

@@ -1,0 +1,57 @@
+"""The Kedro configuration: every environment loads and validates; variants get their own files."""
+
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from galaxy_distillation.params import validate_parameters
+from galaxy_distillation.settings import CONFIG_LOADER_ARGS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _loader(env: str, **runtime) -> OmegaConfigLoader:
+    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    return OmegaConfigLoader(conf_source=str(CONF), default_run_env=env, runtime_params=runtime, **args)
+
+
+@pytest.mark.parametrize("env", ["local", "paper", "cifar10"])
+def test_every_environment_loads_and_validates(env):
+    params = _loader(env)["parameters"]
+    typed = validate_parameters(params)
+    assert set(typed) >= {"project", "sky", "curation", "teacher", "distill", "evaluation", "model"}
+
+
+def test_paper_environment_is_the_papers_configuration():
+    p = _loader("paper")["parameters"]
+    assert p["curation"]["image_size"] == 128
+    assert (p["curation"]["k_per_class"], p["curation"]["n_train_per_class"]) == (600, 500)
+    assert (p["teacher"]["n_experts"], p["teacher"]["epochs"]) == (100, 50)
+    assert (p["model"]["width"], p["model"]["depth"]) == (128, 3)
+    d = p["distill"]
+    assert (d["syn_steps"], d["lr_img"], d["lr_init"], d["lam"]) == (50, 10000, 1e-4, 5.0)
+    assert (p["evaluation"]["n_nets"], p["evaluation"]["epochs"]) == (5, 1000)
+
+
+def test_runtime_params_name_variant_files_and_default_is_cpu_sized():
+    base = _loader("local")
+    assert base["parameters"]["curation"]["image_size"] == 32
+    default_path = base["catalog"]["distilled_set"]["dataset"]["filepath"]
+    assert "gz2_stm_ipc1_real_plain" in default_path
+    other = _loader("local", ipc=10, method="mtt", init="noise", augmented="true")
+    path = other["catalog"]["distilled_set"]["dataset"]["filepath"]
+    assert "gz2_mtt_ipc10_noise_aug" in path
+    assert other["catalog"]["expert_trajectories"]["path"].endswith("experts/gz2_aug")
+    assert other["parameters"]["variant"] == "gz2_mtt_ipc10_noise_aug"
+    assert other["parameters"]["ipc"] == 10
+
+
+def test_catalog_entries_carry_kedro_viz_layers():
+    catalog = _loader("local")["catalog"]
+    layered = [name for name, entry in catalog.items()
+               if isinstance(entry, dict) and "metadata" in entry and not name.startswith("_")]
+    assert {"labelled_catalog", "model_input", "expert_trajectories", "distilled_set",
+            "evaluation_results"} <= set(layered)
+    for name in layered:
+        assert catalog[name]["metadata"]["kedro-viz"]["layer"]

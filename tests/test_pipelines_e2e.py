@@ -1,0 +1,154 @@
+"""End to end through the real `kedro` CLI on a tiny configuration (a copy of the project's
+conf with a `smoke` environment of small sizes): mock sky -> curation -> teacher -> distill
+-> evaluation -> reporting, MLflow runs, variants side by side, fail-fast parameters and the
+static kedro-viz build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+SMOKE = {
+    "parameters_sky.yml": """
+sky: {out_dir: data/01_raw/mock_sky, n_galaxies: 110, seed: 3, n_workers: 1, progress: false}
+""",
+    "parameters_curation.yml": """
+curation:
+  fraction: fraction
+  k_per_class: 6
+  n_train_per_class: 4
+  seed: 1
+  on_shortfall: take
+  image_size: 16
+  rotations: 2
+  max_missing_fraction: 0.05
+  montage_per_class: 2
+  n_workers: 1
+""",
+    "parameters_teacher.yml": """
+teacher: {n_experts: 2, epochs: 3, lr: 0.01, batch_size: 16, dsa_strategy: color_crop_cutout_flip_scale_rotate, seed: 0}
+""",
+    "parameters_distill.yml": """
+distill:
+  iterations: 6
+  syn_steps: 2
+  expert_epochs: 1
+  max_start_epoch: 2
+  lr_img: 100
+  lr_lr: null
+  lr_init: 0.01
+  checkpoint_every: 3
+  checkpoint_root: data/07_model_output/checkpoints
+  eval_every: 3
+  seed: 0
+""",
+    "parameters_evaluation.yml": """
+evaluation: {n_nets: 2, epochs: 4, full_n_nets: 1, full_epochs: 1, full_lr: 0.01, batch_size: 64, seed: 0}
+""",
+    "parameters.yml": """
+model: {arch: convnet, width: 8, depth: 2, norm: instancenorm, pooling: avgpooling, activation: relu}
+progress: false
+""",
+}
+
+
+def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kedro {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project's configuration with the `smoke` environment, after `kedro run`."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(ROOT / ".telemetry", root / ".telemetry")
+    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    smoke = root / "conf" / "smoke"
+    smoke.mkdir()
+    for name, text in SMOKE.items():
+        (smoke / name).write_text(text)
+    kedro(root, "run", "--env", "smoke")
+    return root
+
+
+def test_default_run_produces_every_stage(project):
+    assert (project / "data/01_raw/mock_sky/gz2_hart16.csv").exists()
+    meta = json.loads((project / "data/05_model_input/gz2/meta.json").read_text())
+    assert meta["sizes"]["train_augmented"] == 2 * meta["sizes"]["train"]
+    train = load_file(str(project / "data/05_model_input/gz2/train.safetensors"))
+    assert train["images"].dtype == torch.uint8 and train["images"].shape[1:] == (3, 16, 16)
+    assert len(list((project / "data/06_models/experts/gz2_plain").glob("expert_*.safetensors"))) == 2
+    distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
+    assert distilled["images"].shape == (9, 3, 16, 16)
+    result = json.loads((project / "data/08_reporting/evaluation_gz2_stm_ipc1_real_plain.json").read_text())
+    for key in ("distilled_acc_mean", "distilled_acc_std", "random_acc_mean", "random_acc_std",
+                "full_acc_mean", "full_acc_std"):
+        assert 0.0 <= result[key] <= 100.0
+    assert (result["dataset"], result["method"], result["ipc"], result["init"], result["augmented"]) == (
+        "gz2", "stm", 1, "real", False)
+    for name in ("curation_report.json", "curation_montage.png", "grid_gz2_stm_ipc1_real_plain.png",
+                 "curves_gz2_stm_ipc1_real_plain.png", "results_table.md", "results_table.csv"):
+        assert (project / "data/08_reporting" / name).stat().st_size > 0
+    assert "| 1 |" in (project / "data/08_reporting/results_table.md").read_text()
+
+
+def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
+    kedro(project, "run", "--env", "smoke", "--pipelines=distill,evaluation,reporting", "--params", "ipc=2")
+    one = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
+    two = load_file(str(project / "data/07_model_output/gz2_stm_ipc2_real_plain/distilled.safetensors"))
+    assert one["images"].shape == (9, 3, 16, 16)
+    assert two["images"].shape == (18, 3, 16, 16)
+    assert len(list((project / "data/08_reporting").glob("evaluation_gz2_stm_ipc*_real_plain.json"))) == 2
+    table = (project / "data/08_reporting/results_table.csv").read_text()
+    assert "gz2_stm_ipc1_real_plain" in table and "gz2_stm_ipc2_real_plain" in table
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["galaxy_distillation"])
+    names = set(runs["tags.mlflow.runName"])
+    assert {"gz2_stm_ipc1_real_plain", "gz2_stm_ipc2_real_plain"} <= names
+    client = mlflow.MlflowClient()
+    run_id = runs[runs["tags.mlflow.runName"] == "gz2_stm_ipc2_real_plain"].iloc[0]["run_id"]
+    losses = client.get_metric_history(run_id, "distill.loss")
+    assert len(losses) == 6
+    assert client.get_metric_history(run_id, "eval.distilled_acc_mean")
+    artifacts = {a.path for a in client.list_artifacts(run_id, "reporting")}
+    assert "reporting/grid_gz2_stm_ipc2_real_plain.png" in artifacts
+
+
+@pytest.mark.parametrize("bad", ["ipc=0", "ipc=-1", "ipc=abc", "method=foo", "init=bar"])
+def test_invalid_parameter_fails_fast_with_one_line(project, bad):
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", bad, check=False)
+    assert proc.returncode != 0
+    name = bad.split("=")[0]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("galaxy-distillation: invalid parameter")]
+    assert len(lines) == 1 and f"'{name}'" in lines[0] and "allowed" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_static_kedro_viz_build(project):
+    kedro(project, "viz", "build")
+    assert (project / "build/index.html").exists()
+    main = json.loads((project / "build/api/main").read_text())
+    names = {n["name"] for n in main["nodes"]}
+    assert {"render_mock_sky", "label_catalogue", "train_experts", "distill_dataset", "evaluate_variant"} <= {
+        n.replace("_", " ").lower().replace(" ", "_") for n in names} | names
+    layers = set(main.get("layers", []))
+    assert {"raw", "model_input", "reporting"} <= layers
