@@ -113,6 +113,29 @@ class EvaluationParams(_Strict):
     cross_arch: list[str] = []
 
 
+class CompareParams(_Strict):
+    """The ``compare`` pipeline: MTT vs STM over seeds and STM's lambda ablation."""
+
+    methods: list[Literal["stm", "mtt"]] = Field(default_factory=lambda: ["mtt", "stm"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    iterations: int = Field(gt=0)
+    eval_every: int = Field(gt=0)
+    eval_nets: int = Field(2, gt=0)
+    eval_epochs: int = Field(gt=0)
+    eval_at_start: bool = True
+    init: Literal["real", "noise"] = "real"
+    lambdas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0])
+    lambda_seed: int = 0
+    lambda_iterations: int | None = Field(None, gt=0)
+
+    @field_validator("lambdas")
+    @classmethod
+    def _positive_lambdas(cls, v: list[float]) -> list[float]:
+        if any(not lam > 0 for lam in v):
+            raise ValueError("every lambda must be > 0")
+        return v
+
+
 class ProjectParams(BaseModel):
     """The top-level run parameters (``--params name=value``)."""
 
@@ -156,6 +179,7 @@ _GROUPS: dict[str, type[BaseModel]] = {
     "distill": DistillParams,
     "evaluation": EvaluationParams,
     "model": ArchParams,
+    "compare": CompareParams,
 }
 
 _ALLOWED_HINT = {

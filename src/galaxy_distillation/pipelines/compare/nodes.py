@@ -1,0 +1,304 @@
+"""Nodes of the ``compare`` pipeline: MTT vs STM over seeds (the paper's Figure 2) and the
+ablation of STM's trend threshold lambda (Figure 3).
+
+Every run distils from scratch (no checkpoint) for ``compare.iterations`` iterations with the
+``distill`` settings, overriding only the method, the seed, lambda and the evaluation period.
+Every ``compare.eval_every`` iterations (and at iteration 0, the initial images) a quick
+evaluation trains ``compare.eval_nets`` fresh nets for ``compare.eval_epochs`` epochs on the
+current synthetic set with its current step size. The evaluation seeds depend only on the
+distillation seed and the iteration, so MTT and STM (and every lambda) are evaluated with the
+same network initialisations: the curves differ by the images and step sizes alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E402
+from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images  # noqa: E402
+from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
+from galaxy_distillation.pipelines._prepare import PreparedData, prepare_data  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``compare_curves`` and ``lambda_curves`` (one row per iteration and run).
+CURVE_COLUMNS = ["method", "lam", "seed", "iteration", "test_acc", "test_acc_std", "T", "loss", "val_loss", "lr"]
+
+_METHOD_ORDER = {"mtt": 0, "stm": 1}
+_DISTILL_FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
+
+
+def run_config(distill: dict[str, Any], compare: dict[str, Any], method: str, ipc: int, seed: int,
+               iterations: int, lam: float | None = None) -> DistillConfig:
+    """The engine configuration of one comparison run: the ``distill`` group with the
+    method, seed, budget, evaluation period (and lambda) of the comparison; no checkpoints."""
+    kwargs = {k: v for k, v in distill.items() if k in _DISTILL_FIELDS}
+    kwargs.update(method=method, ipc=int(ipc), init=str(compare.get("init", "real")), seed=int(seed),
+                  iterations=int(iterations), eval_every=int(compare["eval_every"]), checkpoint_every=0)
+    if lam is not None:
+        kwargs["lam"] = float(lam)
+    return DistillConfig(**kwargs)
+
+
+def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: dict[str, Any],
+              evaluation: dict[str, Any], compare: dict[str, Any], device: torch.device, progress: bool
+              ) -> list[dict[str, Any]]:
+    """Distil once and return one row per iteration (plus iteration 0 when
+    ``compare.eval_at_start``): ``iteration`` = iterations done, ``T`` = the epoch pool after
+    that iteration (MTT: ``max_start_epoch``), ``loss``/``val_loss``/``lr`` = the matching
+    loss, STM validation loss and student step size of that iteration, ``test_acc`` (mean over
+    the quick-evaluation nets, %) only where an evaluation ran, otherwise NaN."""
+    quick = EvalConfig(
+        n_nets=int(compare["eval_nets"]), epochs=int(compare["eval_epochs"]), batch_size=int(evaluation["batch_size"]),
+        dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(model), use_vmap=bool(evaluation["use_vmap"]),
+    )
+    lam = float(config.lam) if config.method == "stm" else math.nan
+    label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
+
+    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
+        result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
+                                 seed=derive_seed(int(evaluation["seed"]), int(config.seed), iteration),
+                                 device=device, progress=False)
+        log.info("%s seed %d%s, iteration %d: %.1f%%", config.method.upper(), config.seed,
+                 "" if math.isnan(lam) else f" lambda {lam:g}", iteration, result.mean)
+        return {"test_acc": result.mean, "test_acc_std": result.std}
+
+    distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, device,
+                          arch=dict(model), eval_hook=eval_hook)
+    rows: list[dict[str, Any]] = []
+    if bool(compare.get("eval_at_start", True)):
+        lr0 = float(distiller.step_size().detach())
+        start = eval_hook(0, distiller.images.detach().clone(), distiller.labels, lr0)
+        T0 = distiller.schedule.T if config.method == "stm" else int(config.max_start_epoch)
+        rows.append({**label, "iteration": 0, **start, "T": T0, "loss": math.nan, "val_loss": math.nan, "lr": lr0})
+    result = distiller.run(progress=progress)
+    for rec in result.history:
+        quick_result = rec.eval or {}
+        rows.append({
+            **label, "iteration": rec.iteration + 1,
+            "test_acc": quick_result.get("test_acc", math.nan),
+            "test_acc_std": quick_result.get("test_acc_std", math.nan),
+            "T": int(rec.T) + int(rec.grew), "loss": rec.loss,
+            "val_loss": math.nan if rec.val_loss is None else rec.val_loss, "lr": rec.lr,
+        })
+    log.info("%s seed %d%s: %s after %d iterations (T = %d)", config.method.upper(), config.seed,
+             "" if math.isnan(lam) else f" lambda {lam:g}", result.stop_reason, result.iterations_done, result.T)
+    return rows
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def compare_methods(
+    model_input: dict[str, Any],
+    expert_trajectories: Any,
+    compare: dict[str, Any],
+    distill: dict[str, Any],
+    teacher: dict[str, Any],
+    evaluation: dict[str, Any],
+    model: dict[str, Any],
+    ipc: int,
+    device: str,
+    progress: bool,
+) -> pd.DataFrame:
+    """Distil with every method in ``compare.methods`` for every seed in ``compare.seeds``
+    (the paper's Figure 2: MTT vs STM test accuracy against iteration, several trials).
+
+    Returns:
+        ``compare_curves``: one row per (method, seed, iteration), columns
+        :data:`CURVE_COLUMNS` (``lam`` is NaN for MTT).
+    """
+    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    dev = pick_device(device)
+    rows: list[dict[str, Any]] = []
+    for method in compare["methods"]:
+        for seed in compare["seeds"]:
+            config = run_config(distill, compare, str(method), ipc, int(seed), int(compare["iterations"]))
+            rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+    return _table(rows)
+
+
+def lambda_ablation(
+    model_input: dict[str, Any],
+    expert_trajectories: Any,
+    compare: dict[str, Any],
+    distill: dict[str, Any],
+    teacher: dict[str, Any],
+    evaluation: dict[str, Any],
+    model: dict[str, Any],
+    ipc: int,
+    device: str,
+    progress: bool,
+) -> pd.DataFrame:
+    """STM with every lambda in ``compare.lambdas`` on the seed ``compare.lambda_seed`` for
+    ``compare.lambda_iterations`` iterations (default ``compare.iterations``): the paper's
+    Figure 3 (test accuracy and the epoch pool T against iteration).
+
+    Returns:
+        ``lambda_curves``: one row per (lambda, iteration), columns :data:`CURVE_COLUMNS`.
+    """
+    lambdas = [float(lam) for lam in compare.get("lambdas") or []]
+    if not lambdas:
+        return _table([])
+    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    dev = pick_device(device)
+    seed = int(compare.get("lambda_seed", 0))
+    iterations = int(compare.get("lambda_iterations") or compare["iterations"])
+    rows: list[dict[str, Any]] = []
+    for lam in lambdas:
+        config = run_config(distill, compare, "stm", ipc, seed, iterations, lam=lam)
+        rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+    return _table(rows)
+
+
+def _evaluated(curves: pd.DataFrame) -> pd.DataFrame:
+    """The rows where a quick evaluation ran."""
+    return curves[curves["test_acc"].notna()] if len(curves) else curves
+
+
+def _methods(curves: pd.DataFrame) -> list[str]:
+    return sorted(curves["method"].unique(), key=lambda m: (_METHOD_ORDER.get(m, 99), m))
+
+
+def _mean_band(acc: pd.DataFrame) -> pd.DataFrame:
+    """Mean, population std and count of ``test_acc`` over seeds at each iteration."""
+    grouped = acc.groupby("iteration")["test_acc"]
+    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.count()})
+
+
+def _empty_figure(message: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    return fig
+
+
+def plot_comparison(compare_curves: pd.DataFrame) -> Figure:
+    """Test accuracy against distillation iteration, mean over seeds with a ± std band for each
+    method, each seed as a thin line (the paper's Figure 2)."""
+    acc = _evaluated(compare_curves)
+    if acc.empty:
+        return _empty_figure("no evaluations in compare_curves")
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    for k, method in enumerate(_methods(acc)):
+        colour = f"C{k}"
+        group = acc[acc["method"] == method]
+        for _, run in group.groupby("seed"):
+            ax.plot(run["iteration"], run["test_acc"], color=colour, lw=0.6, alpha=0.35)
+        band = _mean_band(group)
+        n_seeds = group["seed"].nunique()
+        ax.plot(band.index, band["mean"], "o-", color=colour, ms=3.5,
+                label=f"{method.upper()} (mean ± std, {n_seeds} seed{'s' if n_seeds != 1 else ''})")
+        ax.fill_between(band.index, band["mean"] - band["std"], band["mean"] + band["std"], color=colour, alpha=0.2)
+    ax.set(title="MTT vs STM: test accuracy during distillation", xlabel="distillation iteration",
+           ylabel="test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lambda(lambda_curves: pd.DataFrame) -> Figure:
+    """STM for each lambda: test accuracy and the epoch pool T against iteration (Figure 3)."""
+    if lambda_curves.empty:
+        return _empty_figure("no lambdas in lambda_curves")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for k, lam in enumerate(sorted(lambda_curves["lam"].unique())):
+        colour = f"C{k}"
+        run = lambda_curves[lambda_curves["lam"] == lam]
+        band = _mean_band(_evaluated(run))
+        axes[0].plot(band.index, band["mean"], "o-", color=colour, ms=3.5, label=f"λ = {lam:g}")
+        pool = run.groupby("iteration")["T"].mean()
+        axes[1].step(pool.index, pool.values, where="post", color=colour, label=f"λ = {lam:g}")
+    axes[0].set(title="STM: test accuracy by λ", xlabel="distillation iteration", ylabel="test accuracy (%)")
+    axes[1].set(title="STM: epoch pool T by λ", xlabel="distillation iteration", ylabel="T")
+    axes[1].set_ylim(bottom=0)
+    axes[1].yaxis.get_major_locator().set_params(integer=True)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _finals(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The last evaluated row of every run (``keys`` identify a run)."""
+    acc = _evaluated(curves)
+    if acc.empty:
+        return acc
+    return acc.sort_values("iteration").groupby(keys, dropna=False).tail(1).sort_values(keys)
+
+
+def _history(series: pd.Series) -> list[dict[str, float]]:
+    return [{"step": int(step), "value": float(value)} for step, value in series.dropna().items()]
+
+
+def summarise_comparison(compare_curves: pd.DataFrame, lambda_curves: pd.DataFrame
+                         ) -> tuple[dict[str, Any], dict[str, list[dict[str, float]]]]:
+    """Final test accuracy (mean and population std over seeds) of every method and of every
+    lambda, for the JSON summary and MLflow.
+
+    Returns:
+        The summary (``methods``: per method the seeds, final iterations and accuracies, their
+        mean/std and the best mean on the curve; ``lambdas``: per lambda the final accuracy, the
+        final and largest T and the iterations where T grew; ``stm_minus_mtt``), and MLflow
+        metric histories: ``<method>_test_acc_mean`` and ``lam<lambda>_{test_acc,T}`` by
+        iteration, ``<method>_final_acc_{mean,std}`` at the final iteration.
+    """
+    summary: dict[str, Any] = {"methods": {}, "lambdas": {}}
+    metrics: dict[str, list[dict[str, float]]] = {}
+    finals = _finals(compare_curves, ["method", "seed"])
+    acc = _evaluated(compare_curves)
+    for method in _methods(finals) if len(finals) else []:
+        final = finals[finals["method"] == method]
+        band = _mean_band(acc[acc["method"] == method])
+        values = [float(v) for v in final["test_acc"]]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        summary["methods"][method] = {
+            "seeds": [int(s) for s in final["seed"]],
+            "final_iteration": [int(i) for i in final["iteration"]],
+            "final_accs": values,
+            "final_acc_mean": mean,
+            "final_acc_std": std,
+            "best_acc_mean": float(band["mean"].max()),
+            "best_acc_iteration": int(band["mean"].idxmax()),
+        }
+        metrics[f"{method}_test_acc_mean"] = _history(band["mean"])
+        last = int(final["iteration"].max())
+        metrics[f"{method}_final_acc_mean"] = [{"step": last, "value": mean}]
+        metrics[f"{method}_final_acc_std"] = [{"step": last, "value": std}]
+    if {"mtt", "stm"} <= set(summary["methods"]):
+        methods = summary["methods"]
+        summary["stm_minus_mtt"] = methods["stm"]["final_acc_mean"] - methods["mtt"]["final_acc_mean"]
+
+    lam_finals = _finals(lambda_curves, ["lam"])
+    for lam in sorted(lambda_curves["lam"].unique()) if len(lambda_curves) else []:
+        run = lambda_curves[lambda_curves["lam"] == lam].sort_values("iteration")
+        final = lam_finals[lam_finals["lam"] == lam]
+        pool = run.groupby("iteration")["T"].max()
+        grew = pool.index[pool.diff() > 0]
+        name = f"{float(lam):g}"
+        summary["lambdas"][name] = {
+            "seed": int(run["seed"].iloc[0]),
+            "final_iteration": int(final["iteration"].iloc[-1]) if len(final) else None,
+            "final_acc": float(final["test_acc"].iloc[-1]) if len(final) else None,
+            "final_T": int(pool.iloc[-1]),
+            "max_T": int(pool.max()),
+            "growth_iterations": [int(i) for i in grew],
+        }
+        metrics[f"lam{name}_test_acc"] = _history(_evaluated(run).groupby("iteration")["test_acc"].mean())
+        metrics[f"lam{name}_T"] = _history(pool)
+    return summary, {k: v for k, v in metrics.items() if v}

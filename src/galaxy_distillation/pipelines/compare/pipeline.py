@@ -1,0 +1,22 @@
+"""The ``compare`` pipeline: MTT vs STM over seeds (paper Figure 2) and STM's lambda ablation
+(Figure 3). Run it after ``teacher``: ``kedro run --pipelines=compare``."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import compare_methods, lambda_ablation, plot_comparison, plot_lambda, summarise_comparison
+
+_INPUTS = ["model_input", "expert_trajectories", "params:compare", "params:distill", "params:teacher",
+           "params:evaluation", "params:model", "params:ipc", "params:device", "params:progress"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(compare_methods, _INPUTS, "compare_curves", name="compare_methods"),
+            node(lambda_ablation, _INPUTS, "lambda_curves", name="lambda_ablation"),
+            node(plot_comparison, "compare_curves", "compare_figure", name="plot_comparison"),
+            node(plot_lambda, "lambda_curves", "lambda_figure", name="plot_lambda"),
+            node(summarise_comparison, ["compare_curves", "lambda_curves"], ["compare_summary", "compare_metrics"],
+                 name="summarise_comparison"),
+        ]
+    )
