@@ -54,7 +54,8 @@ distill:
   seed: 0
 """,
     "parameters_evaluation.yml": """
-evaluation: {n_nets: 2, epochs: 4, full_n_nets: 1, full_epochs: 1, full_lr: 0.01, batch_size: 64, seed: 0}
+evaluation: {n_nets: 2, epochs: 4, full_n_nets: 1, full_epochs: 1, full_lr: 0.01, batch_size: 64, seed: 0,
+             cross_arch: [mlp]}
 """,
     "parameters.yml": """
 model: {arch: convnet, width: 8, depth: 2, norm: instancenorm, pooling: avgpooling, activation: relu}
@@ -106,6 +107,7 @@ def test_default_run_produces_every_stage(project):
                  "curves_gz2_stm_ipc1_real_plain.png", "results_table.md", "results_table.csv"):
         assert (project / "data/08_reporting" / name).stat().st_size > 0
     assert "| 1 |" in (project / "data/08_reporting/results_table.md").read_text()
+    assert set(result["cross_arch"]) == {"mlp"}
 
 
 def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
@@ -152,3 +154,35 @@ def test_static_kedro_viz_build(project):
         n.replace("_", " ").lower().replace(" ", "_") for n in names} | names
     layers = set(main.get("layers", []))
     assert {"raw", "model_input", "reporting"} <= layers
+
+
+def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
+    votes = ROOT.parent / "shared/data/gz2_stripe82_coadd2_votes.csv.gz"
+    assert votes.exists(), f"the real Stripe 82 vote table is missing: {votes}"
+    out = project / "data/02_intermediate/labelled_catalog.parquet"
+    kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
+          "--params", f"votes_path={votes}")
+    import pandas as pd
+
+    labelled = pd.read_parquet(out)
+    assert len(labelled) > 19000
+    assert str(labelled["dr7objid"].dtype) == "int64"
+    assert labelled["dr7objid"].min() > 10**17
+    assert set(labelled["label"].unique()) <= set(range(9)) and labelled["label"].nunique() == 9
+    assert 0.3 < labelled["confidence"].mean() < 0.8
+
+
+def test_distillation_resumes_from_its_checkpoint(project):
+    """A longer budget continues the ipc=1 run from its checkpoint: the first iterations are
+    the ones already done (same losses), not a new run."""
+    before = pd_read(project / "data/07_model_output/gz2_stm_ipc1_real_plain/history.csv")
+    kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", "distill.iterations=9")
+    after = pd_read(project / "data/07_model_output/gz2_stm_ipc1_real_plain/history.csv")
+    assert len(before) == 6 and len(after) == 9
+    assert after["loss"].iloc[:6].tolist() == before["loss"].tolist()
+
+
+def pd_read(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path)

@@ -70,7 +70,7 @@ class TeacherParams(_Strict):
     momentum: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    zca: bool = False
+    zca: bool | Literal["auto"] = "auto"
     seed: int = 0
 
 

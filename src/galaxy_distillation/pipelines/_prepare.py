@@ -41,8 +41,18 @@ class PreparedData:
         return int(self.train_x.shape[2]), int(self.train_x.shape[3])
 
 
-def prepare_data(model_input: dict[str, Any], zca: bool = False) -> PreparedData:
-    """Normalise the model input with its training-set statistics; fit ZCA on train if asked."""
+def wants_zca(zca: Any, dataset_name: str) -> bool:
+    """``teacher.zca``: ``true``/``false``, or ``auto`` = on for CIFAR (as in the paper), off
+    for galaxies and image folders."""
+    if isinstance(zca, str) and zca.lower() == "auto":
+        return dataset_name.startswith("cifar")
+    return bool(zca)
+
+
+def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
+    """Normalise the model input with its training-set statistics; fit ZCA on train if asked
+    (``zca`` as in :func:`wants_zca`)."""
+    zca = wants_zca(zca, str(model_input.get("name", "")))
     train_x = to_float(model_input["train_x"], model_input["mean"], model_input["std"])
     test_x = to_float(model_input["test_x"], model_input["mean"], model_input["std"])
     whitener = None

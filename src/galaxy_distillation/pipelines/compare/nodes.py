@@ -120,7 +120,7 @@ def compare_methods(
         ``compare_curves``: one row per (method, seed, iteration), columns
         :data:`CURVE_COLUMNS` (``lam`` is NaN for MTT).
     """
-    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     rows: list[dict[str, Any]] = []
     for method in compare["methods"]:
@@ -152,7 +152,7 @@ def lambda_ablation(
     lambdas = [float(lam) for lam in compare.get("lambdas") or []]
     if not lambdas:
         return _table([])
-    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     seed = int(compare.get("lambda_seed", 0))
     iterations = int(compare.get("lambda_iterations") or compare["iterations"])

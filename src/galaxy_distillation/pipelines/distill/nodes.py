@@ -55,7 +55,7 @@ def distill_dataset(
         ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "lr", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
-    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     config = distill_config(distill, method, ipc, init)
 

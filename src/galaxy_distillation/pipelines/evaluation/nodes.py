@@ -64,7 +64,7 @@ def evaluate_variant(
     paper's protocol; ``evaluation.random_lr`` overrides it for the random subset), the full
     set with ``evaluation.full_lr``. Seeds come from ``evaluation.seed``, so reruns agree.
     """
-    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     seed = int(evaluation["seed"])
     learned_lr = float(distilled_set["meta"]["lr"])

@@ -25,7 +25,7 @@ def train_experts(
         ``{"index": i, "trajectory": Trajectory}`` with parameters at every epoch (row 0 =
         initialisation) and the test accuracy per epoch.
     """
-    data = prepare_data(model_input, zca=bool(teacher.get("zca", False)))
+    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     config = ExpertConfig(
         epochs=int(teacher["epochs"]),
