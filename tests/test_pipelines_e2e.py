@@ -78,6 +78,7 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copy(ROOT / ".telemetry", root / ".telemetry")
+    (root / "src").mkdir()  # the package itself is installed (editable) in the environment
     shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     smoke = root / "conf" / "smoke"

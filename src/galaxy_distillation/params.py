@@ -233,3 +233,15 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
             except ValidationError as err:
                 raise ParameterError(_one_line(group, err, raw)) from None
     return out
+
+
+def with_defaults(group: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A parameter group with every optional key filled in from its typed model's defaults.
+
+    Nodes call this on the groups they take, so a configuration that leaves out an optional
+    key (``evaluation.dsa_strategy``, say) gets the documented default rather than a KeyError.
+    """
+    try:
+        return _GROUPS[group](**(raw or {})).model_dump()
+    except ValidationError as err:
+        raise ParameterError(_one_line(group, err, raw or {})) from None

@@ -15,6 +15,7 @@ from galaxy_distillation.engine.data import derive_seed, pick_device
 from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
 from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
 from galaxy_distillation.engine.matching import DistillConfig, Distiller
+from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import prepare_data
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def distill_dataset(
         ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "lr", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
-    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
+    distill, teacher = with_defaults("distill", distill), with_defaults("teacher", teacher)
+    evaluation, model = with_defaults("evaluation", evaluation), with_defaults("model", model)
+    data = prepare_data(model_input, zca=teacher["zca"])
     dev = pick_device(device)
     config = distill_config(distill, method, ipc, init)
 

@@ -12,6 +12,7 @@ import torch
 from galaxy_distillation.engine.data import derive_seed, make_generator, pick_device
 from galaxy_distillation.engine.evaluation import EvalConfig, EvalResult, evaluate_images
 from galaxy_distillation.engine.synthetic import random_real_subset
+from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import prepare_data
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ def evaluate_variant(
     paper's protocol; ``evaluation.random_lr`` overrides it for the random subset), the full
     set with ``evaluation.full_lr``. Seeds come from ``evaluation.seed``, so reruns agree.
     """
-    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
+    evaluation, teacher = with_defaults("evaluation", evaluation), with_defaults("teacher", teacher)
+    model = with_defaults("model", model)
+    data = prepare_data(model_input, zca=teacher["zca"])
     dev = pick_device(device)
     seed = int(evaluation["seed"])
     learned_lr = float(distilled_set["meta"]["lr"])

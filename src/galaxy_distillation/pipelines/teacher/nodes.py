@@ -8,6 +8,7 @@ from typing import Any
 
 from galaxy_distillation.engine.data import derive_seed, pick_device
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import prepare_data
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ def train_experts(
         ``{"index": i, "trajectory": Trajectory}`` with parameters at every epoch (row 0 =
         initialisation) and the test accuracy per epoch.
     """
-    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
+    teacher, model = with_defaults("teacher", teacher), with_defaults("model", model)
+    data = prepare_data(model_input, zca=teacher["zca"])
     dev = pick_device(device)
     config = ExpertConfig(
         epochs=int(teacher["epochs"]),
