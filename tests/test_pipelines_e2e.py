@@ -187,3 +187,18 @@ def pd_read(path: Path):
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+def test_benchmark_pipeline_distils_an_image_folder(project, tmp_path):
+    from galaxy_distillation.datasources.synthetic_folder import make_toy_image_folder
+
+    folder = make_toy_image_folder(tmp_path / "shapes", n_classes=3, n_per_class=12, size=20, seed=0)
+    kedro(project, "run", "--env", "smoke", "--pipelines=benchmark", "--params",
+          f"dataset=imagefolder,data_root={folder},image_size=16")
+    variant = "imagefolder_stm_ipc1_real_plain"
+    distilled = load_file(str(project / f"data/07_model_output/{variant}/distilled.safetensors"))
+    assert distilled["images"].shape == (3, 3, 16, 16)
+    result = json.loads((project / f"data/08_reporting/evaluation_{variant}.json").read_text())
+    assert result["dataset"] == "imagefolder"
+    assert {"distilled_acc_mean", "random_acc_mean", "full_acc_mean"} <= set(result)
+    assert (project / f"data/08_reporting/grid_{variant}.png").exists()

@@ -12,16 +12,14 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from galaxy_distillation.pipelines import curation
+from galaxy_distillation.pipelines import benchmark, curation, sky
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    names = ("teacher", "distill", "evaluation", "reporting")
-    model_stages = sum((pipelines[n] for n in names if n in pipelines), Pipeline([]))
-    if "sky" in pipelines and "curation" in pipelines:
-        pipelines["__default__"] = pipelines["sky"] + curation.create_pipeline(after_sky=True) + model_stages
-    else:
-        pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
-    pipelines["benchmark"] = model_stages
+    # Kedro >= 1.5 imports only the selected pipelines: build __default__ from its parts
+    # explicitly rather than by indexing names that may not have been loaded.
+    pipelines["__default__"] = (
+        sky.create_pipeline() + curation.create_pipeline(after_sky=True) + benchmark.create_pipeline()
+    )
     return pipelines
