@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from galaxy_distillation.engine.data import to_float
+from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.zca import ZCA
 
 
@@ -70,4 +71,15 @@ def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
         mean=list(model_input["mean"]),
         std=list(model_input["std"]),
         zca=whitener,
+    )
+
+
+def eval_config(evaluation: dict[str, Any], model: dict[str, Any], n_nets: int, epochs: int,
+                arch: dict[str, Any] | None = None) -> EvalConfig:
+    """The engine's evaluation settings from the ``evaluation`` and ``model`` parameter groups,
+    for ``n_nets`` nets trained ``epochs`` epochs (``arch`` overrides the network)."""
+    return EvalConfig(
+        n_nets=int(n_nets), epochs=int(epochs), batch_size=int(evaluation["batch_size"]),
+        dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(arch or model),
+        use_vmap=bool(evaluation["use_vmap"]),
     )

@@ -26,9 +26,10 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E402
-from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images  # noqa: E402
+from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
 from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
-from galaxy_distillation.pipelines._prepare import PreparedData, prepare_data  # noqa: E402
+from galaxy_distillation.params import with_defaults  # noqa: E402
+from galaxy_distillation.pipelines._prepare import PreparedData, eval_config, prepare_data  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,7 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
     that iteration (MTT: ``max_start_epoch``), ``loss``/``val_loss``/``lr`` = the matching
     loss, STM validation loss and student step size of that iteration, ``test_acc`` (mean over
     the quick-evaluation nets, %) only where an evaluation ran, otherwise NaN."""
-    quick = EvalConfig(
-        n_nets=int(compare["eval_nets"]), epochs=int(compare["eval_epochs"]), batch_size=int(evaluation["batch_size"]),
-        dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(model), use_vmap=bool(evaluation["use_vmap"]),
-    )
+    quick = eval_config(evaluation, model, int(compare["eval_nets"]), int(compare["eval_epochs"]))
     lam = float(config.lam) if config.method == "stm" else math.nan
     label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
 
@@ -120,6 +118,7 @@ def compare_methods(
         ``compare_curves``: one row per (method, seed, iteration), columns
         :data:`CURVE_COLUMNS` (``lam`` is NaN for MTT).
     """
+    distill, model = with_defaults("distill", distill), with_defaults("model", model)
     data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     rows: list[dict[str, Any]] = []
@@ -152,6 +151,7 @@ def lambda_ablation(
     lambdas = [float(lam) for lam in compare.get("lambdas") or []]
     if not lambdas:
         return _table([])
+    distill, model = with_defaults("distill", distill), with_defaults("model", model)
     data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     seed = int(compare.get("lambda_seed", 0))

@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from galaxy_distillation.engine.data import derive_seed, pick_device
-from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
 from galaxy_distillation.engine.matching import DistillConfig, Distiller
 from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import prepare_data
+from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ def distill_dataset(
     config = distill_config(distill, method, ipc, init)
 
     def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
-        quick = EvalConfig(
-            n_nets=2, epochs=max(1, int(evaluation["epochs"]) // 5), batch_size=int(evaluation["batch_size"]),
-            dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(model), use_vmap=bool(evaluation["use_vmap"]),
-        )
+        quick = eval_config(evaluation, model, 2, max(1, int(evaluation["epochs"]) // 5))
         result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
                                  seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
         log.info("iteration %d: quick evaluation %.1f%%", iteration, result.mean)

@@ -13,18 +13,9 @@ from galaxy_distillation.engine.data import derive_seed, make_generator, pick_de
 from galaxy_distillation.engine.evaluation import EvalConfig, EvalResult, evaluate_images
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import prepare_data
+from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
 
 log = logging.getLogger(__name__)
-
-
-def _config(evaluation: dict[str, Any], model: dict[str, Any], n_nets: int, epochs: int,
-            arch: dict[str, Any] | None = None) -> EvalConfig:
-    return EvalConfig(
-        n_nets=n_nets, epochs=epochs, batch_size=int(evaluation["batch_size"]),
-        dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(arch or model),
-        use_vmap=bool(evaluation["use_vmap"]),
-    )
 
 
 def random_subsets(data: Any, ipc: int, lr: float, config: EvalConfig, seed: int, device: torch.device,
@@ -82,12 +73,12 @@ def evaluate_variant(
         return res
 
     distilled = run("distilled", distilled_set["images"], distilled_set["labels"], learned_lr,
-                    _config(evaluation, model, n_nets, epochs), 1)
+                    eval_config(evaluation, model, n_nets, epochs), 1)
     random_lr = float(evaluation["random_lr"]) if evaluation.get("random_lr") else learned_lr
-    random = random_subsets(data, int(ipc), random_lr, _config(evaluation, model, n_nets, epochs), seed, dev, progress)
+    random = random_subsets(data, int(ipc), random_lr, eval_config(evaluation, model, n_nets, epochs), seed, dev, progress)
     log.info("random real (a fresh subset per net): %.2f +- %.2f %%", random.mean, random.std)
     full = run("full", data.train_x, data.train_y, float(evaluation["full_lr"]),
-               _config(evaluation, model, int(evaluation["full_n_nets"]), int(evaluation["full_epochs"])), 4)
+               eval_config(evaluation, model, int(evaluation["full_n_nets"]), int(evaluation["full_epochs"])), 4)
 
     results: dict[str, Any] = {
         "variant": variant, "dataset": dataset, "method": method, "ipc": int(ipc), "init": init,
@@ -104,7 +95,7 @@ def evaluate_variant(
     for arch in evaluation.get("cross_arch") or []:
         spec = {"arch": arch, "norm": model.get("norm", "instancenorm")}
         res = run(f"distilled ({arch})", distilled_set["images"], distilled_set["labels"], learned_lr,
-                  _config(evaluation, model, n_nets, epochs, arch=spec), 10 + len(results))
+                  eval_config(evaluation, model, n_nets, epochs, arch=spec), 10 + len(results))
         results.setdefault("cross_arch", {})[arch] = {"mean": res.mean, "std": res.std}
     metrics = {
         key: {"step": 0, "value": float(results[key])}
