@@ -158,7 +158,8 @@ def test_static_kedro_viz_build(project):
 
 
 def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
-    votes = ROOT.parent / "shared/data/gz2_stripe82_coadd2_votes.csv.gz"
+    votes = next((d / "data/gz2_stripe82_coadd2_votes.csv.gz" for d in (ROOT.parent / "shared", Path("/work/shared"))
+                  if (d / "data").is_dir()), ROOT.parent / "shared/data/gz2_stripe82_coadd2_votes.csv.gz")
     assert votes.exists(), f"the real Stripe 82 vote table is missing: {votes}"
     out = project / "data/02_intermediate/labelled_catalog.parquet"
     kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",

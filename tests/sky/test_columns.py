@@ -5,7 +5,16 @@ from pathlib import Path
 
 from galaxy_distillation.sky.columns import ANSWER_SUFFIXES, HART16_COLUMNS, answer_prefixes, build_columns
 
-SHARED = Path("/work/shared/data/gz2_hart16_columns.txt")
+def _shared_dir() -> Path:
+    """``../shared`` beside the checkout (as in CI), else the workplace's ``/work/shared``."""
+    root = Path(__file__).resolve().parents[2]
+    for candidate in (root.parent / "shared", Path("/work/shared")):
+        if (candidate / "data").is_dir():
+            return candidate
+    return root.parent / "shared"
+
+
+SHARED = _shared_dir() / "data/gz2_hart16_columns.txt"
 PACKAGED = Path(__file__).resolve().parents[2] / "src/galaxy_distillation/sky/gz2_hart16_columns.txt"
 
 
