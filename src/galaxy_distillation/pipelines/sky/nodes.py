@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from galaxy_distillation.curation.report import to_plain
 from galaxy_distillation.sky.writer import write_mock_sky
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,4 @@ def render_mock_sky(sky: dict[str, Any], votes_path: str) -> dict[str, Any]:
         n_workers=int(sky.get("n_workers", 1)),
         progress=bool(sky.get("progress", True)),
     )
-    return {"mode": "mock", **_plain(summary)}
-
-
-def _plain(value: Any) -> Any:
-    """Make the writer's summary JSON-serialisable (paths to strings, numpy to Python)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    return value
+    return {"mode": "mock", **to_plain(summary)}
