@@ -9,18 +9,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from galaxy_distillation.figures import class_grid
+
 from .errors import ParameterError
 
 #: Lists longer than this are summarised in :func:`curation_report`.
 MAX_LIST_LEN: int = 100
-
-
-def _to_hwc_float(img: torch.Tensor) -> np.ndarray:
-    """(C, H, W) uint8 or float in [0, 1] -> (H, W, C) float in [0, 1] for imshow."""
-    x = img.detach().cpu()
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    x = x.clamp(0.0, 1.0).permute(1, 2, 0).numpy()
-    return x[..., 0] if x.shape[2] == 1 else x
 
 
 def make_montage(
@@ -53,26 +47,13 @@ def make_montage(
     if per_class < 1 or len(class_names) < 1:
         raise ParameterError("make_montage needs per_class >= 1 and at least one class name")
     gen = torch.Generator().manual_seed(int(seed))
-    k = len(class_names)
-    fig = Figure(figsize=(1.3 * per_class + 2.2, 1.3 * k), dpi=100)
-    axes = fig.subplots(k, per_class, squeeze=False)
-    for c in range(k):
+    rows = []
+    for c in range(len(class_names)):
         idx = torch.nonzero(labels == c).flatten()
         if len(idx) > per_class:
             idx = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
-        for j in range(per_class):
-            ax = axes[c][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(idx):
-                ax.imshow(_to_hwc_float(images[int(idx[j])]), interpolation="nearest")
-        axes[c][0].set_ylabel(
-            f"{c}: {class_names[c]}", rotation=0, ha="right", va="center", fontsize=8
-        )
-    fig.subplots_adjust(left=0.25, right=0.99, top=0.99, bottom=0.01, wspace=0.04, hspace=0.04)
-    return fig
+        rows.append([images[int(i)] for i in idx])
+    return class_grid(rows, [f"{c}: {name}" for c, name in enumerate(class_names)], per_class)
 
 
 def to_plain(value: Any, max_list: int = MAX_LIST_LEN) -> Any:

@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from galaxy_distillation.engine.data import to_display  # noqa: E402
+from galaxy_distillation.figures import class_grid  # noqa: E402
 from galaxy_distillation.pipelines._prepare import prepare_data  # noqa: E402
 
 
@@ -35,23 +36,10 @@ def distilled_grid(distilled_set: dict[str, Any], model_input: dict[str, Any], r
     names = distilled_set["meta"]["class_names"]
     n_classes = len(names)
     per_class = min(int(reporting["grid_max_per_class"]), max(int((labels == c).sum()) for c in range(n_classes)))
-    fig, axes = plt.subplots(n_classes, per_class, figsize=(1.3 * per_class + 2.2, 1.3 * n_classes), squeeze=False)
-    for c in range(n_classes):
-        idx = torch.nonzero(labels == c).flatten()[:per_class]
-        for j in range(per_class):
-            ax = axes[c][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(idx):
-                img = images[idx[j]].permute(1, 2, 0).numpy()
-                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        axes[c][0].set_ylabel(names[c], rotation=0, ha="right", va="center", fontsize=8)
+    rows = [[images[int(i)] for i in torch.nonzero(labels == c).flatten()[:per_class]] for c in range(n_classes)]
     meta = distilled_set["meta"]
-    fig.suptitle(f"{meta['variant']}: {meta['method'].upper()}, {meta['ipc']} image(s) per class", fontsize=10)
-    fig.tight_layout()
-    return fig
+    title = f"{meta['variant']}: {meta['method'].upper()}, {meta['ipc']} image(s) per class"
+    return class_grid(rows, names, per_class, title=title)
 
 
 def convergence_curves(distill_history: pd.DataFrame) -> Figure:
