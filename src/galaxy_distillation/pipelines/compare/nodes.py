@@ -29,6 +29,7 @@ from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E4
 from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
 from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
 from galaxy_distillation.params import with_defaults  # noqa: E402
+from galaxy_distillation.pipelines.distill.nodes import distill_config  # noqa: E402
 from galaxy_distillation.pipelines._prepare import PreparedData, eval_config, prepare_data  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,19 +38,18 @@ log = logging.getLogger(__name__)
 CURVE_COLUMNS = ["method", "lam", "seed", "iteration", "test_acc", "test_acc_std", "T", "loss", "val_loss", "lr"]
 
 _METHOD_ORDER = {"mtt": 0, "stm": 1}
-_DISTILL_FIELDS = {f.name for f in dataclasses.fields(DistillConfig)}
 
 
 def run_config(distill: dict[str, Any], compare: dict[str, Any], method: str, ipc: int, seed: int,
                iterations: int, lam: float | None = None) -> DistillConfig:
     """The engine configuration of one comparison run: the ``distill`` group with the
     method, seed, budget, evaluation period (and lambda) of the comparison; no checkpoints."""
-    kwargs = {k: v for k, v in distill.items() if k in _DISTILL_FIELDS}
-    kwargs.update(method=method, ipc=int(ipc), init=str(compare.get("init", "real")), seed=int(seed),
-                  iterations=int(iterations), eval_every=int(compare["eval_every"]), checkpoint_every=0)
+    overrides = dict(seed=int(seed), iterations=int(iterations), eval_every=int(compare["eval_every"]),
+                     checkpoint_every=0)
     if lam is not None:
-        kwargs["lam"] = float(lam)
-    return DistillConfig(**kwargs)
+        overrides["lam"] = float(lam)
+    base = distill_config(distill, method, ipc, str(compare.get("init", "real")))
+    return dataclasses.replace(base, **overrides)
 
 
 def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: dict[str, Any],
