@@ -9,6 +9,7 @@ import pandas as pd
 
 from galaxy_distillation.curation.catalogue import ANSWER_COLUMNS, ANSWERS
 
+
 def _shared_dir() -> Path:
     """``../shared`` beside the checkout (as in CI), else the workplace's ``/work/shared``."""
     root = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import torchvision.datasets.cifar as tv_cifar
+
 from galaxy_distillation.datasources import DataSourceError, load_cifar, load_datasource
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -65,7 +65,8 @@ def write_tiny_cifar100(root: Path, n_train: int = 12, n_test: int = 5, seed: in
         coarse = [f // 5 for f in fine]
         _dump(folder / split, {"filenames": [f"{i}.png" for i in range(n)], "data": data, "fine_labels": fine, "coarse_labels": coarse})
         out[split] = (data, fine)
-    _dump(folder / "meta", {"fine_label_names": [f"fine_{i}" for i in range(100)], "coarse_label_names": [f"coarse_{i}" for i in range(20)]})
+    _dump(folder / "meta", {"fine_label_names": [f"fine_{i}" for i in range(100)],
+                            "coarse_label_names": [f"coarse_{i}" for i in range(20)]})
     return out
 
 

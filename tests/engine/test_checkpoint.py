@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
+
 from galaxy_distillation.engine.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,

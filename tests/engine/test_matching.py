@@ -4,15 +4,15 @@ import math
 
 import pytest
 import torch
-
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
+
 from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.matching import (
+    DistillationDivergedError,
     DistillConfig,
     DistillConfigError,
-    DistillationDivergedError,
     Distiller,
     InMemoryExperts,
     matching_loss,

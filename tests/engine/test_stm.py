@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
+
 from galaxy_distillation.engine.matching import (
     DistillConfigError,
     Distiller,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from galaxy_distillation.sky.columns import ANSWER_SUFFIXES, HART16_COLUMNS, answer_prefixes, build_columns
 
+
 def _shared_dir() -> Path:
     """``../shared`` beside the checkout (as in CI), else the workplace's ``/work/shared``."""
     root = Path(__file__).resolve().parents[2]

@@ -31,8 +31,8 @@ state therefore apply the identical transform (the siamese property), on CPU and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

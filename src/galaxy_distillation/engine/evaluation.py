@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -179,7 +180,7 @@ def _train_loop(
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
         curve: list[float] = []
 
-        def record(epoch: int) -> None:
+        def record(epoch: int, net: torch.nn.Module = net, curve: list[float] = curve) -> None:
             if epoch in cps:
                 net.eval()
                 curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))

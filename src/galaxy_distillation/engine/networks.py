@@ -15,7 +15,8 @@ Smaller-input variants of other architectures (``mlp``, ``alexnet``, ``vgg11``,
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -30,7 +30,7 @@ class ZCA:
         self.shape: tuple[int, int, int] | None = None  # (C, H, W)
         self.reg: float | None = None
 
-    def fit(self, x: torch.Tensor, reg: float = 0.1) -> "ZCA":
+    def fit(self, x: torch.Tensor, reg: float = 0.1) -> ZCA:
         """Fit on ``x`` (N, C, H, W) float; returns ``self``."""
         if x.dim() != 4:
             raise ZCAError(f"ZCA.fit expects (N, C, H, W) images, got shape {tuple(x.shape)}")
@@ -95,7 +95,7 @@ class ZCA:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ZCA":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ZCA:
         """Rebuild a fitted :class:`ZCA` from :meth:`state_dict` output."""
         missing = {"mean", "matrix", "inverse_matrix", "shape"} - set(state)
         if missing:

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from .writer import MAPPING_NAME, TRUTH_NAME
+from .writer import TRUTH_NAME
 
 
 class LearnabilityError(ValueError):

@@ -29,8 +29,8 @@ from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E4
 from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
 from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
 from galaxy_distillation.params import with_defaults  # noqa: E402
-from galaxy_distillation.pipelines.distill.nodes import distill_config  # noqa: E402
 from galaxy_distillation.pipelines._prepare import PreparedData, eval_config, prepare_data  # noqa: E402
+from galaxy_distillation.pipelines.distill.nodes import distill_config  # noqa: E402
 
 log = logging.getLogger(__name__)
 
