@@ -3,43 +3,119 @@
 These are the only Kedro-aware I/O pieces; the numerical code never imports Kedro.
 Nothing here unpickles arbitrary objects: tensors go through safetensors, metadata
 through JSON.
+
+Every path may be a local path or any fsspec URL (``s3://bucket/prefix/...``,
+``gs://...``, ``file:///...``), the pattern of kedro-datasets (``get_protocol_and_path`` +
+``fsspec.filesystem``); ``credentials`` are passed to the filesystem (without them, s3fs
+reads the standard ``AWS_*`` variables). Writes are atomic where the filesystem allows:
+locally a temporary file renamed into place, on an object store one PUT (or one
+completed multipart upload), so an interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
-from pathlib import Path
+import struct
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec
 import torch
 from kedro.io import AbstractDataset, DatasetError
-from safetensors.torch import load_file, save_file
+from kedro.io.core import get_protocol_and_path
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 
 _META_KEY = "gd_meta_json"
+
+
+class _Location:
+    """A file or folder on any fsspec filesystem."""
+
+    def __init__(self, path: str, credentials: dict[str, Any] | None = None) -> None:
+        self.url = str(path)
+        self.protocol, self.path = get_protocol_and_path(self.url)
+        self.local = self.protocol == "file"
+        self.fs = fsspec.filesystem(self.protocol, **(credentials or {}))
+
+    def join(self, *parts: str) -> str:
+        return str(PurePosixPath(self.path, *parts))
+
+    def full(self, path: str) -> str:
+        """``path`` as a URL the filesystem's users understand (for messages and Path-based readers)."""
+        return path if self.local else f"{self.protocol}://{path}"
+
+    def exists(self, path: str | None = None) -> bool:
+        return self.fs.exists(self.path if path is None else path)
+
+    def read_bytes(self, path: str | None = None) -> bytes:
+        return self.fs.cat_file(self.path if path is None else path)
+
+    def write_bytes(self, data: bytes, path: str | None = None) -> None:
+        """Write ``data`` atomically: temporary file + rename locally, one upload on an object store."""
+        target = self.path if path is None else path
+        if self.local:
+            _atomic_local_write(Path(target), data)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def put_file(self, local_file: Path, path: str) -> None:
+        """Copy a finished local file to ``path`` (atomic as :meth:`write_bytes`)."""
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(path).with_name(Path(path).name + ".tmp")
+            tmp.write_bytes(local_file.read_bytes())
+            os.replace(tmp, path)
+        else:
+            self.fs.put_file(str(local_file), path)
+
+    def invalidate(self) -> None:
+        self.fs.invalidate_cache()
+
+
+def _atomic_local_write(path: Path, data: bytes) -> None:
+    """Local atomic write (temporary file in the same folder, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` strings of a safetensors file, from its header bytes."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
+
+
+def _read_header(loc: _Location, path: str) -> dict[str, str]:
+    """A safetensors file's metadata, reading only its header (two small range reads remotely)."""
+    with loc.fs.open(path, "rb") as handle:
+        head = handle.read(8)
+        (n,) = struct.unpack("<Q", head)
+        return safetensors_metadata(head + handle.read(n))
 
 
 class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """A dict of tensors (plus an optional JSON-able ``"meta"`` dict) in one safetensors file.
 
     Images are stored as given (uint8 stays uint8: 4x smaller than float32). Saving is atomic
-    (written to a temporary file, then renamed), so an interrupted run never leaves a
-    half-written file behind.
+    (see the module docstring), so an interrupted run never leaves a half-written file behind.
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
+    def __init__(self, filepath: str, credentials: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._loc = _Location(filepath, credentials)
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
-        if not self._filepath.exists():
-            raise DatasetError(f"{self._filepath} does not exist: run the pipeline that produces it first")
-        tensors: dict[str, Any] = dict(load_file(str(self._filepath)))
-        from safetensors import safe_open
-
-        with safe_open(str(self._filepath), framework="pt") as handle:
-            meta = (handle.metadata() or {}).get(_META_KEY)
+        if not self._loc.exists():
+            raise DatasetError(f"{self._loc.url} does not exist: run the pipeline that produces it first")
+        data = self._loc.read_bytes()
+        tensors: dict[str, Any] = dict(load_bytes(data))
+        meta = safetensors_metadata(data).get(_META_KEY)
         if meta is not None:
             tensors["meta"] = json.loads(meta)
         return tensors
@@ -50,51 +126,135 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if set(others) - {"meta"}:
             raise DatasetError(f"TensorDictDataset stores tensors and a 'meta' dict only, got {sorted(others)}")
         metadata = {_META_KEY: json.dumps(others.get("meta", {}))}
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._filepath.with_suffix(self._filepath.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, self._filepath)
+        self._loc.write_bytes(save_bytes(tensors, metadata=metadata))
+        self._loc.invalidate()
 
     def _exists(self) -> bool:
-        return self._filepath.exists()
+        return self._loc.exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        return {"filepath": self._loc.url}
+
+
+def _expert_files(loc: _Location) -> dict[int, str]:
+    """``{index: path}`` of the ``expert_NNNN.safetensors`` files under ``loc``."""
+    import re
+
+    loc.invalidate()
+    if not loc.fs.isdir(loc.path):
+        return {}
+    out = {}
+    for p in loc.fs.ls(loc.path, detail=False):
+        m = re.fullmatch(r"expert_(\d+)\.safetensors", PurePosixPath(p).name)
+        if m:
+            out[int(m.group(1))] = p
+    return out
 
 
 class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
     """A folder of expert trajectories, saved one expert at a time, loaded lazily.
 
-    ``save`` takes one chunk ``{"index": i, "trajectory": Trajectory}`` (the teacher node is a
-    generator, so experts are written as they finish and never all held in memory); index 0
-    clears experts left from an earlier run. ``load`` returns an :class:`ExpertBank`.
+    ``save`` takes one chunk at a time (the teacher node is a generator, so experts are
+    written as they finish and never all held in memory): ``{"index": i, "trajectory":
+    Trajectory}`` writes expert ``i``; ``{"keep": [i, ...]}`` deletes every other expert
+    file (experts of an earlier run with other settings). ``load`` returns an
+    :class:`~galaxy_distillation.engine.experts.ExpertBank`; from an object store the
+    experts are first mirrored into a local cache folder (only new or changed files are
+    downloaded).
     """
 
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._path = Path(path)
+    def __init__(self, path: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._loc = _Location(path, credentials)
+        self._cache_dir = cache_dir
         self.metadata = metadata
 
     def load(self) -> Any:
         from galaxy_distillation.engine.experts import ExpertBank
 
-        if not self._path.is_dir() or not any(self._path.glob("expert_*")):
-            raise DatasetError(f"no experts in {self._path}: run `kedro run --pipelines=teacher` first")
-        return ExpertBank(self._path)
+        files = _expert_files(self._loc)
+        if not files:
+            raise DatasetError(f"no experts in {self._loc.url}: run `kedro run --pipelines=teacher` first")
+        if self._loc.local:
+            return ExpertBank(Path(self._loc.path))
+        return ExpertBank(self._mirror(files))
+
+    def _mirror(self, files: dict[int, str]) -> Path:
+        key = hashlib.sha256(self._loc.url.encode()).hexdigest()[:16]
+        root = Path(self._cache_dir) if self._cache_dir else Path(tempfile.gettempdir()) / "galaxy_distillation_cache"
+        cache = root / key
+        cache.mkdir(parents=True, exist_ok=True)
+        wanted = {PurePosixPath(p).name: p for p in files.values()}
+        for old in cache.glob("expert_*.safetensors"):
+            if old.name not in wanted:
+                old.unlink()
+        for name, remote in wanted.items():
+            local = cache / name
+            size = self._loc.fs.size(remote)
+            if not local.exists() or local.stat().st_size != size:
+                tmp = local.with_name(name + ".tmp")
+                self._loc.fs.get_file(remote, str(tmp))
+                os.replace(tmp, local)
+        return cache
 
     def save(self, data: dict[str, Any]) -> None:
+        if "keep" in data:
+            keep = {int(i) for i in data["keep"]}
+            for index, path in _expert_files(self._loc).items():
+                if index not in keep:
+                    self._loc.fs.rm_file(path)
+            self._loc.invalidate()
+            return
         from galaxy_distillation.engine.experts import save_trajectory
 
         index = int(data["index"])
-        if index == 0 and self._path.exists():
-            shutil.rmtree(self._path)
-        self._path.mkdir(parents=True, exist_ok=True)
-        save_trajectory(data["trajectory"], self._path / f"expert_{index:04d}.safetensors")
+        target = self._loc.join(f"expert_{index:04d}.safetensors")
+        if self._loc.local:
+            save_trajectory(data["trajectory"], target)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / "expert.safetensors"
+                save_trajectory(data["trajectory"], local)
+                self._loc.put_file(local, target)
+        self._loc.invalidate()
 
     def _exists(self) -> bool:
-        return self._path.is_dir() and any(self._path.glob("expert_*"))
+        return bool(_expert_files(self._loc))
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
+        return {"path": self._loc.url}
+
+
+class ExpertInventoryDataset(AbstractDataset[None, dict[int, dict[str, Any]]]):
+    """The experts already in a folder of :class:`ExpertTrajectoriesDataset`: ``{index: meta}``.
+
+    Read-only, and only the safetensors headers are read. The teacher uses it to train only
+    the experts that are missing (or were made with other settings).
+    """
+
+    def __init__(self, path: str, credentials: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._loc = _Location(path, credentials)
+        self.metadata = metadata
+
+    def load(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for index, path in sorted(_expert_files(self._loc).items()):
+            try:
+                header = _read_header(self._loc, path)
+                out[index] = json.loads(header.get("meta", "{}"))
+            except (OSError, ValueError, struct.error):
+                continue  # unreadable: treated as missing and trained again
+        return out
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("the expert inventory is read-only (the teacher writes expert_trajectories)")
+
+    def _exists(self) -> bool:
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._loc.url}
 
 
 class VoteCatalogueDataset(AbstractDataset[None, Any]):
@@ -104,15 +264,27 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
     with the read report in ``frame.attrs["read_info"]``.
     """
 
-    def __init__(self, filepath: str, fraction: str = "fraction", metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
+    def __init__(self, filepath: str, fraction: str = "fraction", credentials: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._loc = _Location(filepath, credentials)
         self._fraction = fraction
         self.metadata = metadata
 
     def load(self) -> Any:
         from galaxy_distillation.curation.catalogue import read_vote_catalogue
 
-        frame, info = read_vote_catalogue(self._filepath, fraction=self._fraction)
+        if self._loc.local:
+            frame, info = read_vote_catalogue(Path(self._loc.path), fraction=self._fraction)
+        else:
+            if not self._loc.exists():
+                from galaxy_distillation.curation.errors import CatalogueNotFoundError
+
+                raise CatalogueNotFoundError(f"vote catalogue not found: {self._loc.url}")
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / PurePosixPath(self._loc.path).name  # keeps .csv / .csv.gz
+                self._loc.fs.get_file(self._loc.path, str(local))
+                frame, info = read_vote_catalogue(local, fraction=self._fraction)
+            info["path"] = self._loc.url
         frame.attrs["read_info"] = info
         return frame
 
@@ -120,10 +292,10 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
         raise DatasetError("the vote catalogue is an input: it is never written by the pipeline")
 
     def _exists(self) -> bool:
-        return self._filepath.exists()
+        return self._loc.exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "fraction": self._fraction}
+        return {"filepath": self._loc.url, "fraction": self._fraction}
 
 
 def _truthy(value: Any) -> bool:
@@ -152,10 +324,11 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         augmented: Any = False,
         data_root: str = "data/01_raw/benchmarks",
         image_size: int = 32,
+        credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._dataset = str(dataset)
-        self._gz2_dir = Path(gz2_dir)
+        self._gz2 = _Location(gz2_dir, credentials)
         self._augmented = _truthy(augmented)
         self._data_root = Path(data_root)
         self._image_size = int(image_size)
@@ -186,15 +359,15 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         }
 
     def _load_gz2(self) -> dict[str, Any]:
-        meta_path = self._gz2_dir / "meta.json"
-        if not meta_path.exists():
+        loc = self._gz2
+        if not loc.exists(loc.join("meta.json")):
             raise DatasetError(
-                f"no curated GZ2 data in {self._gz2_dir}: run `kedro run --pipelines=curation` first"
+                f"no curated GZ2 data in {loc.url}: run `kedro run --pipelines=curation` first"
             )
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(loc.read_bytes(loc.join("meta.json")))
         train_split = "train_augmented" if self._augmented else "train"
-        train = load_file(str(self._gz2_dir / f"{train_split}.safetensors"))
-        test = load_file(str(self._gz2_dir / "test.safetensors"))
+        train = load_bytes(loc.read_bytes(loc.join(f"{train_split}.safetensors")))
+        test = load_bytes(loc.read_bytes(loc.join("test.safetensors")))
         stats = meta["normalisation"]["train_augmented" if self._augmented else "train"]
         return {
             "train_x": train["images"],
@@ -212,16 +385,16 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         missing = [s for s in (*self._SPLITS, "meta") if s not in data]
         if missing:
             raise DatasetError(f"model_input save needs {missing}")
-        self._gz2_dir.mkdir(parents=True, exist_ok=True)
+        loc = self._gz2
         for split in self._SPLITS:
             tensors = {k: v.contiguous() for k, v in data[split].items()}
-            tmp = self._gz2_dir / f"{split}.safetensors.tmp"
-            save_file(tensors, str(tmp))
-            os.replace(tmp, self._gz2_dir / f"{split}.safetensors")
-        (self._gz2_dir / "meta.json").write_text(json.dumps(data["meta"], indent=2))
+            loc.write_bytes(save_bytes(tensors), loc.join(f"{split}.safetensors"))
+        # meta.json last: its presence marks a complete model input
+        loc.write_bytes(json.dumps(data["meta"], indent=2).encode(), loc.join("meta.json"))
+        loc.invalidate()
 
     def _exists(self) -> bool:
-        return self._dataset != "gz2" or (self._gz2_dir / "meta.json").exists()
+        return self._dataset != "gz2" or self._gz2.exists(self._gz2.join("meta.json"))
 
     def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._dataset, "gz2_dir": str(self._gz2_dir), "augmented": self._augmented}
+        return {"dataset": self._dataset, "gz2_dir": self._gz2.url, "augmented": self._augmented}

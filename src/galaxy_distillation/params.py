@@ -136,6 +136,22 @@ class CompareParams(_Strict):
         return v
 
 
+class ComputeParams(_Strict):
+    """Where independent tasks (experts, sweep runs) run: this process or a Ray cluster."""
+
+    backend: Literal["local", "ray"] = "local"
+    address: str = ""             # Ray cluster address (auto, host:port, ray://host:port); empty = a local Ray
+    node_ip_address: str = ""     # this node's address as Ray should see it (tests: 127.0.0.2); empty = Ray's choice
+    cpus_per_task: float = Field(1.0, gt=0)
+    gpus_per_task: float = Field(0.0, ge=0)
+    max_retries: int = Field(3, ge=0)
+
+    @field_validator("address", "node_ip_address", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return "" if v is None else str(v)
+
+
 class ProjectParams(BaseModel):
     """The top-level run parameters (``--params name=value``)."""
 
@@ -148,6 +164,7 @@ class ProjectParams(BaseModel):
     augmented: StrictBool = False
     seed: int = 0
     device: str = "auto"
+    storage_root: str = Field("data", min_length=1)
 
     @field_validator("ipc", mode="before")
     @classmethod
@@ -180,6 +197,7 @@ _GROUPS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationParams,
     "model": ArchParams,
     "compare": CompareParams,
+    "compute": ComputeParams,
 }
 
 _ALLOWED_HINT = {

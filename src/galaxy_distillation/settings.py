@@ -1,9 +1,13 @@
 """Kedro project settings for galaxy-distillation."""
 
-from galaxy_distillation.hooks import ParameterValidationHook
+import os
 
-# Validate parameters before any node runs (fails fast with one line).
-HOOKS = (ParameterValidationHook(),)
+from galaxy_distillation.hooks import ParameterValidationHook
+from galaxy_distillation.preflight import ClusterHook
+
+# Validate parameters, then the storage root and the Ray cluster, before any node runs
+# (fails fast with one line).
+HOOKS = (ParameterValidationHook(), ClusterHook())
 
 
 def _flag(value: object, true_name: str = "aug", false_name: str = "plain") -> str:
@@ -15,7 +19,7 @@ def _flag(value: object, true_name: str = "aug", false_name: str = "plain") -> s
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"gd.flag": _flag},
+    "custom_resolvers": {"gd.flag": _flag, "gd.env": lambda name, default=None: os.environ.get(name) or default},
     "config_patterns": {
         "mlflow": ["mlflow*", "mlflow*/**"],
     },

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
+from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine.data import derive_seed, pick_device
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
 from galaxy_distillation.params import with_defaults
@@ -14,21 +19,45 @@ from galaxy_distillation.pipelines._prepare import prepare_data
 log = logging.getLogger(__name__)
 
 
+def train_one_expert(train_x, train_y, test_x, test_y, num_classes, config, seed, device, progress):
+    """One task of the teacher (module level, so Ray can ship it): the engine's ``train_expert``."""
+    return train_expert(train_x, train_y, test_x, test_y, num_classes, config,
+                        seed=seed, device=pick_device(device), progress=progress)
+
+
+def data_fingerprint(model_input: dict[str, Any]) -> str:
+    """SHA-256 of the training and test tensors the experts learn from (experts of other data are retrained)."""
+    digest = hashlib.sha256()
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        digest.update(model_input[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _matches(meta: dict[str, Any], seed: int, config: ExpertConfig, data_sha: str) -> bool:
+    want = {k: v for k, v in asdict(config).items() if k != "dsa_params"}
+    return (meta.get("seed") == seed and meta.get("data_sha256") == data_sha
+            and json.loads(json.dumps(meta.get("config"))) == json.loads(json.dumps(want)))
+
+
 def train_experts(
-    model_input: dict[str, Any], teacher: dict[str, Any], model: dict[str, Any], device: str, progress: bool
+    model_input: dict[str, Any], teacher: dict[str, Any], model: dict[str, Any], device: str, progress: bool,
+    expert_inventory: dict[int, dict[str, Any]] | None = None, compute: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Train ``teacher.n_experts`` experts; yield each trajectory as soon as it is trained.
+    """Train the missing ones of ``teacher.n_experts`` experts; yield each trajectory as it comes back.
 
     A generator node: Kedro saves every expert as it finishes, so 100 experts of 121 MB
-    never sit in memory together.
+    never sit in memory together, and a run that dies keeps the experts it finished.
+    Expert ``i`` is trained with seed ``derive_seed(teacher.seed, i)``, locally or as a Ray
+    task (``compute``, see :mod:`galaxy_distillation.compute`); an expert already in
+    ``expert_inventory`` with the same seed, settings and data is kept, not retrained.
 
     Yields:
-        ``{"index": i, "trajectory": Trajectory}`` with parameters at every epoch (row 0 =
-        initialisation) and the test accuracy per epoch.
+        First ``{"keep": [i, ...]}`` (the experts kept; any other expert file is removed),
+        then ``{"index": i, "trajectory": Trajectory}`` per trained expert, with parameters
+        at every epoch (row 0 = initialisation) and the test accuracy per epoch.
     """
     teacher, model = with_defaults("teacher", teacher), with_defaults("model", model)
     data = prepare_data(model_input, zca=teacher["zca"])
-    dev = pick_device(device)
     config = ExpertConfig(
         epochs=int(teacher["epochs"]),
         lr=float(teacher["lr"]),
@@ -39,14 +68,40 @@ def train_experts(
         arch=dict(model),
     )
     n_experts = int(teacher["n_experts"])
-    for index in range(n_experts):
-        trajectory = train_expert(
-            data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
-            seed=derive_seed(int(teacher["seed"]), index), device=dev, progress=progress,
-        )
+    seeds = [derive_seed(int(teacher["seed"]), index) for index in range(n_experts)]
+    data_sha = data_fingerprint(model_input)
+    inventory = expert_inventory or {}
+    keep = [i for i in range(n_experts) if i in inventory and _matches(inventory[i], seeds[i], config, data_sha)]
+    todo = [i for i in range(n_experts) if i not in keep]
+    log.info("experts: %d kept, %d to train", len(keep), len(todo))
+    yield {"keep": keep}
+    shared = (data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config)
+    per_epoch_bars = bool(progress) and (compute or {}).get("backend", "local") == "local"
+    tasks = [(seeds[i], device, per_epoch_bars) for i in todo]
+    for k, trajectory in run_tasks(train_one_expert, tasks, compute, shared=shared, desc="experts",
+                                   progress=bool(progress)):
+        index = todo[k]
+        trajectory.meta.update(index=index, data_sha256=data_sha)
         log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
                  index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
+        log_expert_metrics(index, trajectory.test_acc)
         yield {"index": index, "trajectory": trajectory}
+
+
+def log_expert_metrics(index: int, test_acc: list[float]) -> None:
+    """Per-expert test accuracy per epoch into the active MLflow run (the ``kedro run``'s), if any."""
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover
+        return
+    from mlflow.entities import Metric
+
+    run = mlflow.active_run()
+    if run is None:
+        return
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"teacher.expert_{index:04d}.test_acc", float(acc), now, epoch) for epoch, acc in enumerate(test_acc)]
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
 
 
 def summarise_experts(expert_trajectories: Any) -> tuple[dict[str, Any], dict[str, Any]]:

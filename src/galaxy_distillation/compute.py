@@ -1,0 +1,243 @@
+"""Where independent tasks run: in this process (``compute.backend: local``) or on a Ray cluster.
+
+``run_tasks(fn, tasks, compute)`` runs ``fn(*shared, *args)`` for every ``args`` in ``tasks``
+and yields ``(index, result)`` as each one comes back, so a caller can save every result
+at once (a failed task then costs only itself, and a re-run does only what is missing).
+The local backend is a plain loop; the Ray backend submits one remote task per item with
+``compute.max_retries`` retries (a task whose node dies is rerun on another node) and
+``compute.cpus_per_task`` / ``compute.gpus_per_task`` as its resource request. Ray is
+imported only when ``backend`` is ``ray``; the tasks call the same functions with the same
+arguments as the local loop, so both backends give the same results.
+
+One tqdm bar over the tasks shows done / running / failed / retried (quiet when stderr is
+not a terminal; a summary line is logged at the end either way).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Environment variables handed to every Ray task (tracking server, object-store credentials).
+FORWARDED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "OMP_NUM_THREADS",
+)
+
+
+class ComputeError(RuntimeError):
+    """The compute backend cannot be used; the message is one line naming the setting."""
+
+
+def _settings(compute: dict[str, Any] | None) -> dict[str, Any]:
+    from galaxy_distillation.params import with_defaults
+
+    return with_defaults("compute", compute or {})
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ComputeError(
+            "compute.backend=ray needs Ray: pip install -e \".[cluster]\""
+        ) from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` address must accept a TCP connection (fail in a second, not after Ray's long timeout)."""
+    if address in {"", "auto", "local"} or address.startswith("ray://") and ":" not in address[6:]:
+        return
+    target = address[6:] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ComputeError(f"invalid compute.address {address!r}: expected host:port, auto or ray://host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise ComputeError(f"compute.address {address!r}: no Ray cluster reachable ({exc.strerror or exc})") from None
+
+
+def connect(compute: dict[str, Any] | None) -> Any:
+    """Connect this process to Ray as ``compute`` says (idempotent); returns the ``ray`` module.
+
+    ``compute.address`` empty starts a local Ray on ``compute.node_ip_address``; otherwise it
+    joins the cluster at that address. Environment variables in :data:`FORWARDED_ENV` are
+    handed to every task.
+
+    Raises:
+        ComputeError: Ray is not installed or the cluster cannot be reached (one line).
+    """
+    cfg = _settings(compute)
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    address = str(cfg["address"] or "").strip()
+    _check_reachable(address)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    kwargs: dict[str, Any] = {
+        "runtime_env": {"env_vars": env} if env else None,
+        "log_to_driver": True,
+        "configure_logging": False,
+    }
+    if cfg["node_ip_address"]:
+        kwargs["_node_ip_address"] = str(cfg["node_ip_address"])
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; report one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ComputeError(f"compute.address {address or '(local Ray)'!r}: cannot connect to Ray: {first}") from None
+    log.info("Ray: %s", "connected to " + address if address else "started a local Ray")
+    return ray
+
+
+def _call_on_node(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """What a Ray task runs: ``fn(*args)``, and the address of the node it ran on."""
+    import ray
+
+    return ray.util.get_node_ip_address(), fn(*args)
+
+
+class _Bar:
+    """One tqdm bar over tasks with done / running / failed / retried in the postfix."""
+
+    def __init__(self, total: int, desc: str, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.counts = {"done": 0, "running": 0, "failed": 0, "retried": 0}
+        self.bar = tqdm(total=total, desc=desc, disable=not (progress and sys.stderr.isatty()), leave=False)
+
+    def update(self, done: int = 0, **counts: int) -> None:
+        self.counts["done"] += done
+        self.counts.update(counts)
+        self.bar.update(done)
+        self.bar.set_postfix(self.counts, refresh=False)
+
+    def close(self, desc: str) -> None:
+        self.bar.close()
+        c = self.counts
+        log.info("%s: %d done, %d failed, %d retried", desc, c["done"], c["failed"], c["retried"])
+
+
+def _retried(ray: Any, name: str) -> int | None:
+    """Tasks of this job named ``name`` that Ray has retried (state API; None when unavailable)."""
+    try:
+        from ray.util.state import list_tasks
+
+        job = ray.get_runtime_context().get_job_id()
+        rows = list_tasks(filters=[("job_id", "=", job), ("name", "=", name)], limit=10_000, raise_on_missing_output=False)
+    except Exception:  # noqa: BLE001 - the state API needs the dashboard; counting is best effort
+        return None
+    return len({r.task_id for r in rows if int(getattr(r, "attempt_number", 0) or 0) > 0})
+
+
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple],
+    compute: dict[str, Any] | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
+    shared: tuple = (),
+    desc: str = "tasks",
+    progress: bool = True,
+) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(*shared, *tasks[i])`` for every ``i``; yield ``(i, result)`` as results come back.
+
+    Args:
+        fn: a module-level (picklable) function.
+        tasks: the per-task arguments.
+        compute: the ``compute`` parameter group (backend, address, resources, retries).
+        on_result: called with ``(i, result)`` before each result is yielded.
+        shared: arguments common to every task (put once into Ray's object store).
+        desc: the progress bar's label.
+        progress: show the bar (only on a terminal).
+
+    Yields:
+        ``(i, result)``: in order for the local backend, in completion order for Ray.
+
+    Raises:
+        ComputeError: Ray unavailable or unreachable (before any task runs).
+        Whatever ``fn`` raised, for a task that failed after its retries.
+    """
+    cfg = _settings(compute)
+    bar = _Bar(len(tasks), desc, progress)
+    try:
+        if cfg["backend"] == "local":
+            for i, args in enumerate(tasks):
+                bar.update(running=1)
+                result = fn(*shared, *args)
+                bar.update(done=1, running=0)
+                if on_result is not None:
+                    on_result(i, result)
+                yield i, result
+            return
+        yield from _run_ray(fn, tasks, cfg, on_result, shared, bar)
+    finally:
+        bar.close(desc)
+
+
+def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]]:
+    ray = connect(cfg)
+    name = f"{desc_name(fn)}"
+    remote = ray.remote(_call_on_node).options(
+        name=name,
+        num_cpus=float(cfg["cpus_per_task"]),
+        num_gpus=float(cfg["gpus_per_task"]),
+        max_retries=int(cfg["max_retries"]),
+        retry_exceptions=False,
+    )
+    fn_ref = ray.put(fn)
+    shared_refs = [ray.put(x) for x in shared]
+    pending = {remote.remote(fn_ref, *shared_refs, *args): i for i, args in enumerate(tasks)}
+    last_poll = 0.0
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+        now = time.monotonic()
+        if now - last_poll > 5.0 or not done:
+            retried = _retried(ray, name)
+            if retried is not None:
+                bar.update(retried=retried)
+            last_poll = now
+        bar.update(running=min(len(pending), len(tasks)))
+        for ref in done:
+            i = pending.pop(ref)
+            try:
+                node, result = ray.get(ref)
+            except Exception:
+                bar.update(failed=bar.counts["failed"] + 1)
+                for other in pending:
+                    ray.cancel(other)
+                raise
+            bar.update(done=1, running=len(pending))
+            log.info("%s %d came back from node %s", name, i, node)
+            if on_result is not None:
+                on_result(i, result)
+            yield i, result
+    retried = _retried(ray, name)
+    if retried is not None:
+        bar.update(retried=retried)
+
+
+def desc_name(fn: Callable[..., Any]) -> str:
+    """The Ray task name for ``fn`` (its qualified name)."""
+    return getattr(fn, "__qualname__", getattr(fn, "__name__", "task"))
