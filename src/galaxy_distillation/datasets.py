@@ -136,6 +136,51 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         return {"filepath": self._loc.url}
 
 
+class ArtifactDataset(AbstractDataset[Any, Any]):
+    """Any file dataset, also logged as an MLflow artifact of the active run when saved.
+
+    The stand-in for kedro-mlflow's ``MlflowArtifactDataset`` that works for every
+    ``storage_root``: the wrapped dataset writes wherever its ``filepath`` points (a local
+    path or an fsspec URL) and the file is then logged under ``artifact_path`` (from a local
+    temporary copy when the file lives on an object store). Loading reads the wrapped
+    dataset. Without an active MLflow run nothing is logged.
+    """
+
+    def __init__(self, dataset: dict[str, Any], artifact_path: str = "", credentials: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        config = dict(dataset)
+        if credentials is not None:
+            config.setdefault("credentials", credentials)
+        self._inner = AbstractDataset.from_config("artifact", config)
+        self._loc = _Location(str(config["filepath"]), config.get("credentials"))
+        self._artifact_path = artifact_path or None
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return self._inner.load()
+
+    def save(self, data: Any) -> None:
+        self._inner.save(data)
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        if self._loc.local:
+            mlflow.log_artifact(str(Path(self._loc.path)), self._artifact_path)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / PurePosixPath(self._loc.path).name
+            self._loc.invalidate()
+            self._loc.fs.get_file(self._loc.path, str(local))
+            mlflow.log_artifact(str(local), self._artifact_path)
+
+    def _exists(self) -> bool:
+        return self._inner.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dataset": self._inner._describe(), "artifact_path": self._artifact_path}
+
+
 def _expert_files(loc: _Location) -> dict[int, str]:
     """``{index: path}`` of the ``expert_NNNN.safetensors`` files under ``loc``."""
     import re
@@ -289,7 +334,13 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
         return frame
 
     def save(self, data: Any) -> None:
-        raise DatasetError("the vote catalogue is an input: it is never written by the pipeline")
+        """The sky pipeline's notice that the catalogue is in place (it wrote the mock sky, or real
+        data is configured): checks the file exists; never writes (the catalogue is an input)."""
+        if not isinstance(data, dict) or "mode" not in data:
+            raise DatasetError("the vote catalogue is an input: only the sky pipeline's notice can be saved to it")
+        self._loc.invalidate()
+        if not self._loc.exists():
+            raise DatasetError(f"vote catalogue not found after the sky pipeline ({data['mode']} mode): {self._loc.url}")
 
     def _exists(self) -> bool:
         return self._loc.exists()

@@ -12,7 +12,7 @@ from galaxy_distillation.sky.writer import write_mock_sky
 log = logging.getLogger(__name__)
 
 
-def render_mock_sky(sky: dict[str, Any], votes_path: str) -> dict[str, Any]:
+def render_mock_sky(sky: dict[str, Any], votes_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the mock sky into ``sky.out_dir`` unless real data is configured.
 
     Real data is configured when the vote catalogue path does not lie inside the mock sky
@@ -21,13 +21,16 @@ def render_mock_sky(sky: dict[str, Any], votes_path: str) -> dict[str, Any]:
     catalogue the renderer did not make is never written into.
 
     Returns:
-        The manifest: ``mode`` ("mock" or "real"), and for the mock sky the writer's summary.
+        The manifest: ``mode`` ("mock" or "real"), and for the mock sky the writer's summary;
+        and the ``vote_catalogue`` output (``{"mode", "votes_path"}``: the dataset checks the
+        catalogue is in place), so ``--pipelines=sky,curation`` orders curation after the sky
+        by data.
     """
     out_dir = Path(sky["out_dir"]).resolve()
     votes = Path(votes_path).resolve()
     if out_dir not in votes.parents:
         log.info("Real GZ2 data configured (%s): the mock sky is not rendered.", votes)
-        return {"mode": "real", "votes_path": str(votes_path)}
+        return {"mode": "real", "votes_path": str(votes_path)}, {"mode": "real", "votes_path": str(votes_path)}
     summary = write_mock_sky(
         out_dir=out_dir,
         n_galaxies=int(sky["n_galaxies"]),
@@ -35,4 +38,4 @@ def render_mock_sky(sky: dict[str, Any], votes_path: str) -> dict[str, Any]:
         n_workers=int(sky.get("n_workers", 1)),
         progress=bool(sky.get("progress", True)),
     )
-    return {"mode": "mock", **to_plain(summary)}
+    return {"mode": "mock", **to_plain(summary)}, {"mode": "mock", "votes_path": str(votes_path)}

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 render_mock_sky,
                 inputs=["params:sky", "params:votes_path"],
-                outputs="mock_sky_manifest",
+                outputs=["mock_sky_manifest", "vote_catalogue"],
                 name="render_mock_sky",
             )
         ]

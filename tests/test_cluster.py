@@ -1,0 +1,249 @@
+"""Beyond one machine, on loopback only: a real two-node Ray cluster (head 127.0.0.2, worker
+127.0.0.3), a moto S3 server and an MLflow tracking server on 127.0.0.1, each started here and
+stopped here. ``kedro run --pipelines=sky,curation,teacher`` with ``compute.backend=ray`` and
+``storage_root=s3://...`` puts the experts in the bucket, equal to a local run of the same
+seeds, with the MLflow run on the server; the worker's raylet is killed mid-run and its task
+is retried on the head; a re-run trains nothing; bad settings fail before any training with
+one line naming them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the cluster extra is not installed (pip install -e '.[cluster]')")
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+from safetensors.torch import load as load_bytes  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HEAD, WORKER = "127.0.0.2", "127.0.0.3"
+BUCKET = "gd-bucket"
+
+TINY = {
+    "parameters_sky.yml": "sky: {out_dir: data/01_raw/mock_sky, n_galaxies: 110, seed: 3, n_workers: 1, progress: false}\n",
+    "parameters_curation.yml": """
+curation: {fraction: fraction, k_per_class: 6, n_train_per_class: 4, seed: 1, on_shortfall: take, image_size: 16,
+           rotations: 2, max_missing_fraction: 0.05, montage_per_class: 2, n_workers: 1}
+""",
+    "parameters_teacher.yml": "teacher: {n_experts: 2, epochs: 25, lr: 0.01, batch_size: 16, seed: 0}\n",
+    "parameters.yml": """
+model: {arch: convnet, width: 8, depth: 2, norm: instancenorm, pooling: avgpooling, activation: relu}
+progress: false
+device: cpu
+""",
+}
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{what} did not listen on {host}:{port} within {timeout}s")
+
+
+def _raylet_pid(node_ip: str) -> int | None:
+    """The raylet of the node at ``node_ip`` (by process name and its node_ip_address argument)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if name == "raylet" and any(a.endswith(f"node_ip_address={node_ip}".encode()) for a in args):
+            return int(entry.name)
+    return None
+
+
+def _busy_children(ppid: int, title: bytes = b"ray::train_one_expert") -> bool:
+    """A Ray worker process under ``ppid`` is running a task of that name."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == ppid and cmd.startswith(title):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """moto S3 + MLflow server on 127.0.0.1 and a two-node Ray cluster on 127.0.0.2/.3."""
+    tmp = tmp_path_factory.mktemp("services")
+    s3_port, mlflow_port, ray_port = _free_port(), _free_port(), _free_port(HEAD)
+    base_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "1",
+                "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
+                "RAY_USAGE_STATS_ENABLED": "0"}
+    for key in [k for k in base_env if k.startswith(("AWS_", "RAY_ADDRESS", "MLFLOW_"))]:
+        base_env.pop(key)
+    procs: list[subprocess.Popen] = []
+    ray_env = {**base_env, "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4"}
+    try:
+        procs.append(subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=base_env))
+        procs.append(subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--artifacts-destination", str(tmp / "artifacts")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=base_env, cwd=tmp))
+        subprocess.run([str(BIN / "ray"), "start", "--head", f"--node-ip-address={HEAD}", f"--port={ray_port}",
+                        "--num-cpus=1", "--num-gpus=0", f"--dashboard-port={_free_port()}", "--disable-usage-stats"],
+                       env=ray_env, check=True, capture_output=True, timeout=120)
+        subprocess.run([str(BIN / "ray"), "start", f"--address={HEAD}:{ray_port}", f"--node-ip-address={WORKER}",
+                        "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+                       env=ray_env, check=True, capture_output=True, timeout=120)
+        _wait_port("127.0.0.1", s3_port, procs[0], "moto_server")
+        _wait_port("127.0.0.1", mlflow_port, procs[1], "mlflow server", timeout=120)
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "none"), "AWS_CONFIG_FILE": str(tmp / "none")}
+        s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        env = {**base_env, **aws, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}"}
+        yield {"env": env, "s3": s3, "ray_address": f"{HEAD}:{ray_port}", "mlflow": env["MLFLOW_TRACKING_URI"],
+               "s3_port": s3_port}
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=ray_env)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cluster_project")
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    if (ROOT / ".telemetry").exists():
+        shutil.copy(ROOT / ".telemetry", root / ".telemetry")
+    (root / "src").mkdir()
+    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "conf" / "tiny").mkdir()
+    for name, text in TINY.items():
+        (root / "conf" / "tiny" / name).write_text(text)
+    return root
+
+
+def kedro(project: Path, env: dict, *params: str, wait: bool = True):
+    cmd = [str(BIN / "kedro"), "run", "--env", "tiny", "--pipelines=sky,curation,teacher"]
+    if params:
+        cmd += ["--params", ",".join(params)]
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out
+
+
+def _ray_params(services, root: str = f"s3://{BUCKET}/run") -> list[str]:
+    return ["compute.backend=ray", f"compute.address={services['ray_address']}", f"compute.node_ip_address={HEAD}",
+            f"storage_root={root}", "teacher.n_experts=4"]
+
+
+def _bucket_experts(s3) -> dict[str, bytes]:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="run/06_models/experts/gz2_plain/")
+    return {o["Key"].rsplit("/", 1)[1]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+            for o in listing.get("Contents", [])}
+
+
+def test_ray_run_on_s3_survives_a_dead_node_equals_local_and_reruns_nothing(services, project):
+    env = services["env"]
+    local_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
+    code, out = kedro(project, local_env, "teacher.n_experts=4")
+    assert code == 0, out[-3000:]
+    local = {p.name: load_file(str(p)) for p in (project / "data/06_models/experts/gz2_plain").glob("expert_*")}
+    assert len(local) == 4
+
+    proc = kedro(project, env, *_ray_params(services), wait=False)
+    raylet = _raylet_pid(WORKER)
+    assert raylet is not None, "the worker node's raylet is not running"
+    deadline = time.monotonic() + 180
+    while not _busy_children(raylet):
+        assert proc.poll() is None and time.monotonic() < deadline, "no task ever ran on the worker node"
+        time.sleep(0.05)
+    os.kill(raylet, signal.SIGKILL)  # the worker node dies mid-task; `ray stop` would stop both nodes
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-4000:]
+    assert "experts: 4 done, 0 failed" in out and "experts: 0 kept, 4 to train" in out, out[-3000:]
+    retried = int(out.split("experts: 4 done, 0 failed, ")[1].split()[0])
+    assert retried >= 1, out[-3000:]
+
+    remote = _bucket_experts(services["s3"])
+    assert sorted(remote) == sorted(local)
+    for name, blob in remote.items():
+        assert load_bytes(blob)["params"].equal(local[name]["params"]), name
+    assert "05_model_input/gz2/meta.json" in {
+        o["Key"].split("run/", 1)[1] for o in services["s3"].list_objects_v2(Bucket=BUCKET, Prefix="run/")["Contents"]}
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=services["mlflow"])
+    runs = client.search_runs([client.get_experiment_by_name("galaxy_distillation").experiment_id])
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "teacher.expert_0003.test_acc")
+    assert len(history) == 26
+    assert client.get_metric_history(runs[0].info.run_id, "teacher.expert_test_acc_mean")
+
+    code, out = kedro(project, env, *_ray_params(services))
+    assert code == 0, out[-3000:]
+    assert "experts: 4 kept, 0 to train" in out, out[-3000:]
+    assert _bucket_experts(services["s3"]) == remote
+
+
+@pytest.mark.parametrize("case", ["address", "bucket", "credential"])
+def test_bad_cluster_settings_fail_before_training_with_one_line(services, project, case):
+    env = dict(services["env"])
+    params = _ray_params(services, root=f"s3://{BUCKET}/bad")
+    if case == "address":
+        params[1] = f"compute.address={HEAD}:{_free_port(HEAD)}"
+        expected = "compute.address"
+    elif case == "bucket":
+        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
+        expected = f"storage_root 's3://{BUCKET}/bad': cannot reach the bucket"
+    else:
+        env.pop("AWS_ACCESS_KEY_ID"), env.pop("AWS_SECRET_ACCESS_KEY")
+        expected = f"storage_root 's3://{BUCKET}/bad': no credentials"
+    proc = subprocess.run([str(BIN / "kedro"), "run", "--env", "tiny", "--pipelines=teacher", "--params", ",".join(params)],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("galaxy-distillation:")]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+    assert "Running node" not in proc.stdout + proc.stderr
+    listing = services["s3"].list_objects_v2(Bucket=BUCKET, Prefix="bad/")
+    assert listing.get("KeyCount", 0) == 0
