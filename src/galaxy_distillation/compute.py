@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -112,11 +111,26 @@ def connect(compute: dict[str, Any] | None) -> Any:
     return ray
 
 
-def _call_on_node(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
-    """What a Ray task runs: ``fn(*args)``, and the address of the node it ran on."""
+def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, *args: Any) -> tuple[str, Any]:
+    """What a Ray task runs: note the attempt, run ``fn(*args)``, return the node's address with the result."""
     import ray
 
+    attempts.start.remote(index)
+    print(f"task {index} started", file=sys.stderr, flush=True)  # Ray forwards it to the driver, with the node
     return ray.util.get_node_ip_address(), fn(*args)
+
+
+class _Attempts:
+    """A small Ray actor on the driver's node counting the attempts of each task (retries = more than one)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+
+    def start(self, index: int) -> None:
+        self.counts[index] = self.counts.get(index, 0) + 1
+
+    def retried(self) -> int:
+        return sum(1 for n in self.counts.values() if n > 1)
 
 
 class _Bar:
@@ -138,18 +152,6 @@ class _Bar:
         self.bar.close()
         c = self.counts
         log.info("%s: %d done, %d failed, %d retried", desc, c["done"], c["failed"], c["retried"])
-
-
-def _retried(ray: Any, name: str) -> int | None:
-    """Tasks of this job named ``name`` that Ray has retried (state API; None when unavailable)."""
-    try:
-        from ray.util.state import list_tasks
-
-        job = ray.get_runtime_context().get_job_id()
-        rows = list_tasks(filters=[("job_id", "=", job), ("name", "=", name)], limit=10_000, raise_on_missing_output=False)
-    except Exception:  # noqa: BLE001 - the state API needs the dashboard; counting is best effort
-        return None
-    return len({r.task_id for r in rows if int(getattr(r, "attempt_number", 0) or 0) > 0})
 
 
 def run_tasks(
@@ -198,7 +200,11 @@ def run_tasks(
 
 def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]]:
     ray = connect(cfg)
-    name = f"{desc_name(fn)}"
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    name = desc_name(fn)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    attempts = ray.remote(_Attempts).options(num_cpus=0, scheduling_strategy=here).remote()
     remote = ray.remote(_call_on_node).options(
         name=name,
         num_cpus=float(cfg["cpus_per_task"]),
@@ -208,34 +214,36 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
     )
     fn_ref = ray.put(fn)
     shared_refs = [ray.put(x) for x in shared]
-    pending = {remote.remote(fn_ref, *shared_refs, *args): i for i, args in enumerate(tasks)}
-    last_poll = 0.0
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
-        now = time.monotonic()
-        if now - last_poll > 5.0 or not done:
-            retried = _retried(ray, name)
-            if retried is not None:
-                bar.update(retried=retried)
-            last_poll = now
-        bar.update(running=min(len(pending), len(tasks)))
-        for ref in done:
-            i = pending.pop(ref)
-            try:
-                node, result = ray.get(ref)
-            except Exception:
-                bar.update(failed=bar.counts["failed"] + 1)
-                for other in pending:
-                    ray.cancel(other)
-                raise
-            bar.update(done=1, running=len(pending))
-            log.info("%s %d came back from node %s", name, i, node)
-            if on_result is not None:
-                on_result(i, result)
-            yield i, result
-    retried = _retried(ray, name)
-    if retried is not None:
-        bar.update(retried=retried)
+    pending = {remote.remote(fn_ref, attempts, i, *shared_refs, *args): i for i, args in enumerate(tasks)}
+
+    def count_retries() -> None:
+        try:
+            bar.update(retried=int(ray.get(attempts.retried.remote(), timeout=10)))
+        except Exception:  # noqa: BLE001 - counting is best effort, never fails the run
+            pass
+
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            count_retries()
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    node, result = ray.get(ref)
+                except Exception:
+                    bar.update(failed=bar.counts["failed"] + 1, running=len(pending))
+                    for other in pending:
+                        ray.cancel(other)
+                    raise
+                bar.update(done=1, running=len(pending))
+                log.info("%s %d came back from node %s", name, i, node)
+                if on_result is not None:
+                    on_result(i, result)
+                yield i, result
+            bar.update(running=len(pending))
+        count_retries()
+    finally:
+        ray.kill(attempts)
 
 
 def desc_name(fn: Callable[..., Any]) -> str:

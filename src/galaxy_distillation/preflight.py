@@ -75,11 +75,14 @@ def check_storage(root: str) -> None:
         kwargs["config_kwargs"] = {"connect_timeout": 3, "read_timeout": 10, "retries": {"max_attempts": 1}}
     try:
         fs = fsspec.filesystem(protocol, **kwargs)
-        found = fs.exists(bucket)
+        if protocol in {"s3", "s3a"}:
+            fs.call_s3("head_bucket", Bucket=bucket)  # raises, where fs.exists would answer False
+        else:
+            fs.ls(bucket)
+    except FileNotFoundError:
+        raise StorageError(f"storage_root {root!r}: the bucket {bucket!r} does not exist or is not accessible") from None
     except Exception as exc:  # noqa: BLE001 - every backend raises its own kinds; report one line
         raise StorageError(f"storage_root {root!r}: cannot reach the bucket {bucket!r} ({_one_line(exc)})") from None
-    if not found:
-        raise StorageError(f"storage_root {root!r}: the bucket {bucket!r} does not exist or is not accessible")
 
 
 def _uses_compute(pipeline: Any) -> bool:
