@@ -220,8 +220,8 @@ def test_ray_run_on_s3_survives_a_dead_node_equals_local_and_reruns_nothing(serv
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     deadline = time.monotonic() + 240
-    # Ray forwards each task's "task i started" to the driver, prefixed with the node's address
-    while not any(f"ip={WORKER})" in line and "started" in line for line in list(lines)):
+    # Ray forwards each task's "task i started on <node>" line to the driver
+    while not any(f"started on {WORKER}" in line for line in list(lines)):
         assert proc.poll() is None and time.monotonic() < deadline, "no task ever started on the worker node:\n" + "".join(lines)[-3000:]
         time.sleep(0.05)
     os.kill(raylet, signal.SIGKILL)  # the worker node dies mid-task; `ray stop` would stop both nodes

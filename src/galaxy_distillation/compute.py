@@ -115,9 +115,10 @@ def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, *args: Any)
     """What a Ray task runs: note the attempt, run ``fn(*args)``, return the node's address with the result."""
     import ray
 
+    node = ray.util.get_node_ip_address()
     attempts.start.remote(index)
-    print(f"task {index} started", file=sys.stderr, flush=True)  # Ray forwards it to the driver, with the node
-    return ray.util.get_node_ip_address(), fn(*args)
+    print(f"task {index} started on {node}", file=sys.stderr, flush=True)  # Ray forwards it to the driver
+    return node, fn(*args)
 
 
 class _Attempts:
