@@ -29,10 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from galaxy_distillation.engine import DistillConfig, Distiller, InMemoryExperts  # noqa: E402
 from galaxy_distillation.engine.data import pick_device  # noqa: E402
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert  # noqa: E402
 from galaxy_distillation.engine.functional import FlatModel  # noqa: E402
-from galaxy_distillation.engine.matching import DistillConfig, Distiller, InMemoryExperts  # noqa: E402
 from galaxy_distillation.engine.networks import build_from_spec  # noqa: E402
 
 

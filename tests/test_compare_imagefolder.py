@@ -21,10 +21,10 @@ import torch
 from matplotlib.figure import Figure
 
 from galaxy_distillation.datasources import load_image_folder, make_toy_image_folder
+from galaxy_distillation.engine import DistillConfig, Distiller, InMemoryExperts
 from galaxy_distillation.engine.data import to_float
 from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
-from galaxy_distillation.engine.matching import DistillConfig, Distiller, InMemoryExperts
 from galaxy_distillation.params import CompareParams
 from galaxy_distillation.pipelines.compare.nodes import (
     CURVE_COLUMNS,

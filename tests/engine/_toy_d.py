@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from galaxy_distillation.engine import DistillConfig, InMemoryExperts
 from galaxy_distillation.engine.functional import FlatModel
-from galaxy_distillation.engine.matching import DistillConfig, InMemoryExperts
 from galaxy_distillation.engine.networks import build_from_spec
 
 TINY_ARCH = {"arch": "convnet", "width": 4, "depth": 1}

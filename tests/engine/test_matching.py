@@ -6,10 +6,7 @@ import pytest
 import torch
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
 
-from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert
-from galaxy_distillation.engine.functional import FlatModel
-from galaxy_distillation.engine.matching import (
+from galaxy_distillation.engine import (
     DistillationDivergedError,
     DistillConfig,
     DistillConfigError,
@@ -19,6 +16,9 @@ from galaxy_distillation.engine.matching import (
     mix_seed,
     unroll_student,
 )
+from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
 from galaxy_distillation.engine.synthetic import random_real_subset
 

@@ -1,14 +1,20 @@
-"""Plain-PyTorch engine: networks, flat parameters, DSA, ZCA, experts, evaluation (no Kedro)."""
+"""Plain-PyTorch engine (no Kedro, no Ray).
 
-from .data import (
-    DataError,
-    as_float_batch,
-    clone_generator,
-    derive_seed,
-    make_generator,
-    pick_device,
-    to_display,
-    to_float,
+One home per concept: ``networks``/``functional`` (nets, flat parameters), ``dsa``, ``zca``,
+``seeding`` (every seed derivation), ``experts`` (training, the expert bank, in-memory
+sources), ``distill_config`` (DistillConfig, records, errors), ``schedule`` (STM's epoch-pool
+schedule: trend test, stages, stop rules), ``student`` (inner unroll, memory-flat backward,
+matching loss), ``matching`` (the Distiller), ``checkpoint``, ``evaluation``, ``synthetic``.
+"""
+
+from .data import DataError, as_float_batch, pick_device, to_display, to_float
+from .distill_config import (
+    DistillationDivergedError,
+    DistillationError,
+    DistillConfig,
+    DistillConfigError,
+    DistillResult,
+    IterationRecord,
 )
 from .dsa import DEFAULT_DSA_STRATEGY, DSA_OPERATIONS, DSAError, DSAParams, dsa_augment, parse_strategy
 from .evaluation import (
@@ -25,6 +31,8 @@ from .experts import (
     ExpertBank,
     ExpertConfig,
     ExpertError,
+    ExpertSource,
+    InMemoryExperts,
     Trajectory,
     expert_path,
     load_trajectory,
@@ -34,6 +42,7 @@ from .experts import (
     train_experts,
 )
 from .functional import FlatModel, FlatModelError
+from .matching import Distiller
 from .networks import (
     ARCHITECTURES,
     NetworkConfigError,
@@ -42,9 +51,30 @@ from .networks import (
     count_parameters,
     has_batchnorm,
 )
+from .schedule import StageDecision, StageState, STMSchedule, TrendTest, pearson_trend, trend_test
+from .seeding import clone_generator, derive_seed, make_generator, mix_seed
+from .student import matching_loss, unroll_student
 from .zca import ZCA, ZCAError
 
 __all__ = [
+    "Distiller",
+    "DistillConfig",
+    "DistillConfigError",
+    "DistillResult",
+    "DistillationDivergedError",
+    "DistillationError",
+    "ExpertSource",
+    "InMemoryExperts",
+    "IterationRecord",
+    "STMSchedule",
+    "StageDecision",
+    "StageState",
+    "TrendTest",
+    "matching_loss",
+    "mix_seed",
+    "pearson_trend",
+    "trend_test",
+    "unroll_student",
     "ARCHITECTURES",
     "DEFAULT_ARCH",
     "DEFAULT_DSA_STRATEGY",

@@ -30,9 +30,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .data import as_float_batch, derive_seed, make_generator
+from .data import as_float_batch
 from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
+from .seeding import derive_seed, make_generator
 
 __all__ = [
     "DEFAULT_ARCH",

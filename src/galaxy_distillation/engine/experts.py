@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +30,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .data import as_float_batch, derive_seed, make_generator
+from .data import as_float_batch
+from .distill_config import DistillConfigError
 from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
 from .evaluation import DEFAULT_ARCH, check_dataset, compute_accuracy, init_network
 from .functional import FlatModel
+from .seeding import derive_seed, make_generator
 
 __all__ = [
     "ExpertError",
@@ -322,3 +324,43 @@ class ExpertBank:
         if self._cache is not None:
             self._cache[key] = params
         return params
+
+
+# --------------------------------------------------------------------------- in-memory sources
+
+
+class ExpertSource(Protocol):
+    """What the distiller needs from an expert bank (``ExpertBank`` satisfies it)."""
+
+    num_epochs: int
+
+    def __len__(self) -> int: ...
+
+    def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor: ...
+
+
+class InMemoryExperts:
+    """Expert trajectories held in memory, with :class:`ExpertBank`'s ``load`` interface.
+
+    Args:
+        trajectories: list of ``(E+1, P)`` tensors (row 0 = initialisation), same shape.
+    """
+
+    def __init__(self, trajectories: Sequence[torch.Tensor]) -> None:
+        if not trajectories:
+            raise DistillConfigError("need at least one expert trajectory")
+        shape = tuple(trajectories[0].shape)
+        for k, t in enumerate(trajectories):
+            if t.dim() != 2 or tuple(t.shape) != shape:
+                raise DistillConfigError(f"expert {k} has shape {tuple(t.shape)}, expected {shape} (E+1, P)")
+        self._trajs = [t.detach() for t in trajectories]
+        self.num_epochs = shape[0] - 1
+        self.meta: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._trajs)
+
+    def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor:
+        """Rows ``0 .. max_epoch`` of expert ``i``, shape ``(max_epoch+1, P)``."""
+        t = self._trajs[i]
+        return t if max_epoch is None else t[: max_epoch + 1]

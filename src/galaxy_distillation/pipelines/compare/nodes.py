@@ -25,9 +25,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E402
+from galaxy_distillation.engine import DistillConfig, Distiller  # noqa: E402
+from galaxy_distillation.engine.data import pick_device  # noqa: E402
 from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
-from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
+from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import with_defaults  # noqa: E402
 from galaxy_distillation.pipelines._prepare import PreparedData, eval_config, prepare_data  # noqa: E402
 from galaxy_distillation.pipelines.distill.nodes import distill_config  # noqa: E402

@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from galaxy_distillation.engine import DistillConfig, Distiller
 from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
-from galaxy_distillation.engine.data import derive_seed, pick_device
+from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.matching import DistillConfig, Distiller
+from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
 

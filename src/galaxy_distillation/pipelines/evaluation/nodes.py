@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from galaxy_distillation.engine.data import derive_seed, make_generator, pick_device
+from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import EvalConfig, EvalResult, evaluate_images
+from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import eval_config, prepare_data

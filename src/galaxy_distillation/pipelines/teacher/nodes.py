@@ -6,8 +6,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from galaxy_distillation.engine.data import derive_seed, pick_device
+from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import prepare_data
 
