@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-import sys
+import copy
 
 from kedro.framework.hooks import hook_impl
 
-from galaxy_distillation.params import ParameterError, validate_parameters
+from galaxy_distillation.params import check_known_names, validate_parameters
+
+
+def configured_names(context) -> set[str]:  # noqa: ANN001 - a KedroContext
+    """Top-level parameter names of the configuration itself (parameters and globals), without
+    the keys ``--params`` added."""
+    loader = copy.copy(context.config_loader)
+    loader.runtime_params = {}
+    names = set(loader["parameters"])
+    try:
+        names |= set(loader["globals"])
+    except Exception:  # noqa: BLE001 - an environment without globals
+        pass
+    return names
 
 
 class ParameterValidationHook:
@@ -19,8 +32,6 @@ class ParameterValidationHook:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
         params = self._context.params if hasattr(self, "_context") else {}
-        try:
-            validate_parameters(params)
-        except ParameterError as err:
-            print(f"galaxy-distillation: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        if hasattr(self, "_context"):
+            check_known_names(run_params.get("runtime_params") or {}, configured_names(self._context))
+        validate_parameters(params)  # ParameterError: printed in one line by galaxy_distillation.cli

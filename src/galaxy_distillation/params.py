@@ -11,13 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from galaxy_distillation.errors import ParameterError  # the project-wide one (re-exported here)
+
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
 INITS = ("real", "noise")
-
-
-class ParameterError(ValueError):
-    """An invalid parameter; the message is one line naming it and what is allowed."""
 
 
 class _Strict(BaseModel):
@@ -245,3 +243,25 @@ def with_defaults(group: str, raw: dict[str, Any]) -> dict[str, Any]:
         return _GROUPS[group](**(raw or {})).model_dump()
     except ValidationError as err:
         raise ParameterError(_one_line(group, err, raw or {})) from None
+
+
+def check_known_names(runtime_params: dict[str, Any], known: set[str]) -> None:
+    """Refuse ``--params`` keys whose top-level name is not a configured parameter.
+
+    Args:
+        runtime_params: the ``--params`` given on the command line (``{"ipcc": 2}``; a dotted
+            ``distill.iterations`` counts by its first part).
+        known: the top-level parameter names of the configuration (parameters and globals).
+
+    Raises:
+        ParameterError: one line naming the unknown key and the closest known name.
+    """
+    import difflib
+
+    for key in runtime_params or {}:
+        top = str(key).split(".", 1)[0]
+        if top in known:
+            continue
+        close = difflib.get_close_matches(top, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(n for n in known if n in _ALLOWED_HINT))
+        raise ParameterError(f"invalid parameter '{top}' = {runtime_params[key]!r}: unknown parameter; {hint}")

@@ -1,9 +1,11 @@
 """Kedro project settings for galaxy-distillation."""
 
 from galaxy_distillation.hooks import ParameterValidationHook
+from galaxy_distillation.outputs import OUTPUTS
 
-# Validate parameters before any node runs (fails fast with one line).
-HOOKS = (ParameterValidationHook(),)
+# Validate parameters before any node runs (fails fast with one line); keep a run's outputs
+# all-or-nothing (galaxy_distillation.outputs).
+HOOKS = (ParameterValidationHook(), OUTPUTS)
 
 
 def _flag(value: object, true_name: str = "aug", false_name: str = "plain") -> str:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from galaxy_distillation.errors import UserError
+
 from .dsa import DEFAULT_DSA_STRATEGY
 
 __all__ = [
@@ -25,7 +27,7 @@ MEMORY_MODES = ("unrolled", "checkpoint")
 STOP_RULES = ("paper", "code")
 
 
-class DistillationError(RuntimeError):
+class DistillationError(UserError, RuntimeError):
     """Base class of distillation errors."""
 
 

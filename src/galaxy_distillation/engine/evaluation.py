@@ -30,6 +30,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from galaxy_distillation.errors import UserError
+
 from .data import as_float_batch
 from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
@@ -56,7 +58,7 @@ DEFAULT_ARCH: dict[str, Any] = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Raised for inconsistent evaluation inputs or settings."""
 
 

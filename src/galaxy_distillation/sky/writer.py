@@ -35,6 +35,8 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from galaxy_distillation.errors import UserError
+
 from .columns import HART16_COLUMNS
 from .render import N_CLASSES, draw_properties, render_properties
 from .votes import simulate_votes
@@ -78,11 +80,11 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 )
 
 
-class MockSkyError(ValueError):
+class MockSkyError(UserError, ValueError):
     """Invalid arguments for the mock sky writer."""
 
 
-class RealDataProtectedError(RuntimeError):
+class RealDataProtectedError(UserError, RuntimeError):
     """The output folder holds data that was not written by the mock sky writer."""
 
 
