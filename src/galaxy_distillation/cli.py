@@ -84,8 +84,11 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
         return f"OSError{where}: [Errno {os_err.errno}] {os_err.strerror}", 1
     for err in chain:
         if isinstance(err, DatasetError):
-            lines = [ln for ln in str(err).splitlines() if ln.strip()]
-            return (lines[-1] if lines else type(err).__name__), 1
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+            cause = err.__cause__
+            first = f"{type(cause).__name__}: {lines[-1]}" if cause is not None and len(lines) > 1 else lines[-1]
+            where = f"\n  ({lines[0][:300]})" if len(lines) > 1 else ""
+            return first + where, 1
     return None
 
 

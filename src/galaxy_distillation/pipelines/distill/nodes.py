@@ -15,6 +15,7 @@ from galaxy_distillation.engine import DistillConfig, Distiller
 from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
+from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import with_defaults
 from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
@@ -62,6 +63,8 @@ def distill_dataset(
     data = prepare_data(model_input, zca=teacher["zca"])
     dev = pick_device(device)
     config = distill_config(distill, method, ipc, init)
+    check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]), getattr(expert_trajectories, "num_params", 0),
+                                      config.syn_steps, expert_trajectories.num_epochs, config.batch_syn), dev)
 
     def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
         quick = eval_config(evaluation, model, 2, max(1, int(evaluation["epochs"]) // 5))
