@@ -34,17 +34,19 @@ _OS_ERROR_RE = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
 def os_error_of(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
     """The operating-system error behind ``exc`` (itself, its cause/context chain, or an
     ``os error N`` in its message), as an ``OSError`` naming ``path``; ``None`` if there is none."""
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, OSError) and cur.errno is not None:
-            return OSError(cur.errno, cur.strerror or os.strerror(cur.errno), str(path or cur.filename))
-        match = _OS_ERROR_RE.search(str(cur))
-        if match and not isinstance(cur, OSError):
+    while cur is not None and all(cur is not c for c in chain):
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:  # a real OSError first
+        if isinstance(err, OSError) and err.errno is not None:
+            return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path or err.filename or "") or None)
+    for err in chain:  # then a library's message naming one
+        match = _OS_ERROR_RE.search(str(err))
+        if match:
             code = int(match.group(1) or match.group(2))
             return OSError(code, os.strerror(code), str(path) if path is not None else None)
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

@@ -141,8 +141,12 @@ def _open_header(path: Path) -> list[str]:
         return list(pd.read_csv(path, nrows=0).columns)
     except pd.errors.EmptyDataError as exc:
         raise EmptyDatasetError(f"catalogue {path} is empty (no header)") from exc
-    except (UnicodeDecodeError, OSError, EOFError, zlib.error, pd.errors.ParserError) as exc:
-        raise CatalogueFormatError(f"cannot read catalogue {path} as CSV ({type(exc).__name__}: {exc}); download it again") from None
+    except (EOFError, zlib.error, OSError) as exc:  # a truncated or corrupt .gz / .bz2 / .zip
+        raise CatalogueFormatError(
+            f"catalogue {path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again"
+        ) from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CatalogueFormatError(f"cannot read catalogue {path} as CSV: {exc}") from exc
 
 
 def read_vote_catalogue(
