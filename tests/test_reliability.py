@@ -226,21 +226,31 @@ def test_user_message_finds_the_cause_a_kedro_dataset_wrapped():
     assert user_message(KeyError("a bug")) is None
 
 
+@pytest.fixture(scope="module")
+def _mlflow_db(tmp_path_factory):
+    import mlflow
+
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    mlflow.search_runs(search_all_experiments=True)  # creates the store once (its log lines come now)
+    return db
+
+
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
+def mlflow_store(_mlflow_db, tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "conf").mkdir()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.search_runs(search_all_experiments=True)  # creates the store (its log lines come now)
+    mlflow.set_tracking_uri(f"sqlite:///{_mlflow_db}")
     yield mlflow
     while mlflow.active_run():
         mlflow.end_run()
 
 
 def _status(mlflow) -> str:
-    return mlflow.search_runs(search_all_experiments=True).iloc[0]["status"]
+    """Status of the newest run."""
+    return mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"]).iloc[0]["status"]
 
 
 def test_interrupted_run_is_marked_killed_and_outputs_put_back(mlflow_store, monkeypatch, capsys):
