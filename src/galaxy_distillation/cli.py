@@ -8,7 +8,7 @@ command stays ``kedro run`` (and ``python -m galaxy_distillation``). Around Kedr
 - prints a user-facing failure (:class:`galaxy_distillation.errors.UserError`, an operating
   system error such as a full disk, a Kedro dataset error) as one or two lines and exits 1
   (2 for a parameter), with the full traceback only under ``--verbose`` or ``GD_VERBOSE=1``;
-- turns ``SIGTERM`` into an interrupt, so a killed or Ctrl-C'd run marks its MLflow run
+- turns ``SIGTERM`` (like Ctrl-C) into an interrupt, outside MLflow's store code, so a killed or Ctrl-C'd run marks its MLflow run
   ``KILLED`` and puts back the outputs it had already replaced (see
   :mod:`galaxy_distillation.outputs`), then exits 130.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,32 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
     for err in chain:
         if isinstance(err, DatasetError):
             lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
-            cause = err.__cause__
-            first = f"{type(cause).__name__}: {lines[-1]}" if cause is not None and len(lines) > 1 else lines[-1]
+            root = chain[-1]  # the original error under Kedro's wrappers
+            first = f"{type(root).__name__}: {lines[-1]}" if root is not err else lines[-1]
             where = f"\n  ({lines[0][:300]})" if len(lines) > 1 else ""
             return first + where, 1
     return None
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+#: code an interrupt must not land in: MLflow's store (SQLAlchemy / sqlite) would stay locked
+_UNSAFE = ("sqlalchemy", "sqlite3", f"mlflow{os.sep}store", f"mlflow{os.sep}tracking")
+
+
+def _in_store_code(frame: Any) -> bool:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _UNSAFE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGINT: raise ``KeyboardInterrupt``, but never inside MLflow's store code (an
+    interrupted database write leaves the store locked and the run unmarkable): there, the
+    signal is sent again 0.1 s later."""
+    if _in_store_code(frame):
+        threading.Timer(0.1, os.kill, (os.getpid(), signum)).start()
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -114,17 +133,14 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
     from galaxy_distillation.outputs import OUTPUTS
 
     verbose = verbose or verbose_from_env()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         check_environment(kwargs.get("env"), kwargs.get("conf_source"))
         return _kedro_run.callback(**kwargs)
     except KeyboardInterrupt:
         restored = OUTPUTS.rollback()
-        closed = _close_mlflow_runs("KILLED")
-        click.echo(
-            f"{_PREFIX}interrupted; MLflow run marked KILLED ({closed}); {restored} output(s) put back as before the run",
-            err=True,
-        )
+        mlflow_note = "MLflow run marked KILLED; " if _close_mlflow_runs("KILLED") else ""
+        click.echo(f"{_PREFIX}interrupted; {mlflow_note}{restored} output(s) put back as before the run", err=True)
         sys.exit(130)
     except Exception as exc:
         found = user_message(exc)
@@ -136,7 +152,8 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
         click.echo(_HINT, err=True)
         sys.exit(code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 #: ``kedro run`` (also what ``python -m galaxy_distillation`` finds through ``find_run_command``).
