@@ -1,4 +1,4 @@
-"""Kedro hooks: validate parameters before any node runs."""
+"""Kedro hooks: validate parameters before anything else happens."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from galaxy_distillation.params import ParameterError, validate_parameters
 
 
 class ParameterValidationHook:
-    """Fail fast, with one line, on invalid parameters (``--params ipc=0``, ``method=foo``...)."""
+    """Fail fast, with one line, on invalid parameters (``--params ipc=0``, ``method=foo``...).
 
-    @hook_impl
-    def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
-        self._context = context
+    Runs when the Kedro context is created, on the raw merged parameters, so a bad value is
+    reported before Kedro builds its typed parameters or the catalog, and before any MLflow run
+    is started.
+    """
 
     @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        params = self._context.params if hasattr(self, "_context") else {}
+    def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
+        try:
+            params = context.config_loader["parameters"]
+        except Exception:  # noqa: BLE001 - no parameters at all: Kedro reports that itself
+            return
         try:
             validate_parameters(params)
         except ParameterError as err:

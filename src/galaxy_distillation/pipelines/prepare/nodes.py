@@ -1,7 +1,9 @@
-"""Shared glue for the model stages: model input (uint8) -> normalised float tensors.
+"""The one prepare step: model input (uint8) -> normalised (optionally ZCA-whitened) float tensors.
 
-Plain functions (no Kedro), used by the teacher, distill and evaluation nodes so that the
-three stages see exactly the same pixels.
+Its outputs are catalog datasets: ``prepared_data`` (the tensors, in memory) for the teacher,
+distill, evaluation and compare stages, so they all see exactly the same pixels, and
+``data_transform`` (the statistics and the ZCA state, on disk) with which reporting maps
+distilled images back to display colours without refitting anything.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from typing import Any
 
 import torch
 
-from galaxy_distillation.engine.data import to_float
-from galaxy_distillation.engine.evaluation import EvalConfig
+from galaxy_distillation.engine.data import to_display, to_float
 from galaxy_distillation.engine.zca import ZCA
+from galaxy_distillation.params import TeacherParams
+
+_ZCA_PREFIX = "zca."
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,30 @@ def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
     )
 
 
-def eval_config(evaluation: dict[str, Any], model: dict[str, Any], n_nets: int, epochs: int,
-                arch: dict[str, Any] | None = None) -> EvalConfig:
-    """The engine's evaluation settings from the ``evaluation`` and ``model`` parameter groups,
-    for ``n_nets`` nets trained ``epochs`` epochs (``arch`` overrides the network)."""
-    return EvalConfig(
-        n_nets=int(n_nets), epochs=int(epochs), batch_size=int(evaluation["batch_size"]),
-        dsa_strategy=str(evaluation["dsa_strategy"]), arch=dict(arch or model),
-        use_vmap=bool(evaluation["use_vmap"]),
-    )
+def prepare(model_input: dict[str, Any], teacher: TeacherParams) -> tuple[PreparedData, dict[str, Any]]:
+    """The prepare node: the prepared tensors and the transform that produced them.
+
+    Returns:
+        ``prepared_data`` and ``data_transform`` (``{"mean", "std", "zca.<name>"...: tensors,
+        "meta": {...}}``, see :func:`display_images`).
+    """
+    data = prepare_data(model_input, zca=teacher.zca)
+    transform: dict[str, Any] = {
+        "mean": torch.tensor(data.mean, dtype=torch.float32),
+        "std": torch.tensor(data.std, dtype=torch.float32),
+        "meta": {"zca": data.zca is not None, "class_names": data.class_names,
+                 "dataset": str(model_input.get("name", ""))},
+    }
+    if data.zca is not None:
+        transform.update({_ZCA_PREFIX + k: v for k, v in data.zca.state_dict().items()})
+    return data, transform
+
+
+def display_images(images: torch.Tensor, data_transform: dict[str, Any]) -> torch.Tensor:
+    """Model-space images -> display colours, (N, C, H, W) float in [0, 1]: undo ZCA (with the
+    saved state, when the run used it) and the normalisation, then clamp."""
+    x = images.detach().float()
+    zca_state = {k[len(_ZCA_PREFIX):]: v for k, v in data_transform.items() if k.startswith(_ZCA_PREFIX)}
+    if zca_state:
+        x = ZCA.from_state_dict(zca_state).inverse_transform(x)
+    return to_display(x, data_transform["mean"].tolist(), data_transform["std"].tolist())
