@@ -133,6 +133,8 @@ def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
     assert client.get_metric_history(run_id, "eval.distilled_acc_mean")
     artifacts = {a.path for a in client.list_artifacts(run_id, "reporting")}
     assert "reporting/grid_gz2_stm_ipc2_real_plain.png" in artifacts
+    logged = client.get_run(run_id).data.params  # typed groups logged field by field
+    assert logged["distill.iterations"] == "6" and logged["evaluation.n_nets"] == "2" and logged["ipc"] == "2"
 
 
 @pytest.mark.parametrize("bad", ["ipc=0", "ipc=-1", "ipc=abc", "method=foo", "init=bar"])

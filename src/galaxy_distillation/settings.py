@@ -1,10 +1,10 @@
 """Kedro project settings for galaxy-distillation."""
 
-from galaxy_distillation.hooks import ParameterValidationHook
+from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
 from galaxy_distillation.params import experts_key, parse_flag, variant_name
 
 # Validate parameters before any node runs (fails fast with one line).
-HOOKS = (ParameterValidationHook(),)
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook())
 
 
 def _flag(value: object) -> str:
