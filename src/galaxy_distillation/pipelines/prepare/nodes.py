@@ -37,14 +37,6 @@ class PreparedData:
     std: list[float]
     zca: ZCA | None
 
-    @property
-    def channels(self) -> int:
-        return int(self.train_x.shape[1])
-
-    @property
-    def im_size(self) -> tuple[int, int]:
-        return int(self.train_x.shape[2]), int(self.train_x.shape[3])
-
 
 def wants_zca(zca: Any, dataset_name: str) -> bool:
     """``teacher.zca``: ``true``/``false``, or ``auto`` = on for CIFAR (as in the paper), off
