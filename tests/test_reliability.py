@@ -390,8 +390,10 @@ def test_a_bad_mapping_row_is_dropped_counted_and_reported(tmp_path):
     selection = pd.DataFrame({"dr7objid": [11, 12, 13], "label": [0, 1, 2]})
     mapping = pd.DataFrame({"objid": ["11", "notanumber", "12", "13"], "sample": ["o"] * 4,
                             "asset_id": ["1", "9", "2", "3"]})  # as the catalog reads it: text
-    train, _test, report = locate_images(selection, selection.iloc[:0], mapping, str(tmp_path / "img"),
-                                         {"max_missing_fraction": 0.0})
+    from galaxy_distillation.params import CurationParams
+
+    params = CurationParams(k_per_class=4, n_train_per_class=3, image_size=8, max_missing_fraction=0.0)
+    train, _test, report = locate_images(selection, selection.iloc[:0], mapping, str(tmp_path / "img"), params)
     assert train["asset_id"].tolist() == [1, 2, 3]
     assert report["mapping"]["n_dropped_bad_id"] == 1 and report["mapping"]["bad_rows_sample"] == [3]
 
@@ -405,10 +407,10 @@ def test_the_catalog_reads_the_mapping_as_text():
 
 def test_a_class_with_no_galaxy_fails_in_curation():
     from galaxy_distillation.curation.errors import EmptyDatasetError
+    from galaxy_distillation.params import CurationParams
     from galaxy_distillation.pipelines.curation.nodes import package_model_input, select_galaxies
 
-    params = {"k_per_class": 4, "n_train_per_class": 3, "seed": 0, "on_shortfall": "take", "image_size": 8,
-              "rotations": 1}
+    params = CurationParams(k_per_class=4, n_train_per_class=3, image_size=8, rotations=1)
     with pytest.raises(EmptyDatasetError, match=r"class 2 \(.*\) has 0 train galaxies after curation"):
         select_galaxies(_labelled([5, 5, 0, 5, 5, 5, 5, 5, 5]), params)
     select_galaxies(_labelled([5] * 9), params)  # every class present: passes
@@ -473,9 +475,10 @@ def test_resource_estimate_refuses_an_impossible_run_before_any_compute():
         check_fits(long_unroll, "cpu", available=10**9)
 
 
-def test_the_distill_node_checks_resources_before_distilling(monkeypatch):
+def test_the_distill_node_checks_resources_before_distilling(monkeypatch, tiny_params, tiny_model_input):
     import galaxy_distillation.pipelines.distill.nodes as distill_nodes
     from galaxy_distillation.engine.resources import ResourceError
+    from galaxy_distillation.pipelines.prepare.nodes import prepare
 
     class Bank:
         num_params, num_epochs = 5_000, 3
@@ -484,16 +487,10 @@ def test_the_distill_node_checks_resources_before_distilling(monkeypatch):
         raise AssertionError("the distiller must not start")
 
     monkeypatch.setattr(distill_nodes, "Distiller", no_compute)
-    model_input = {"train_x": torch.zeros(9, 3, 8, 8, dtype=torch.uint8), "train_y": torch.arange(9),
-                   "test_x": torch.zeros(9, 3, 8, 8, dtype=torch.uint8), "test_y": torch.arange(9),
-                   "class_names": [str(i) for i in range(9)], "mean": [0.5] * 3, "std": [0.25] * 3, "name": "gz2"}
-    distill = {"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1, "lr_img": 1.0,
-               "lr_init": 0.01}
-    teacher = {"n_experts": 1, "epochs": 3, "lr": 0.01, "batch_size": 8}
-    evaluation = {"n_nets": 1, "epochs": 1, "full_n_nets": 1, "full_epochs": 1, "full_lr": 0.01}
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
     with pytest.raises(ResourceError, match="lower ipc"):
-        distill_nodes.distill_dataset(model_input, Bank(), distill, teacher, evaluation, {}, "stm", 10**9, "noise",
-                                      "v", "cpu", False)
+        distill_nodes.distill_dataset(data, Bank(), tiny_params["distill"], tiny_params["evaluation"],
+                                      tiny_params["model"], "stm", 10**9, "noise", "v", "cpu", False)
 
 
 def test_readme_serves_kedro_viz_on_loopback_only():

@@ -51,8 +51,7 @@ def _missing_message(name: str, data_root: Path, reader: type[CIFAR10], missing:
     expected = ", ".join(_expected_files(reader))
     return (
         f"{name} not found: looked in {folder} (missing: {', '.join(missing)}); expected "
-        f"layout {folder}/{{{expected}}}; download {reader.url} and extract it into {data_root} "
-        f"(or call load_cifar(..., download=True) once from Python)"
+        f"layout {folder}/{{{expected}}}; download {reader.url} and extract it into {data_root}"
     )
 
 
