@@ -8,6 +8,7 @@ one line naming them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -40,7 +41,7 @@ TINY = {
 curation: {fraction: fraction, k_per_class: 6, n_train_per_class: 4, seed: 1, on_shortfall: take, image_size: 16,
            rotations: 2, max_missing_fraction: 0.05, montage_per_class: 2, n_workers: 1}
 """,
-    "parameters_teacher.yml": "teacher: {n_experts: 2, epochs: 25, lr: 0.01, batch_size: 16, seed: 0}\n",
+    "parameters_teacher.yml": "teacher: {n_experts: 2, epochs: 100, lr: 0.01, batch_size: 16, seed: 0}\n",
     "parameters.yml": """
 model: {arch: convnet, width: 8, depth: 2, norm: instancenorm, pooling: avgpooling, activation: relu}
 progress: false
@@ -81,6 +82,18 @@ def _raylet_pid(node_ip: str) -> int | None:
         if name == "raylet" and any(a.endswith(f"node_ip_address={node_ip}".encode()) for a in args):
             return int(entry.name)
     return None
+
+
+def _children(ppid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
 
 
 def _ray_start(env: dict, *args: str) -> None:
@@ -204,9 +217,13 @@ def _local_reference(services, project) -> dict[str, object]:
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     import yaml
 
-    teacher = {**yaml.safe_load(TINY["parameters_teacher.yml"])["teacher"], "n_experts": 4}
-    model = yaml.safe_load(TINY["parameters.yml"])["model"]
-    chunks = list(train_experts(model_input, teacher, model, "cpu", False, {}, {"backend": "local"}))
+    from galaxy_distillation.params import ArchParams, ComputeParams, TeacherParams
+    from galaxy_distillation.pipelines.prepare.nodes import prepare
+
+    teacher = TeacherParams(**{**yaml.safe_load(TINY["parameters_teacher.yml"])["teacher"], "n_experts": 4})
+    model = ArchParams(**yaml.safe_load(TINY["parameters.yml"])["model"])
+    data, _ = prepare(model_input, teacher)
+    chunks = list(train_experts(data, teacher, model, "cpu", False, {}, ComputeParams()))
     return {f"expert_{c['index']:04d}.safetensors": c["trajectory"].params for c in chunks[1:]}
 
 
@@ -224,7 +241,10 @@ def test_ray_run_on_s3_survives_a_dead_node_equals_local_and_reruns_nothing(serv
     while not any(f"started on {WORKER}" in line for line in list(lines)):
         assert proc.poll() is None and time.monotonic() < deadline, "no task ever started on the worker node:\n" + "".join(lines)[-3000:]
         time.sleep(0.05)
-    os.kill(raylet, signal.SIGKILL)  # the worker node dies mid-task; `ray stop` would stop both nodes
+    # the worker node dies mid-task: its raylet and the worker processes it started (`ray stop` would stop both nodes)
+    for pid in [raylet, *_children(raylet)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     print(f"worker raylet killed after {time.monotonic() - t0:.1f}s")
     proc.wait(timeout=300)
     reader.join(timeout=30)
@@ -248,7 +268,7 @@ def test_ray_run_on_s3_survives_a_dead_node_equals_local_and_reruns_nothing(serv
     runs = client.search_runs([client.get_experiment_by_name("galaxy_distillation").experiment_id])
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "teacher.expert_0003.test_acc")
-    assert len(history) == 26
+    assert len(history) == 101
     assert client.get_metric_history(runs[0].info.run_id, "teacher.expert_test_acc_mean")
     assert "curation/curation_report.json" in {a.path for a in client.list_artifacts(runs[0].info.run_id, "curation")}
 

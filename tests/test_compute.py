@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 
 import pytest
-import torch
 
 from galaxy_distillation.compute import ComputeError, run_tasks
-from galaxy_distillation.params import ParameterError, validate_parameters
+from galaxy_distillation.params import ComputeParams, ParameterError, validate_parameters
+from galaxy_distillation.pipelines.prepare.nodes import prepare
 from galaxy_distillation.pipelines.teacher.nodes import train_experts
 
 
@@ -47,37 +47,24 @@ def test_ray_backend_reports_an_unreachable_address_in_one_line():
         list(run_tasks(_square, [(1,)], {"backend": "ray", "address": "no-port-here"}, progress=False))
 
 
-def _model_input(seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "train_x": torch.randint(0, 255, (12, 3, 8, 8), generator=g, dtype=torch.uint8),
-        "train_y": torch.arange(12) % 3,
-        "test_x": torch.randint(0, 255, (6, 3, 8, 8), generator=g, dtype=torch.uint8),
-        "test_y": torch.arange(6) % 3,
-        "mean": [0.5] * 3, "std": [0.25] * 3, "name": "gz2", "class_names": ["a", "b", "c"],
-    }
-
-
-TEACHER = {"n_experts": 3, "epochs": 1, "lr": 0.01, "batch_size": 8, "dsa_strategy": "flip", "seed": 4}
-MODEL = {"arch": "convnet", "width": 4, "depth": 1}
-
-
-def _run(model_input, teacher, inventory):
-    chunks = list(train_experts(model_input, teacher, MODEL, "cpu", False, inventory, {"backend": "local"}))
+def _run(data, teacher, model, inventory):
+    chunks = list(train_experts(data, teacher, model, "cpu", False, inventory, ComputeParams()))
     assert "keep" in chunks[0]
     return chunks[0]["keep"], {c["index"]: c["trajectory"] for c in chunks[1:]}
 
 
-def test_teacher_trains_only_missing_or_stale_experts():
-    data = _model_input()
-    keep, trained = _run(data, TEACHER, {})
+def test_teacher_trains_only_missing_or_stale_experts(tiny_model_input, tiny_params):
+    teacher, model = tiny_params["teacher"].model_copy(update={"n_experts": 3, "epochs": 1}), tiny_params["model"]
+    data, _ = prepare(tiny_model_input, teacher)
+    keep, trained = _run(data, teacher, model, {})
     assert keep == [] and sorted(trained) == [0, 1, 2]
     inventory = {i: t.meta for i, t in trained.items()}
-    assert _run(data, TEACHER, inventory) == ([0, 1, 2], {})
-    keep, again = _run(data, TEACHER, {0: inventory[0], 2: inventory[2]})
+    assert _run(data, teacher, model, inventory) == ([0, 1, 2], {})
+    keep, again = _run(data, teacher, model, {0: inventory[0], 2: inventory[2]})
     assert keep == [0, 2] and sorted(again) == [1] and again[1].params.equal(trained[1].params)
-    keep, more = _run(data, {**TEACHER, "n_experts": 4}, inventory)
+    keep, more = _run(data, teacher.model_copy(update={"n_experts": 4}), model, inventory)
     assert keep == [0, 1, 2] and sorted(more) == [3]
-    assert _run(data, {**TEACHER, "seed": 5}, inventory)[0] == []          # other seeds
-    assert _run(data, {**TEACHER, "lr": 0.02}, inventory)[0] == []         # other settings
-    assert _run(_model_input(seed=1), TEACHER, inventory)[0] == []         # other data
+    assert _run(data, teacher.model_copy(update={"seed": 5}), model, inventory)[0] == []     # other seeds
+    assert _run(data, teacher.model_copy(update={"lr": 0.02}), model, inventory)[0] == []    # other settings
+    other = {**tiny_model_input, "train_x": tiny_model_input["train_x"].flip(0)}
+    assert _run(prepare(other, teacher)[0], teacher, model, inventory)[0] == []            # other data

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from galaxy_distillation.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: Environment variables handed to every Ray task (tracking server, object-store credentials).
@@ -39,14 +41,19 @@ FORWARDED_ENV = (
 )
 
 
-class ComputeError(RuntimeError):
+class ComputeError(UserError):
     """The compute backend cannot be used; the message is one line naming the setting."""
 
+    exit_code = 2
 
-def _settings(compute: dict[str, Any] | None) -> dict[str, Any]:
-    from galaxy_distillation.params import with_defaults
 
-    return with_defaults("compute", compute or {})
+def _settings(compute: Any) -> dict[str, Any]:
+    """The ``compute`` group (a :class:`~galaxy_distillation.params.ComputeParams`, a dict or None) as a full dict."""
+    from galaxy_distillation.params import ComputeParams
+
+    if isinstance(compute, ComputeParams):
+        return compute.model_dump()
+    return ComputeParams(**(compute or {})).model_dump()
 
 
 def _import_ray():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -28,6 +29,9 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
+
+from galaxy_distillation.io import atomic_path, write_bytes
+from galaxy_distillation.params import parse_flag
 
 _META_KEY = "gd_meta_json"
 
@@ -65,10 +69,8 @@ class _Location:
     def put_file(self, local_file: Path, path: str) -> None:
         """Copy a finished local file to ``path`` (atomic as :meth:`write_bytes`)."""
         if self.local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(path).with_name(Path(path).name + ".tmp")
-            tmp.write_bytes(local_file.read_bytes())
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                shutil.copyfile(local_file, tmp)
         else:
             self.fs.put_file(str(local_file), path)
 
@@ -77,11 +79,8 @@ class _Location:
 
 
 def _atomic_local_write(path: Path, data: bytes) -> None:
-    """Local atomic write (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Local atomic write: the project-wide helper (temporary file, fsync, rename)."""
+    write_bytes(path, data)
 
 
 def safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -108,6 +107,8 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def __init__(self, filepath: str, credentials: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         self._loc = _Location(filepath, credentials)
+        self._protocol = self._loc.protocol  # what galaxy_distillation.outputs guards: local files only
+        self._filepath = Path(self._loc.path) if self._loc.local else None
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
@@ -153,6 +154,8 @@ class ArtifactDataset(AbstractDataset[Any, Any]):
             config.setdefault("credentials", credentials)
         self._inner = AbstractDataset.from_config("artifact", config)
         self._loc = _Location(str(config["filepath"]), config.get("credentials"))
+        self._protocol = self._loc.protocol  # what galaxy_distillation.outputs guards: local files only
+        self._filepath = Path(self._loc.path) if self._loc.local else None
         self._artifact_path = artifact_path or None
         self.metadata = metadata
 
@@ -349,10 +352,6 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
         return {"filepath": self._loc.url, "fraction": self._fraction}
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in {"true", "1", "yes", "y", "on"}
-
-
 class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """The labelled images the teacher, distill and evaluation stages train on.
 
@@ -380,7 +379,9 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     ) -> None:
         self._dataset = str(dataset)
         self._gz2 = _Location(gz2_dir, credentials)
-        self._augmented = _truthy(augmented)
+        self._protocol = self._gz2.protocol  # what galaxy_distillation.outputs guards: local folders only
+        self._gz2_dir = Path(self._gz2.path) if self._gz2.local else None
+        self._augmented = parse_flag(augmented)
         self._data_root = Path(data_root)
         self._image_size = int(image_size)
         self.metadata = metadata

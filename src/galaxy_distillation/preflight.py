@@ -18,6 +18,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from galaxy_distillation.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: ``credentials.yml`` ``storage:`` keys -> environment variables (s3fs/botocore read these).
@@ -30,8 +32,10 @@ CREDENTIAL_ENV = {
 }
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError):
     """``storage_root`` cannot be used; the message is one line naming it."""
+
+    exit_code = 2
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,7 +94,7 @@ def _uses_compute(pipeline: Any) -> bool:
 
 
 class ClusterHook:
-    """Credentials, storage and Ray checks before the first node; one line and exit 2 on failure."""
+    """Credentials, storage and Ray checks before the first node (one line and exit 2 on failure)."""
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
@@ -109,20 +113,19 @@ class ClusterHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        from galaxy_distillation.compute import ComputeError, connect
+        from galaxy_distillation.compute import connect
 
         params = self._context.params if hasattr(self, "_context") else {}
         compute = params.get("compute") or {}
-        try:
-            check_storage(str(params.get("storage_root", "data")))
-            if compute.get("backend") == "ray" and _uses_compute(pipeline):
-                ray = sys.modules.get("ray")
-                already = ray is not None and ray.is_initialized()
-                connect(compute)
-                self._ray_started_here = not already
-        except (StorageError, ComputeError) as err:
-            print(f"galaxy-distillation: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        if hasattr(compute, "model_dump"):
+            compute = compute.model_dump()
+        # StorageError / ComputeError: printed in one line (exit 2) by galaxy_distillation.cli
+        check_storage(str(params.get("storage_root", "data")))
+        if compute.get("backend") == "ray" and _uses_compute(pipeline):
+            ray = sys.modules.get("ray")
+            already = ray is not None and ray.is_initialized()
+            connect(compute)
+            self._ray_started_here = not already
 
     def _stop_ray(self) -> None:
         if self._ray_started_here:

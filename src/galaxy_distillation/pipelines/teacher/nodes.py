@@ -1,4 +1,9 @@
-"""Nodes of the ``teacher`` pipeline: train expert networks and record their trajectories."""
+"""Nodes of the ``teacher`` pipeline: expert trajectories, and the Full-set baseline.
+
+Both train networks on the whole training set, and both depend only on the dataset and on
+whether it is augmented, so they are computed once per (dataset, augmented) and shared by
+every variant.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,17 @@ from dataclasses import asdict
 from typing import Any
 
 from galaxy_distillation.compute import run_tasks
-from galaxy_distillation.engine.data import derive_seed, pick_device
+from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.experts import ExpertConfig, train_expert
-from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import prepare_data
+from galaxy_distillation.engine.seeding import derive_seed
+from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
+
+#: ``derive_seed(evaluation.seed, FULL_SEED_KEY)`` seeds the Full-set baseline's nets.
+FULL_SEED_KEY = 4
 
 
 def train_one_expert(train_x, train_y, test_x, test_y, num_classes, config, seed, device, progress):
@@ -25,11 +35,11 @@ def train_one_expert(train_x, train_y, test_x, test_y, num_classes, config, seed
                         seed=seed, device=pick_device(device), progress=progress)
 
 
-def data_fingerprint(model_input: dict[str, Any]) -> str:
+def data_fingerprint(data: PreparedData) -> str:
     """SHA-256 of the training and test tensors the experts learn from (experts of other data are retrained)."""
     digest = hashlib.sha256()
-    for key in ("train_x", "train_y", "test_x", "test_y"):
-        digest.update(model_input[key].detach().cpu().contiguous().numpy().tobytes())
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -40,8 +50,8 @@ def _matches(meta: dict[str, Any], seed: int, config: ExpertConfig, data_sha: st
 
 
 def train_experts(
-    model_input: dict[str, Any], teacher: dict[str, Any], model: dict[str, Any], device: str, progress: bool,
-    expert_inventory: dict[int, dict[str, Any]] | None = None, compute: dict[str, Any] | None = None,
+    prepared_data: PreparedData, teacher: TeacherParams, model: ArchParams, device: str, progress: bool,
+    expert_inventory: dict[int, dict[str, Any]] | None = None, compute: ComputeParams | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Train the missing ones of ``teacher.n_experts`` experts; yield each trajectory as it comes back.
 
@@ -56,27 +66,19 @@ def train_experts(
         then ``{"index": i, "trajectory": Trajectory}`` per trained expert, with parameters
         at every epoch (row 0 = initialisation) and the test accuracy per epoch.
     """
-    teacher, model = with_defaults("teacher", teacher), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher["zca"])
-    config = ExpertConfig(
-        epochs=int(teacher["epochs"]),
-        lr=float(teacher["lr"]),
-        batch_size=int(teacher["batch_size"]),
-        momentum=float(teacher.get("momentum", 0.0)),
-        weight_decay=float(teacher.get("weight_decay", 0.0)),
-        dsa_strategy=str(teacher["dsa_strategy"]),
-        arch=dict(model),
-    )
-    n_experts = int(teacher["n_experts"])
-    seeds = [derive_seed(int(teacher["seed"]), index) for index in range(n_experts)]
-    data_sha = data_fingerprint(model_input)
+    data = prepared_data
+    config = teacher.engine_config(model)
+    n_experts = teacher.n_experts
+    seeds = [derive_seed(teacher.seed, index) for index in range(n_experts)]
+    data_sha = data_fingerprint(data)
     inventory = expert_inventory or {}
     keep = [i for i in range(n_experts) if i in inventory and _matches(inventory[i], seeds[i], config, data_sha)]
     todo = [i for i in range(n_experts) if i not in keep]
     log.info("experts: %d kept, %d to train", len(keep), len(todo))
     yield {"keep": keep}
+    compute = compute or ComputeParams()
     shared = (data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config)
-    per_epoch_bars = bool(progress) and (compute or {}).get("backend", "local") == "local"
+    per_epoch_bars = bool(progress) and compute.backend == "local"
     tasks = [(seeds[i], device, per_epoch_bars) for i in todo]
     for k, trajectory in run_tasks(train_one_expert, tasks, compute, shared=shared, desc="experts",
                                    progress=bool(progress)):
@@ -118,3 +120,24 @@ def summarise_experts(expert_trajectories: Any) -> tuple[dict[str, Any], dict[st
     }
     metrics = {"expert_test_acc_mean": [{"step": e, "value": v} for e, v in enumerate(mean_curve)]}
     return summary, metrics
+
+
+def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams, model: ArchParams, device: str,
+                      progress: bool) -> dict[str, Any]:
+    """The "Full dataset" baseline: ``evaluation.full_n_nets`` fresh nets trained
+    ``evaluation.full_epochs`` epochs on the whole training set with lr ``evaluation.full_lr``
+    (otherwise the evaluation protocol: SGD momentum, weight decay, lr x0.1 at half, DSA).
+
+    Returns:
+        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images"}`` (test accuracy in %).
+    """
+    data = prepared_data
+    cfg = evaluation.engine_config(model, evaluation.full_n_nets, evaluation.full_epochs)
+    log.info("evaluating on the full set (%d images, %d nets x %d epochs, lr %.3g)",
+             len(data.train_y), cfg.n_nets, cfg.epochs, evaluation.full_lr)
+    res = evaluate_images(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, evaluation.full_lr,
+                          cfg, seed=derive_seed(evaluation.seed, FULL_SEED_KEY), device=pick_device(device),
+                          progress=progress)
+    log.info("full: %.2f +- %.2f %%", res.mean, res.std)
+    return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
+            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y))}
