@@ -123,7 +123,7 @@ def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, *args: Any)
     import ray
 
     node = ray.util.get_node_ip_address()
-    attempts.start.remote(index)
+    ray.get(attempts.start.remote(index))  # recorded before the task does anything else
     print(f"task {index} started on {node}", file=sys.stderr, flush=True)  # Ray forwards it to the driver
     return node, fn(*args)
 
