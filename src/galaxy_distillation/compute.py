@@ -123,7 +123,10 @@ def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, *args: Any)
     import ray
 
     node = ray.util.get_node_ip_address()
-    ray.get(attempts.start.remote(index))  # recorded before the task does anything else
+    try:
+        ray.get(attempts.start.remote(index), timeout=30)  # recorded before the task does anything else
+    except Exception:  # noqa: BLE001 - counting attempts is best effort; the task itself must run
+        pass
     print(f"task {index} started on {node}", file=sys.stderr, flush=True)  # Ray forwards it to the driver
     return node, fn(*args)
 
@@ -211,7 +214,7 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     name = desc_name(fn)
-    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     attempts = ray.remote(_Attempts).options(num_cpus=0, scheduling_strategy=here).remote()
     remote = ray.remote(_call_on_node).options(
         name=name,
