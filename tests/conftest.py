@@ -58,3 +58,11 @@ def tiny_params() -> dict:
         "evaluation": EvaluationParams(n_nets=2, epochs=3, full_n_nets=1, full_epochs=2, quick_nets=1,
                                        quick_epochs_fraction=0.5, batch_size=16, dsa_strategy="flip"),
     }
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch):
+    """Each test starts without MLFLOW_TRACKING_URI (the project reads it, and mlflow.set_tracking_uri
+    exports it to the environment), so `kedro run` subprocesses use their own project's store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # recorded, so whatever a test sets is undone after it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")

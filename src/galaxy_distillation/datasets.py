@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import tempfile
@@ -29,6 +28,7 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_protocol_and_path
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
+from safetensors.torch import save_file
 
 from galaxy_distillation.io import atomic_path, write_bytes
 from galaxy_distillation.params import parse_flag
@@ -127,7 +127,11 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if set(others) - {"meta"}:
             raise DatasetError(f"TensorDictDataset stores tensors and a 'meta' dict only, got {sorted(others)}")
         metadata = {_META_KEY: json.dumps(others.get("meta", {}))}
-        self._loc.write_bytes(save_bytes(tensors, metadata=metadata))
+        if self._loc.local:  # streamed to disk by safetensors, through the project's atomic-write helper
+            with atomic_path(self._loc.path) as tmp:
+                save_file(tensors, str(tmp), metadata=metadata)
+        else:
+            self._loc.write_bytes(save_bytes(tensors, metadata=metadata))
         self._loc.invalidate()
 
     def _exists(self) -> bool:
@@ -240,9 +244,8 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
             local = cache / name
             size = self._loc.fs.size(remote)
             if not local.exists() or local.stat().st_size != size:
-                tmp = local.with_name(name + ".tmp")
-                self._loc.fs.get_file(remote, str(tmp))
-                os.replace(tmp, local)
+                with atomic_path(local) as tmp:
+                    self._loc.fs.get_file(remote, str(tmp))
         return cache
 
     def save(self, data: dict[str, Any]) -> None:
