@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from galaxy_distillation import tracking  # noqa: E402
 from galaxy_distillation.engine.data import derive_seed, pick_device  # noqa: E402
 from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
 from galaxy_distillation.engine.matching import DistillConfig, Distiller  # noqa: E402
@@ -125,7 +126,10 @@ def compare_methods(
     for method in compare["methods"]:
         for seed in compare["seeds"]:
             config = run_config(distill, compare, str(method), ipc, int(seed), int(compare["iterations"]))
-            rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+            with tracking.child_run(f"{method} seed {seed}", {"method": method, "seed": seed, "lam": config.lam}):
+                run_rows = curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+                tracking.log_curve(run_rows)
+            rows += run_rows
     return _table(rows)
 
 
@@ -159,7 +163,10 @@ def lambda_ablation(
     rows: list[dict[str, Any]] = []
     for lam in lambdas:
         config = run_config(distill, compare, "stm", ipc, seed, iterations, lam=lam)
-        rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+        with tracking.child_run(f"stm lambda {lam:g} seed {seed}", {"method": "stm", "seed": seed, "lam": lam}):
+            run_rows = curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+            tracking.log_curve(run_rows)
+        rows += run_rows
     return _table(rows)
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from galaxy_distillation import tracking
 from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
-from galaxy_distillation.engine.data import derive_seed, pick_device
+from galaxy_distillation.engine.data import derive_seed, pick_device, to_display
 from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.matching import DistillConfig, Distiller
 from galaxy_distillation.params import with_defaults
@@ -66,8 +67,12 @@ def distill_dataset(
         quick = eval_config(evaluation, model, 2, max(1, int(evaluation["epochs"]) // 5))
         result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
                                  seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
-        log.info("iteration %d: quick evaluation %.1f%%", iteration, result.mean)
-        return {"test_acc": result.mean}
+        log.info("iteration %d: quick evaluation %.1f%% (%d nets x %d epochs)", iteration, result.mean,
+                 quick.n_nets, quick.epochs)
+        shown = images.detach().cpu()
+        shown = data.zca.inverse_transform(shown) if data.zca is not None else shown
+        tracking.log_snapshot(to_display(shown, data.mean, data.std), labels, data.num_classes, iteration)
+        return {"test_acc": result.mean, "test_acc_std": result.std}
 
     checkpoint_dir = Path(distill["checkpoint_root"]) / variant
 
@@ -75,8 +80,12 @@ def distill_dataset(
         return Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev,
                          arch=dict(model), checkpoint_dir=checkpoint_dir, eval_hook=eval_hook)
 
+    # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
+    # starts from the same seeded initialisation, so it is the same point.
+    start = make()
+    initial = eval_hook(0, start.images.detach().clone(), start.labels, float(start.step_size().detach()))
     try:
-        result = make().run(progress=progress)
+        result = start.run(progress=progress)
     except CheckpointMismatchError:
         log.warning("The checkpoint in %s was made with other settings: starting this variant afresh.",
                     checkpoint_dir)
@@ -88,6 +97,9 @@ def distill_dataset(
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
         "iterations": len(result.history), "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
+        "initial_eval": initial,
+        "quick_eval": {"n_nets": 2, "epochs": max(1, int(evaluation["epochs"]) // 5),
+                       "eval_every": int(distill.get("eval_every") or 0)},
     }
     distilled = {
         "images": result.images.detach().cpu().float(),
@@ -104,6 +116,7 @@ def history_table(records: list[Any]) -> pd.DataFrame:
         row = asdict(record)
         quick = row.pop("eval", None) or {}
         row["test_acc"] = quick.get("test_acc")
+        row["test_acc_std"] = quick.get("test_acc_std")
         rows.append(row)
     return pd.DataFrame(rows)
 
