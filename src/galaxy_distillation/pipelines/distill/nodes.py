@@ -54,7 +54,7 @@ def distill_dataset(
     evaluation epochs) records test accuracy against iteration for the curves.
 
     Returns:
-        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "lr", "meta"}), the
+        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
     distill, teacher = with_defaults("distill", distill), with_defaults("teacher", teacher)
@@ -83,7 +83,8 @@ def distill_dataset(
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
     start = make()
-    initial = eval_hook(0, start.images.detach().clone(), start.labels, float(start.step_size().detach()))
+    initial_images = start.images.detach().clone()
+    initial = eval_hook(0, initial_images, start.labels, float(start.step_size().detach()))
     try:
         result = start.run(progress=progress)
     except CheckpointMismatchError:
@@ -104,6 +105,7 @@ def distill_dataset(
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
+        "initial_images": initial_images.cpu().float(),  # the starting point, shown beside each prototype
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
