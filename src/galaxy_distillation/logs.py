@@ -37,8 +37,8 @@ STAGES: tuple[str, ...] = ("sky", "curation", "teacher", "distill", "evaluation"
 def quiet_third_party_warnings() -> None:
     """Ignore :data:`THIRD_PARTY_WARNINGS` (idempotent); every other warning still shows.
 
-    Runs from ``settings.py`` and, as a ``kedro.init`` entry point (pyproject.toml), before the
-    Kedro CLI loads its plugins (kedro-mlflow imports MLflow's pyfunc module at that point).
+    Runs from ``settings.py``, which the Kedro CLI imports (``bootstrap_project`` validates the
+    settings) before it loads the plugins' commands (kedro-mlflow imports MLflow's pyfunc there).
     """
     for message, category in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)

@@ -9,6 +9,7 @@
   itself ``consumed.<dataset> = <run id>`` and logs it as an MLflow dataset input.
 * :func:`child_run` opens a nested run (compare: one per method / seed / lambda) and
   :func:`log_snapshot` logs the synthetic set as an image at each quick evaluation.
+* ``python -m galaxy_distillation.tracking`` prints the runs table (:func:`runs_table`).
 
 Everything here is a no-op without an active MLflow run, so nodes stay plain functions.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from kedro.framework.hooks import hook_impl
 
@@ -44,6 +46,9 @@ PRODUCED = ("model_input", "expert_trajectories", "distilled_set")
 
 #: Datasets logged as MLflow dataset inputs when a run loads them (context = dataset name).
 INPUTS = ("vote_catalogue", "filename_mapping", "model_input", "expert_trajectories", "distilled_set")
+
+#: The experiment tag that makes MLflow 3's UI open the experiment on its training runs.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 #: Pipelines whose name is followed by the variant, the compare slug or the expert slug.
 _VARIANT_PIPELINES = {"__default__", "distill", "evaluation", "reporting", "benchmark"}
@@ -287,6 +292,7 @@ class RunStoryHook:
             tags["git.commit"] = commit[0]
             tags["git.dirty"] = str(commit[1]).lower()
         mlflow.set_tags(tags)
+        _mark_training_experiment(run.info.experiment_id)
         log.info("MLflow run '%s' (%s): mlflow ui --backend-store-uri %s", name, run.info.run_id,
                  mlflow.get_tracking_uri())
 
@@ -334,6 +340,41 @@ class RunStoryHook:
             mlflow.set_tag(f"consumed.{dataset_name}", producer)
 
 
+def _mark_training_experiment(experiment_id: str) -> None:
+    """Tag the experiment as model training, so MLflow 3's UI opens on its runs, not on GenAI traces."""
+    import mlflow
+
+    try:
+        experiment = mlflow.get_experiment(experiment_id)
+        if experiment is not None and experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            mlflow.set_experiment_tag(*EXPERIMENT_KIND)
+    except Exception as err:  # noqa: BLE001 - cosmetic, never break a run
+        log.debug("could not tag the experiment: %s", err)
+
+
+#: The runs table's columns: (MLflow column, printed name).
+RUNS_COLUMNS = (
+    ("tags.mlflow.runName", "run"), ("start_time", "started"), ("status", "status"),
+    ("metrics.eval.distilled_acc_mean", "distilled %"), ("metrics.eval.random_acc_mean", "random %"),
+    ("metrics.eval.full_acc_mean", "full %"), ("metrics.compare.stm_final_acc_mean", "compare STM %"),
+    ("metrics.compare.mtt_final_acc_mean", "compare MTT %"), ("tags.git.commit", "commit"),
+    ("tags.consumed.expert_trajectories", "experts from"), ("run_id", "run id"),
+)
+
+
+def runs_table(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "galaxy_distillation") -> pd.DataFrame:
+    """Every run of the experiment, newest first, with the key metric columns (also in the UI)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[experiment], order_by=["start_time DESC"])
+    table = pd.DataFrame({name: runs[col] if col in runs else None for col, name in RUNS_COLUMNS})
+    for name in ("commit", "experts from", "run id"):
+        table[name] = table[name].map(lambda v: v[:8] if isinstance(v, str) else "")
+    table["started"] = pd.to_datetime(table["started"]).dt.strftime("%Y-%m-%d %H:%M")
+    return table.round(1)
+
+
 def _stage_nodes() -> dict[str, list[str]]:
     """Node names of each stage pipeline (loaded from the project's registry)."""
     from kedro.framework.project import pipelines
@@ -345,3 +386,8 @@ def _stage_nodes() -> dict[str, list[str]]:
         except Exception:  # noqa: BLE001 - a stage missing from the registry has no header
             continue
     return stages
+
+
+if __name__ == "__main__":  # python -m galaxy_distillation.tracking [TRACKING_URI]: the runs table
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 48):
+        print(runs_table(*sys.argv[1:2]).to_string(index=False))
