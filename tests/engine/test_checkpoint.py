@@ -4,6 +4,7 @@ import pytest
 import torch
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
 
+from galaxy_distillation.engine import Distiller
 from galaxy_distillation.engine.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -12,7 +13,6 @@ from galaxy_distillation.engine.checkpoint import (
     save_state,
     state_path,
 )
-from galaxy_distillation.engine.matching import Distiller
 
 
 def test_save_load_roundtrip_is_atomic_and_weights_only(tmp_path):

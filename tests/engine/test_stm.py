@@ -6,7 +6,7 @@ import pytest
 import torch
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
 
-from galaxy_distillation.engine.matching import (
+from galaxy_distillation.engine import (
     DistillConfigError,
     Distiller,
     STMSchedule,

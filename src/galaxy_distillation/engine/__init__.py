@@ -1,18 +1,23 @@
-"""Plain-PyTorch engine: networks, flat parameters, DSA, ZCA, experts, evaluation (no Kedro)."""
+"""Plain-PyTorch engine (no Kedro, no Ray).
 
-from .data import (
-    DataError,
-    as_float_batch,
-    clone_generator,
-    derive_seed,
-    make_generator,
-    pick_device,
-    to_display,
-    to_float,
+One home per concept: ``networks``/``functional`` (nets, flat parameters), ``dsa``, ``zca``,
+``seeding`` (every seed derivation), ``experts`` (training, the expert bank, in-memory
+sources), ``distill_config`` (DistillConfig, records, errors), ``schedule`` (STM's epoch-pool
+schedule: trend test, stages, stop rules), ``student`` (inner unroll, memory-flat backward,
+matching loss), ``matching`` (the Distiller), ``checkpoint``, ``evaluation``, ``synthetic``.
+"""
+
+from .data import DataError, as_float_batch, pick_device, to_display, to_float
+from .distill_config import (
+    DistillationDivergedError,
+    DistillationError,
+    DistillConfig,
+    DistillConfigError,
+    DistillResult,
+    IterationRecord,
 )
 from .dsa import DEFAULT_DSA_STRATEGY, DSA_OPERATIONS, DSAError, DSAParams, dsa_augment, parse_strategy
 from .evaluation import (
-    DEFAULT_ARCH,
     EvalConfig,
     EvalResult,
     EvaluationError,
@@ -20,11 +25,14 @@ from .evaluation import (
     compute_accuracy,
     evaluate_images,
     init_network,
+    quick_evaluator,
 )
 from .experts import (
     ExpertBank,
     ExpertConfig,
     ExpertError,
+    ExpertSource,
+    InMemoryExperts,
     Trajectory,
     expert_path,
     load_trajectory,
@@ -34,6 +42,7 @@ from .experts import (
     train_experts,
 )
 from .functional import FlatModel, FlatModelError
+from .matching import Distiller
 from .networks import (
     ARCHITECTURES,
     NetworkConfigError,
@@ -42,11 +51,31 @@ from .networks import (
     count_parameters,
     has_batchnorm,
 )
+from .schedule import StageDecision, StageState, STMSchedule, TrendTest, pearson_trend, trend_test
+from .seeding import clone_generator, derive_seed, make_generator, mix_seed
+from .student import matching_loss, unroll_student
 from .zca import ZCA, ZCAError
 
 __all__ = [
+    "Distiller",
+    "DistillConfig",
+    "DistillConfigError",
+    "DistillResult",
+    "DistillationDivergedError",
+    "DistillationError",
+    "ExpertSource",
+    "InMemoryExperts",
+    "IterationRecord",
+    "STMSchedule",
+    "StageDecision",
+    "StageState",
+    "TrendTest",
+    "matching_loss",
+    "mix_seed",
+    "pearson_trend",
+    "trend_test",
+    "unroll_student",
     "ARCHITECTURES",
-    "DEFAULT_ARCH",
     "DEFAULT_DSA_STRATEGY",
     "DSA_OPERATIONS",
     "DSAError",
@@ -74,6 +103,7 @@ __all__ = [
     "derive_seed",
     "dsa_augment",
     "evaluate_images",
+    "quick_evaluator",
     "expert_path",
     "has_batchnorm",
     "init_network",

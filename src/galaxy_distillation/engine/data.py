@@ -1,4 +1,4 @@
-"""Small tensor helpers: uint8 <-> normalised float images, device choice, seeding."""
+"""Small tensor helpers: uint8 <-> normalised float images, device choice."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ __all__ = [
     "to_display",
     "as_float_batch",
     "pick_device",
-    "make_generator",
-    "clone_generator",
-    "derive_seed",
 ]
 
 
@@ -67,28 +64,6 @@ def pick_device(preference: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"device {preference!r} requested but CUDA is not available")
     return dev
-
-
-def make_generator(seed: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed``."""
-    g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed))
-    return g
-
-
-def clone_generator(generator: torch.Generator) -> torch.Generator:
-    """An independent generator in the same state (for siamese augmentation of two batches)."""
-    g = torch.Generator(device=generator.device)
-    g.set_state(generator.get_state())
-    return g
-
-
-def derive_seed(seed: int, *keys: int) -> int:
-    """Deterministically derive an independent 63-bit seed from ``seed`` and integer ``keys``."""
-    import numpy as np
-
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[int(k) for k in keys]])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def as_float_batch(

@@ -21,543 +21,36 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state
-from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
+from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state, state_path
+from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
+from .dsa import DSAParams
+from .experts import ExpertSource
 from .functional import FlatModel
 from .networks import build_from_spec
+from .schedule import StageState, STMSchedule
+from .seeding import mix_seed
+from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
 
-__all__ = [
-    "DistillationError",
-    "DistillConfigError",
-    "DistillationDivergedError",
-    "DistillConfig",
-    "IterationRecord",
-    "DistillResult",
-    "TrendTest",
-    "StageState",
-    "StageDecision",
-    "STMSchedule",
-    "InMemoryExperts",
-    "Distiller",
-    "pearson_trend",
-    "trend_test",
-    "mix_seed",
-    "unroll_student",
-    "matching_loss",
-]
+__all__ = ["Distiller"]
 
-METHODS = ("stm", "mtt")
-MEMORY_MODES = ("unrolled", "checkpoint")
-STOP_RULES = ("paper", "code")
+log = logging.getLogger(__name__)
 
 # Seed "slots" so that the different random streams of one iteration never collide.
 _SLOT_CHOICE = 0
 _SLOT_TRAIN = 1
 _SLOT_VAL = 2
-
-
-class DistillationError(RuntimeError):
-    """Base class of distillation errors."""
-
-
-class DistillConfigError(DistillationError, ValueError):
-    """Invalid distillation configuration or inputs."""
-
-
-class DistillationDivergedError(DistillationError):
-    """Too many consecutive non-finite steps."""
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass
-class DistillConfig:
-    """Hyper-parameters of one distillation run (defaults: STM, CIFAR-like scale).
-
-    Attributes:
-        method: ``"stm"`` (self-adaptive, log-space step size) or ``"mtt"``.
-        ipc: synthetic images per class.
-        syn_steps: N, inner student steps per iteration.
-        expert_epochs: M, expert epochs to match (STM forces 1).
-        max_start_epoch: MTT draws ``t`` in ``[0, max_start_epoch)``; STM's pool ``T`` never
-            exceeds it (nor ``expert epochs - 1``).
-        iterations: maximum number of distillation iterations.
-        lr_img: SGD learning rate of the pixels.
-        lr_lr: SGD learning rate of the step size (``None``: 0.01 for STM, 1e-5 for MTT).
-        lr_init: alpha0, the initial student step size.
-        img_momentum, lr_momentum: SGD momenta of the two optimisers.
-        batch_syn: inner minibatch size (``None`` = full synthetic set every step).
-        dsa_strategy: DSA strategy for the inner steps ("" / "none" disables it).
-        lam: STM lambda; grow when ``r < -lam * sqrt(1/(n-2))``.
-        test_every: STM trend test whenever the validation history length n is a multiple of it.
-        max_iter_stage: stop rule length (see ``stop_rule``).
-        stop_rule: ``"paper"`` (stop when a stage lasts ``max_iter_stage`` iterations without
-            expansion) or ``"code"`` (past ``n > max_iter_stage`` freeze T, decay lr_img by
-            ``lr_img_decay`` every ``lr_img_decay_every`` iterations, stop below ``min_lr_img``).
-        loss_rising_rule: also grow when ``r > rising_lam * sigma`` at n = 10, 30, 50, ...
-        memory_mode: ``"unrolled"`` (one graph over N steps) or ``"checkpoint"`` (each inner
-            step recomputed in backward; memory flat in N, identical gradient).
-        checkpoint_every: save a resumable checkpoint every this many iterations (0 = never).
-        seed: seed of every random draw.
-        max_bad_steps: consecutive rejected steps before ``DistillationDivergedError``.
-        bad_step_lr_factor: lr_img multiplier after a rejected step.
-        init: ``"real"`` or ``"noise"`` initial images.
-        log_lr: learn the step size in log space (``None``: True for STM, False for MTT).
-        eval_every: call ``eval_hook`` every this many iterations (0 = never).
-        expert_cache: number of experts kept in memory.
-    """
-
-    method: str = "stm"
-    ipc: int = 1
-    syn_steps: int = 20
-    expert_epochs: int = 3
-    max_start_epoch: int = 25
-    iterations: int = 5000
-    lr_img: float = 1000.0
-    lr_lr: float | None = None
-    lr_init: float = 0.01
-    img_momentum: float = 0.5
-    lr_momentum: float = 0.5
-    batch_syn: int | None = None
-    dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    lam: float = 5.0
-    rising_lam: float = 3.0
-    test_every: int = 10
-    max_iter_stage: int = 1000
-    stop_rule: str = "paper"
-    loss_rising_rule: bool = False
-    min_lr_img: float = 50.0
-    lr_img_decay: float = 0.8
-    lr_img_decay_every: int = 50
-    memory_mode: str = "unrolled"
-    checkpoint_every: int = 50
-    seed: int = 0
-    max_bad_steps: int = 10
-    bad_step_lr_factor: float = 0.5
-    init: str = "real"
-    log_lr: bool | None = None
-    eval_every: int = 0
-    expert_cache: int = 4
-
-    def validate(self) -> None:
-        """Raise :class:`DistillConfigError` naming the first bad field."""
-        if self.method not in METHODS:
-            raise DistillConfigError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.memory_mode not in MEMORY_MODES:
-            raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
-        if self.stop_rule not in STOP_RULES:
-            raise DistillConfigError(f"stop_rule must be one of {STOP_RULES}, got {self.stop_rule!r}")
-        for name in ("ipc", "syn_steps", "expert_epochs", "max_start_epoch", "test_every", "max_bad_steps",
-                     "lr_img_decay_every", "expert_cache"):
-            if int(getattr(self, name)) < 1:
-                raise DistillConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("iterations", "checkpoint_every", "eval_every", "max_iter_stage"):
-            if int(getattr(self, name)) < 0:
-                raise DistillConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_syn is not None and self.batch_syn < 1:
-            raise DistillConfigError(f"batch_syn must be >= 1 or None, got {self.batch_syn}")
-        if not self.lr_init > 0:
-            raise DistillConfigError(f"lr_init must be > 0, got {self.lr_init}")
-        if not self.lr_img > 0:
-            raise DistillConfigError(f"lr_img must be > 0, got {self.lr_img}")
-        if self.lam <= 0:
-            raise DistillConfigError(f"lam must be > 0, got {self.lam}")
-
-    @property
-    def effective_expert_epochs(self) -> int:
-        """M actually used: 1 for STM, ``expert_epochs`` for MTT."""
-        return 1 if self.method == "stm" else int(self.expert_epochs)
-
-    @property
-    def effective_lr_lr(self) -> float:
-        """Step-size learning rate actually used."""
-        if self.lr_lr is not None:
-            return float(self.lr_lr)
-        return 0.01 if self.method == "stm" else 1e-5
-
-    @property
-    def effective_log_lr(self) -> bool:
-        """Whether the step size is learned in log space."""
-        return (self.method == "stm") if self.log_lr is None else bool(self.log_lr)
-
-
-@dataclass
-class IterationRecord:
-    """What happened in one distillation iteration (all plain types)."""
-
-    iteration: int
-    loss: float
-    val_loss: float | None
-    T: int
-    r: float | None
-    threshold: float | None
-    lr: float
-    lr_img: float
-    start_epoch: int
-    expert: int
-    seconds: float
-    rejected: bool
-    grew: bool = False
-    eval: dict[str, float] | None = None
-
-
-@dataclass
-class DistillResult:
-    """Outcome of :meth:`Distiller.run`.
-
-    Attributes:
-        images: ``(ipc * num_classes, C, H, W)`` float32 CPU synthetic images (class-major).
-        labels: ``(ipc * num_classes,)`` int64 labels.
-        lr: learned student step size alpha.
-        history: one :class:`IterationRecord` per iteration done so far (including resumed ones).
-        stop_reason: ``"max_iterations"``, ``"no_expansion"``, ``"lr_img_below_min"`` or
-            ``"interrupted"`` (``stop_after`` reached; resumable).
-        n_rejected_steps: number of rejected (non-finite) steps.
-        T: final STM epoch pool (MTT: ``max_start_epoch``).
-        iterations_done: iterations completed.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    lr: float
-    history: list[IterationRecord]
-    stop_reason: str
-    n_rejected_steps: int
-    T: int
-    iterations_done: int
-
-
-# --------------------------------------------------------------------------- STM logic
-
-
-def pearson_trend(values: Sequence[float]) -> float:
-    """Pearson correlation of ``values`` with ``0, 1, ..., n-1`` (0.0 for a constant series).
-
-    Raises:
-        DistillConfigError: fewer than 2 values.
-    """
-    n = len(values)
-    if n < 2:
-        raise DistillConfigError(f"need at least 2 values for a correlation, got {n}")
-    v = torch.as_tensor(list(values), dtype=torch.float64)
-    i = torch.arange(n, dtype=torch.float64)
-    vc = v - v.mean()
-    ic = i - i.mean()
-    denom = math.sqrt(float((vc * vc).sum()) * float((ic * ic).sum()))
-    if denom == 0.0 or not math.isfinite(denom):
-        return 0.0
-    return float((vc * ic).sum()) / denom
-
-
-@dataclass
-class TrendTest:
-    """Result of the STM trend test on a validation history of length ``n``."""
-
-    n: int
-    r: float
-    sigma: float
-    threshold: float  # -lam * sigma
-    falling: bool  # r < -lam * sigma
-    rising: bool  # r > rising_lam * sigma (only meaningful with the loss-rising rule)
-
-
-def trend_test(values: Sequence[float], lam: float, rising_lam: float = 3.0) -> TrendTest:
-    """STM's test: ``r = corr(values, 0..n-1)``, ``sigma = sqrt(1/(n-2))``.
-
-    Falling when ``r < -lam * sigma``; rising when ``r > rising_lam * sigma``.
-
-    Raises:
-        DistillConfigError: fewer than 3 values (sigma undefined).
-    """
-    n = len(values)
-    if n < 3:
-        raise DistillConfigError(f"trend test needs at least 3 values, got {n}")
-    r = pearson_trend(values)
-    sigma = math.sqrt(1.0 / (n - 2))
-    return TrendTest(n=n, r=r, sigma=sigma, threshold=-lam * sigma,
-                     falling=r < -lam * sigma, rising=r > rising_lam * sigma)
-
-
-@dataclass
-class StageState:
-    """Mutable state of the STM schedule (plain types; stored in checkpoints)."""
-
-    T: int = 1
-    val_history: list[float] = field(default_factory=list)
-    stage_start: int = 0
-    frozen: bool = False
-    frozen_at: int = -1
-    n_expansions: int = 0
-
-
-@dataclass
-class StageDecision:
-    """What :meth:`STMSchedule.observe` decided after one iteration."""
-
-    grew: bool
-    r: float | None
-    threshold: float | None
-    lr_img: float
-    stop: str | None
-
-
-class STMSchedule:
-    """The epoch-pool schedule of STM (paper Algorithm 1), independent of any network.
-
-    Args:
-        T_max: largest allowed pool (``T + 1`` must be an available expert epoch).
-        lam, rising_lam, test_every, max_iter_stage, stop_rule, loss_rising_rule,
-        lr_img_decay, lr_img_decay_every, min_lr_img: as in :class:`DistillConfig`.
-    """
-
-    def __init__(self, T_max: int, lam: float = 5.0, test_every: int = 10, max_iter_stage: int = 1000,
-                 stop_rule: str = "paper", loss_rising_rule: bool = False, rising_lam: float = 3.0,
-                 lr_img_decay: float = 0.8, lr_img_decay_every: int = 50, min_lr_img: float = 50.0,
-                 state: StageState | None = None) -> None:
-        if T_max < 1:
-            raise DistillConfigError(f"T_max must be >= 1 (experts need >= 2 epochs for STM), got {T_max}")
-        if stop_rule not in STOP_RULES:
-            raise DistillConfigError(f"stop_rule must be one of {STOP_RULES}, got {stop_rule!r}")
-        self.T_max = int(T_max)
-        self.lam = float(lam)
-        self.rising_lam = float(rising_lam)
-        self.test_every = int(test_every)
-        self.max_iter_stage = int(max_iter_stage)
-        self.stop_rule = stop_rule
-        self.loss_rising_rule = bool(loss_rising_rule)
-        self.lr_img_decay = float(lr_img_decay)
-        self.lr_img_decay_every = int(lr_img_decay_every)
-        self.min_lr_img = float(min_lr_img)
-        self.state = state or StageState()
-
-    @property
-    def T(self) -> int:
-        """Current epoch pool: start epochs are ``0 .. T-1``."""
-        return self.state.T
-
-    def observe(self, iteration: int, val_loss: float | None, lr_img: float) -> StageDecision:
-        """Feed the validation loss of ``iteration`` (after its image update) and decide.
-
-        A non-finite or missing ``val_loss`` is not recorded. The trend test runs when the
-        history length n is a multiple of ``test_every`` (n >= 3). At ``T == T_max`` the pool
-        cannot grow and the history is kept, so the stop rule can still end the run.
-        """
-        s = self.state
-        r = threshold = None
-        grew = False
-        if not s.frozen and val_loss is not None and math.isfinite(val_loss):
-            s.val_history.append(float(val_loss))
-        n = len(s.val_history)
-        if not s.frozen and n >= 3 and n % self.test_every == 0:
-            tt = trend_test(s.val_history, self.lam, self.rising_lam)
-            r, threshold = tt.r, tt.threshold
-            rising_check = self.loss_rising_rule and n % (2 * self.test_every) == self.test_every
-            if (tt.falling or (rising_check and tt.rising)) and s.T < self.T_max:
-                s.T += 1
-                s.val_history = []
-                s.stage_start = iteration + 1
-                s.n_expansions += 1
-                grew = True
-        stop: str | None = None
-        if self.stop_rule == "paper":
-            if self.max_iter_stage > 0 and iteration + 1 - s.stage_start >= self.max_iter_stage:
-                stop = "no_expansion"
-        else:
-            if not s.frozen and len(s.val_history) > self.max_iter_stage:
-                s.frozen = True
-                s.frozen_at = iteration
-            if s.frozen:
-                since = iteration - s.frozen_at
-                if since > 0 and since % self.lr_img_decay_every == 0:
-                    lr_img = lr_img * self.lr_img_decay
-                if lr_img < self.min_lr_img:
-                    stop = "lr_img_below_min"
-        return StageDecision(grew=grew, r=r, threshold=threshold, lr_img=lr_img, stop=stop)
-
-
-# --------------------------------------------------------------------------- experts
-
-
-class ExpertSource(Protocol):
-    """What the distiller needs from an expert bank (``ExpertBank`` satisfies it)."""
-
-    num_epochs: int
-
-    def __len__(self) -> int: ...
-
-    def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor: ...
-
-
-class InMemoryExperts:
-    """Expert trajectories held in memory, with :class:`ExpertBank`'s ``load`` interface.
-
-    Args:
-        trajectories: list of ``(E+1, P)`` tensors (row 0 = initialisation), same shape.
-    """
-
-    def __init__(self, trajectories: Sequence[torch.Tensor]) -> None:
-        if not trajectories:
-            raise DistillConfigError("need at least one expert trajectory")
-        shape = tuple(trajectories[0].shape)
-        for k, t in enumerate(trajectories):
-            if t.dim() != 2 or tuple(t.shape) != shape:
-                raise DistillConfigError(f"expert {k} has shape {tuple(t.shape)}, expected {shape} (E+1, P)")
-        self._trajs = [t.detach() for t in trajectories]
-        self.num_epochs = shape[0] - 1
-        self.meta: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self._trajs)
-
-    def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor:
-        """Rows ``0 .. max_epoch`` of expert ``i``, shape ``(max_epoch+1, P)``."""
-        t = self._trajs[i]
-        return t if max_epoch is None else t[: max_epoch + 1]
-
-
-# --------------------------------------------------------------------------- core maths
-
-
-def mix_seed(*values: int) -> int:
-    """Deterministically mix integers into one 63-bit seed (splitmix64 chain)."""
-    mask = (1 << 64) - 1
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (int(v) & mask)) & mask
-        h = (h + 0x9E3779B97F4A7C15) & mask
-        z = h
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        h = z ^ (z >> 31)
-    return h & ((1 << 63) - 1)
-
-
-def _student_step(model: FlatModel, theta: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
-                  step_size: torch.Tensor, step_seed: int, dsa_strategy: str, dsa_params: DSAParams | None,
-                  batch_syn: int | None, create_graph: bool) -> torch.Tensor:
-    """One student SGD step ``theta - alpha * grad CE(theta; DSA(x_syn[batch]))``.
-
-    All randomness (minibatch, DSA) comes from a generator seeded with ``step_seed``, so a
-    recomputation (checkpoint mode) replays exactly the same step.
-
-    Args:
-        theta: ``(P,)`` parameters; x_syn ``(B, C, H, W)``; y_syn ``(B,)``; step_size scalar.
-
-    Returns:
-        ``(P,)`` next parameters (detached unless ``create_graph``).
-    """
-    gen = torch.Generator().manual_seed(step_seed)
-    x, y = x_syn, y_syn
-    if batch_syn is not None and batch_syn < x_syn.shape[0]:
-        idx = torch.randperm(x_syn.shape[0], generator=gen)[:batch_syn].to(x_syn.device)
-        x, y = x_syn[idx], y_syn[idx]
-    with torch.enable_grad():
-        if not theta.requires_grad:
-            theta = theta.detach().requires_grad_(True)
-        x = dsa_augment(x, dsa_strategy, gen, dsa_params)
-        ce = F.cross_entropy(model.forward(theta, x), y)
-        (grad,) = torch.autograd.grad(ce, theta, create_graph=create_graph)
-    if not create_graph:
-        return (theta - step_size * grad).detach()
-    return theta - step_size * grad
-
-
-class _CheckpointedStep(torch.autograd.Function):
-    """One student step that stores only its inputs and recomputes its graph in backward.
-
-    ``torch.utils.checkpoint(use_reentrant=False)`` around a step that itself calls
-    ``torch.autograd.grad(create_graph=True)`` was measured to keep most of the inner graph
-    alive (memory still grew with N), so the checkpoint is written by hand: forward runs the
-    step without a graph; backward rebuilds that one step's double-backward graph from the saved
-    ``theta_i`` and returns the exact vector-Jacobian products for ``theta_i``, ``x_syn`` and
-    ``alpha``. Memory: one ``(P,)`` vector per step plus one step's activations. Supports
-    first-order backward through the unroll (all that distillation needs).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, theta: torch.Tensor, x_syn: torch.Tensor, step_size: torch.Tensor, y_syn: torch.Tensor,
-                model: FlatModel, seed: int, dsa_strategy: str, dsa_params: DSAParams | None,
-                batch_syn: int | None) -> torch.Tensor:
-        ctx.save_for_backward(theta, x_syn, step_size, y_syn)
-        ctx.args = (model, seed, dsa_strategy, dsa_params, batch_syn)
-        return _student_step(model, theta.detach(), x_syn.detach(), y_syn, step_size.detach(), seed,
-                             dsa_strategy, dsa_params, batch_syn, create_graph=False)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        theta, x_syn, step_size, y_syn = ctx.saved_tensors
-        model, seed, dsa_strategy, dsa_params, batch_syn = ctx.args
-        needs = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
-                      enumerate(zip((theta, x_syn, step_size), needs))]
-            out = _student_step(model, leaves[0], leaves[1], y_syn, leaves[2], seed, dsa_strategy, dsa_params,
-                                batch_syn, create_graph=True)
-            wanted = [leaf for leaf, n in zip(leaves, needs) if n]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
-        result = [next(grads) if n else None for n in needs]
-        return (*result, None, None, None, None, None, None)
-
-
-def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
-                   step_size: torch.Tensor, step_seeds: Sequence[int], dsa_strategy: str = DEFAULT_DSA_STRATEGY,
-                   dsa_params: DSAParams | None = None, batch_syn: int | None = None,
-                   memory_mode: str = "unrolled", create_graph: bool = True) -> torch.Tensor:
-    """Run ``len(step_seeds)`` student steps from ``theta0``.
-
-    Args:
-        model: flat functional view of the student network.
-        theta0: ``(P,)`` start parameters (treated as a constant).
-        x_syn: ``(B, C, H, W)`` synthetic images (may require grad).
-        y_syn: ``(B,)`` labels.
-        step_size: scalar tensor alpha (may require grad).
-        step_seeds: one seed per inner step (minibatch + DSA draws).
-        memory_mode: ``"unrolled"`` keeps every step's graph; ``"checkpoint"`` keeps only each
-            step's input and recomputes the step in backward (memory flat in N, same gradient).
-        create_graph: ``False`` runs without any graph (validation pass).
-
-    Returns:
-        ``(P,)`` parameters after the last step.
-    """
-    if memory_mode not in MEMORY_MODES:
-        raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {memory_mode!r}")
-    theta = theta0.detach()
-    if create_graph:
-        theta = theta.clone().requires_grad_(True)
-    for seed in step_seeds:
-        if create_graph and memory_mode == "checkpoint":
-            theta = _CheckpointedStep.apply(theta, x_syn, step_size, y_syn, model, int(seed),
-                                            dsa_strategy, dsa_params, batch_syn)
-        else:
-            theta = _student_step(model, theta, x_syn if create_graph else x_syn.detach(), y_syn,
-                                  step_size if create_graph else step_size.detach(), int(seed),
-                                  dsa_strategy, dsa_params, batch_syn, create_graph)
-    return theta
-
-
-def matching_loss(theta_n: torch.Tensor, theta_start: torch.Tensor, theta_target: torch.Tensor) -> torch.Tensor:
-    """Normalised trajectory-matching loss ``||theta_n - target||^2 / ||start - target||^2`` (scalar)."""
-    target = theta_target.detach()
-    denom = ((theta_start.detach() - target) ** 2).sum()
-    return ((theta_n - target) ** 2).sum() / denom
-
-
-# --------------------------------------------------------------------------- distiller
-
 
 class Distiller:
     """Distil a synthetic set by matching expert trajectories (STM or MTT).
@@ -855,7 +348,7 @@ class Distiller:
             iterations_done=self.iteration,
         )
 
-    def run(self, progress: bool = True, stop_after: int | None = None) -> DistillResult:
+    def run(self, progress: bool = True, stop_after: int | None = None, on_mismatch: str = "raise") -> DistillResult:
         """Distil until a stop rule fires or ``config.iterations`` is reached.
 
         Resumes from ``checkpoint_dir/state.pt`` when it exists (same fingerprint required).
@@ -865,11 +358,24 @@ class Distiller:
             progress: show a tqdm bar.
             stop_after: return after this many iterations in this call (stop_reason
                 ``"interrupted"``; the checkpoint lets a later call continue exactly).
+            on_mismatch: a checkpoint written with other settings: ``"raise"``
+                (``CheckpointMismatchError``) or ``"restart"`` (log a warning, discard it and
+                start afresh).
         """
+        if on_mismatch not in ("raise", "restart"):
+            raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
         if self.checkpoint_dir is not None:
             state = load_state(self.checkpoint_dir)
             if state is not None:
-                self.load_state_dict(state)
+                try:
+                    self.load_state_dict(state)
+                except CheckpointMismatchError:
+                    if on_mismatch == "raise":
+                        raise
+                    log.warning("The checkpoint in %s was made with other settings: starting afresh.",
+                                self.checkpoint_dir)
+                    state_path(self.checkpoint_dir).unlink()
+                    self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
             self.stop_reason = None  # resumed with a larger budget
         if self.stop_reason is not None:

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from galaxy_distillation import tracking
-from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
-from galaxy_distillation.engine.data import derive_seed, pick_device, to_display
-from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.matching import DistillConfig, Distiller
-from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
+from galaxy_distillation.engine import Distiller
+from galaxy_distillation.engine.data import pick_device, to_display
+from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
 
-_ENGINE_KEYS = {"checkpoint_root"}
-
-
-def distill_config(distill: dict[str, Any], method: str, ipc: int, init: str) -> DistillConfig:
-    """The engine's configuration from the ``distill`` parameter group and the run choices."""
-    kwargs = {k: v for k, v in distill.items() if k not in _ENGINE_KEYS}
-    return DistillConfig(method=method, ipc=int(ipc), init=init, **kwargs)
-
 
 def distill_dataset(
-    model_input: dict[str, Any],
+    prepared_data: PreparedData,
     expert_trajectories: Any,
-    distill: dict[str, Any],
-    teacher: dict[str, Any],
-    evaluation: dict[str, Any],
-    model: dict[str, Any],
+    distill: DistillParams,
+    evaluation: EvaluationParams,
+    model: ArchParams,
     method: str,
     ipc: int,
     init: str,
@@ -50,48 +38,36 @@ def distill_dataset(
     ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted (a
     finished variant is returned from its final checkpoint at once; a checkpoint made with
     other settings is discarded with a warning).
-    Every ``distill.eval_every`` iterations a quick evaluation (2 nets, a fifth of the
-    evaluation epochs) records test accuracy against iteration for the curves.
+    Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
+    ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
+    iteration for the curves.
 
     Returns:
         ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
-    distill, teacher = with_defaults("distill", distill), with_defaults("teacher", teacher)
-    evaluation, model = with_defaults("evaluation", evaluation), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher["zca"])
+    data = prepared_data
     dev = pick_device(device)
-    config = distill_config(distill, method, ipc, init)
+    quick = evaluation.quick_config(model)
+    evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
 
-    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
-        quick = eval_config(evaluation, model, 2, max(1, int(evaluation["epochs"]) // 5))
-        result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
-                                 seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
-        log.info("iteration %d: quick evaluation %.1f%% (%d nets x %d epochs)", iteration, result.mean,
+    def hook(iteration: int, images, labels, lr: float) -> dict[str, float]:  # noqa: ANN001 - the engine's hook
+        result = evaluate(iteration, images, labels, lr)
+        log.info("iteration %d: quick evaluation %.1f%% (%d nets x %d epochs)", iteration, result["test_acc"],
                  quick.n_nets, quick.epochs)
         shown = images.detach().cpu()
         shown = data.zca.inverse_transform(shown) if data.zca is not None else shown
         tracking.log_snapshot(to_display(shown, data.mean, data.std), labels, data.num_classes, iteration)
-        return {"test_acc": result.mean, "test_acc_std": result.std}
+        return result
 
-    checkpoint_dir = Path(distill["checkpoint_root"]) / variant
-
-    def make() -> Distiller:
-        return Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev,
-                         arch=dict(model), checkpoint_dir=checkpoint_dir, eval_hook=eval_hook)
-
+    distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
+                          distill.engine_config(method, ipc, init), dev, arch=model.spec(),
+                          checkpoint_dir=Path(distill.checkpoint_root) / variant, eval_hook=hook)
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
-    start = make()
-    initial_images = start.images.detach().clone()
-    initial = eval_hook(0, initial_images, start.labels, float(start.step_size().detach()))
-    try:
-        result = start.run(progress=progress)
-    except CheckpointMismatchError:
-        log.warning("The checkpoint in %s was made with other settings: starting this variant afresh.",
-                    checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
-        result = make().run(progress=progress)
+    initial_images = distiller.images.detach().clone()
+    initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
+    result = distiller.run(progress=progress, on_mismatch="restart")
     history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
@@ -99,8 +75,7 @@ def distill_dataset(
         "iterations": len(result.history), "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "initial_eval": initial,
-        "quick_eval": {"n_nets": 2, "epochs": max(1, int(evaluation["epochs"]) // 5),
-                       "eval_every": int(distill.get("eval_every") or 0)},
+        "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
     }
     distilled = {
         "images": result.images.detach().cpu().float(),

@@ -6,33 +6,24 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from galaxy_distillation import figures
-from galaxy_distillation.engine.data import to_display
-from galaxy_distillation.pipelines._prepare import prepare_data
+from galaxy_distillation.params import ReportingParams
+from galaxy_distillation.pipelines.prepare.nodes import display_images
 
 
-def display_images(distilled_set: dict[str, Any], model_input: dict[str, Any], key: str = "images") -> torch.Tensor:
-    """Distilled (or, with ``key="initial_images"``, starting) images in display colours,
-    (N, C, H, W) float in [0, 1]: undoes ZCA (when the run used it) and the normalisation."""
-    meta = distilled_set["meta"]
-    images = distilled_set[key].float()
-    if meta.get("zca"):
-        images = prepare_data(model_input, zca=True).zca.inverse_transform(images)
-    return to_display(images, meta["mean"], meta["std"])
-
-
-def distilled_grid(distilled_set: dict[str, Any], model_input: dict[str, Any], reporting: dict[str, Any],
+def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any], reporting: ReportingParams,
                    evaluation_results: dict[str, Any] | None = None) -> Figure:
     """The paper's Figures 1 and 4: one column per class, the starting image above each
-    distilled one, the variant's test accuracy in the caption."""
-    initial = display_images(distilled_set, model_input, "initial_images") if "initial_images" in distilled_set else None
+    distilled one (display colours: the saved ZCA state and normalisation undone), the
+    variant's test accuracy in the caption."""
+    initial = (display_images(distilled_set["initial_images"], data_transform)
+               if "initial_images" in distilled_set else None)
     return figures.distilled_grid_figure(
-        display_images(distilled_set, model_input), distilled_set["labels"], distilled_set["meta"]["class_names"],
-        initial=initial, meta=distilled_set["meta"], results=evaluation_results,
-        max_per_class=int(reporting["grid_max_per_class"]))
+        display_images(distilled_set["images"], data_transform), distilled_set["labels"],
+        distilled_set["meta"]["class_names"], initial=initial, meta=distilled_set["meta"],
+        results=evaluation_results, max_per_class=reporting.grid_max_per_class)
 
 
 def convergence_curves(distill_history: pd.DataFrame, distilled_set: dict[str, Any] | None = None,
