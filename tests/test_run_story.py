@@ -188,3 +188,12 @@ def test_notebook_extra_and_readme_test_command_agree():
     assert "notebook" in command.split("pip install", 1)[1].split("&&")[0]
     assert "Discovering Galaxy Features via Dataset Distillation" in (ROOT / "CITATION.cff").read_text()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_committed_notebook_ships_with_its_outputs():
+    import json
+
+    cells = json.loads((ROOT / "notebooks" / "explore_distilled.ipynb").read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code)
+    assert sum(any("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in code) == 2
