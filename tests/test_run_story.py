@@ -62,6 +62,7 @@ def test_provenance_sidecars_for_folders_and_files(tmp_path):
     assert tracking.read_provenance(file)["run_id"] == "def456"
     assert tracking.dataset_location({"gz2_dir": "data/05_model_input/gz2"}) == Path("data/05_model_input/gz2")
     assert tracking.dataset_location({"filepath": "s3://bucket/x"}) is None
+    assert tracking.dataset_location({"dataset": "cifar10", "gz2_dir": "data/05_model_input/gz2"}) is None
 
 
 def test_mlflow_child_runs_curves_and_snapshots(tmp_path):

@@ -128,6 +128,8 @@ def dataset_location(description: Mapping[str, Any] | None) -> Path | None:
     """The local file or folder of a dataset from its ``_describe()`` (None if remote or unknown)."""
     if not description:
         return None
+    if description.get("dataset") not in (None, "gz2"):  # a benchmark model input: not the curated folder
+        return None
     for key in ("gz2_dir", "path", "filepath"):
         value = description.get(key)
         if value and "://" not in str(value):
