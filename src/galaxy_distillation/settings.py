@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 from galaxy_distillation.catalog import ProjectDataCatalog
 from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
 from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warnings
+from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import experts_key, parse_flag, variant_name
 from galaxy_distillation.tracking import RunStoryHook
 
@@ -16,8 +17,9 @@ quiet_progress_bars()
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 # Validate parameters before any node runs (fails fast with one line); log the typed
-# parameters; name, tag and link the MLflow run and print a one-line header per stage.
-HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), RunStoryHook())
+# parameters; keep a run's outputs all-or-nothing (galaxy_distillation.outputs); name, tag and
+# link the MLflow run and print a one-line header per stage.
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), OUTPUTS, RunStoryHook())
 
 # The default dataset (in-memory, no copy) the Kedro 1.7 way instead of a "{default}" pattern.
 DATA_CATALOG_CLASS = ProjectDataCatalog

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from galaxy_distillation.errors import UserError
+
 __all__ = [
     "METHODS",
     "MEMORY_MODES",
@@ -23,7 +25,7 @@ MEMORY_MODES = ("unrolled", "checkpoint")
 STOP_RULES = ("paper", "code")
 
 
-class DistillationError(RuntimeError):
+class DistillationError(UserError, RuntimeError):
     """Base class of distillation errors."""
 
 

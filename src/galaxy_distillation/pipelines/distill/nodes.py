@@ -13,6 +13,7 @@ from galaxy_distillation import tracking
 from galaxy_distillation.engine import Distiller
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
@@ -48,6 +49,10 @@ def distill_dataset(
     """
     data = prepared_data
     dev = pick_device(device)
+    config = distill.engine_config(method, ipc, init)
+    check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
+                                      getattr(expert_trajectories, "num_params", 0), config.syn_steps,
+                                      expert_trajectories.num_epochs, config.batch_syn), dev)
     quick = evaluation.quick_config(model)
     evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
 
@@ -61,7 +66,7 @@ def distill_dataset(
         return result
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
-                          distill.engine_config(method, ipc, init), dev, arch=model.spec(),
+                          config, dev, arch=model.spec(),
                           checkpoint_dir=Path(distill.checkpoint_root) / variant, eval_hook=hook)
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
