@@ -185,7 +185,7 @@ class ArtifactDataset(AbstractDataset[Any, Any]):
         return self._inner.exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._inner._describe(), "artifact_path": self._artifact_path}
+        return {"filepath": self._loc.url, "artifact_path": self._artifact_path, "type": type(self._inner).__name__}
 
 
 def _expert_files(loc: _Location) -> dict[int, str]:
