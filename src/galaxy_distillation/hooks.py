@@ -7,6 +7,7 @@ import sys
 from kedro.framework.hooks import hook_impl
 
 from galaxy_distillation.params import ParameterError, validate_parameters
+from galaxy_distillation.runtime import ThreadPolicyError, apply_threads
 
 
 class ParameterValidationHook:
@@ -22,5 +23,10 @@ class ParameterValidationHook:
         try:
             validate_parameters(params)
         except ParameterError as err:
+            print(f"galaxy-distillation: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:  # torch intra-op threads from the run parameter `threads` (docs/performance.md)
+            apply_threads(params.get("threads", "auto"))
+        except ThreadPolicyError as err:
             print(f"galaxy-distillation: {err}", file=sys.stderr)
             raise SystemExit(2) from None

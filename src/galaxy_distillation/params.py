@@ -72,6 +72,14 @@ class TeacherParams(_Strict):
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     zca: bool | Literal["auto"] = "auto"
     seed: int = 0
+    experts_at_once: int | Literal["auto"] = "auto"
+
+    @field_validator("experts_at_once")
+    @classmethod
+    def _at_once_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and (isinstance(v, bool) or int(v) < 1):
+            raise ValueError("must be 'auto' or a positive integer")
+        return v
 
 
 class DistillParams(_Strict):
@@ -148,6 +156,14 @@ class ProjectParams(BaseModel):
     augmented: StrictBool = False
     seed: int = 0
     device: str = "auto"
+    threads: int | Literal["auto"] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and (isinstance(v, bool) or int(v) < 1):
+            raise ValueError("must be 'auto' or a positive integer")
+        return v
 
     @field_validator("ipc", mode="before")
     @classmethod

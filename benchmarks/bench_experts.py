@@ -1,0 +1,93 @@
+"""Expert training throughput: one expert at a time (``train_expert``) against K at once
+(``train_expert_group``), interleaved in one process, plus the reference figure.
+
+Each timed run is ``--epochs`` epochs of batch-256 SGD with DSA on ``--train-size`` random
+images, with a ``--test-size``-image test pass after every epoch (as the reference code's
+figure includes one). Images/s = training images x experts / seconds. The reference STM
+code's figure (issue 10: 1,437 images of 32 px, batch 256, DSA, ConvNet-3 width 128, one
+thread pinned: 10.4 s per epoch incl. a 360-image test pass) is printed beside it.
+
+Usage::
+
+    taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/bench_experts.py --experts-at-once 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from galaxy_distillation.engine.experts import ExpertConfig, train_expert, train_expert_group  # noqa: E402
+
+REFERENCE_IMAGES_PER_S = 1437 / 10.4  # 32 px, width 128, one thread pinned (issue 10's table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--train-size", type=int, default=1437)
+    p.add_argument("--test-size", type=int, default=360)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--experts-at-once", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = as configured)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dsa-strategy", default="color_crop_cutout_flip_scale_rotate")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    s, c = args.image_size, args.num_classes
+    x = torch.randn(args.train_size, 3, s, s, generator=g)
+    y = torch.randint(0, c, (args.train_size,), generator=g)
+    tx = torch.randn(args.test_size, 3, s, s, generator=g)
+    ty = torch.randint(0, c, (args.test_size,), generator=g)
+    cfg = ExpertConfig(epochs=args.epochs, lr=1e-2, batch_size=args.batch_size, dsa_strategy=args.dsa_strategy,
+                       arch={"arch": "convnet", "width": args.width, "depth": args.depth})
+    k = args.experts_at_once
+
+    def one() -> float:
+        t0 = time.perf_counter()
+        train_expert(x, y, tx, ty, c, cfg, seed=0, device=device, progress=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return args.train_size * args.epochs / (time.perf_counter() - t0)
+
+    def group() -> float:
+        t0 = time.perf_counter()
+        train_expert_group(x, y, tx, ty, c, cfg, seeds=list(range(k)), device=device, progress=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return k * args.train_size * args.epochs / (time.perf_counter() - t0)
+
+    one(), group()  # warm-up
+    rates: dict[str, list[float]] = {"one at a time": [], f"{k} at once": []}
+    for _ in range(args.rounds):
+        rates["one at a time"].append(one())
+        rates[f"{k} at once"].append(group())
+    print(f"expert training: {args.train_size} images 3x{s}x{s}, {c} classes, batch {args.batch_size}, DSA, ConvNet-{args.depth}"
+          f" width {args.width}, {args.epochs} epoch(s) + {args.test_size}-image test pass per epoch; device {device}, "
+          f"threads {torch.get_num_threads()}; {args.rounds} interleaved rounds (median)")
+    base = statistics.median(rates["one at a time"])
+    for name, r in rates.items():
+        med = statistics.median(r)
+        print(f"  {name:<14} {med:7.1f} images/s  (expert epoch {args.train_size / med:.2f} s per expert)  "
+              f"x{med / base:.2f} of one at a time, x{med / REFERENCE_IMAGES_PER_S:.2f} of the reference "
+              f"({REFERENCE_IMAGES_PER_S:.0f} images/s)")
+
+
+if __name__ == "__main__":
+    main()
