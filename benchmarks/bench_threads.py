@@ -13,7 +13,7 @@ variants interleaved round by round:
 
 Usage::
 
-    python benchmarks/bench_threads.py --rounds 3 --syn-steps 10 --width 128
+    python benchmarks/bench_threads.py --rounds 3 --syn-steps 10 --width 32
 """
 
 from __future__ import annotations
@@ -56,10 +56,11 @@ cfg = DistillConfig(method="stm", ipc=1, syn_steps={steps}, iterations={its} + 1
 d = Distiller(InMemoryExperts([traj]), torch.randn(10, 3, 32, 32, generator=g), torch.arange(10), 10, cfg,
               torch.device("cpu"), arch)
 d.step()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range({its}):
     d.step()
-print("RESULT " + json.dumps({{"sec": (time.perf_counter() - t0) / {its}, "threads": torch.get_num_threads()}}))
+print("RESULT " + json.dumps({{"sec": (time.perf_counter() - t0) / {its}, "cpu": (time.process_time() - c0) / {its},
+                              "threads": torch.get_num_threads()}}))
 """
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--syn-steps", type=int, default=10)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--width", type=int, default=32)
     args = p.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     n = len(cores)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     if n >= 2:
         variants["fair share"] = (_env({"OMP_NUM_THREADS": "1"}, omp), cores[0], cores[1])
     times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     threads: dict[str, int] = {}
     for _ in range(args.rounds):
         for name, (env, core, neighbour_core) in variants.items():
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             r = json.loads(line[7:])
             times[name].append(r["sec"])
+            cpu[name].append(r["cpu"])
             threads[name] = r["threads"]
     print(f"STM iteration, 3x32x32, 10 classes, IPC 1, N {args.syn_steps}, ConvNet-3 width {args.width}, "
           f"{n} cores, one busy torch neighbour; {args.rounds} interleaved rounds")
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         med = statistics.median(ts)
         print(f"  {name:<20} threads {threads[name]}  {med:.3f} s/iteration (median of {len(ts)}; all "
-              f"{', '.join(f'{t:.2f}' for t in ts)})  x{med / fair:.2f} of fair share")
+              f"{', '.join(f'{t:.2f}' for t in ts)})  x{med / fair:.2f} of fair share; "
+              f"CPU {statistics.median(cpu[name]):.3f} s/iteration")
 
 
 if __name__ == "__main__":
