@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name}: failed\n{out.stderr[-1500:]}")
                 continue
             r = json.loads(line[7:])
+            print(f"    {name}: {r['sec']:.3f} s wall, {r['cpu']:.3f} s CPU, threads {r['threads']}", flush=True)
             times[name].append(r["sec"])
             cpu[name].append(r["cpu"])
             threads[name] = r["threads"]
