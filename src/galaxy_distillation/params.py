@@ -1,23 +1,64 @@
-"""Typed project parameters, validated before any compute starts.
+"""Typed project parameters: the one home of every setting's type and default.
 
-``validate_parameters(params)`` turns the raw Kedro parameter dict into typed models and
-raises :class:`ParameterError` with a one-line message naming the parameter and the allowed
-values. The Kedro hook in :mod:`galaxy_distillation.hooks` calls it before every run.
+- The YAML files in ``conf/`` carry the values; the pydantic models below carry the only
+  defaults; the engine's configurations (``DistillConfig``, ``ExpertConfig``, ``EvalConfig``)
+  are built from them (``engine_config`` methods) and have no defaults of their own.
+- Nodes declare the models as type hints (``distill: DistillParams``): Kedro validates the
+  ``params:`` inputs into these models before the run.
+- ``validate_parameters(params)`` (called by the hook in :mod:`galaxy_distillation.hooks`
+  before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
+  the parameter and what is allowed.
+- The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
+  as ``augmented``), :func:`variant_name` and :func:`experts_key`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from galaxy_distillation.engine.distill_config import DistillConfig
+from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
+from galaxy_distillation.engine.evaluation import EvalConfig
+from galaxy_distillation.engine.experts import ExpertConfig
+from galaxy_distillation.errors import ParameterError  # the project-wide one (re-exported here)
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
 INITS = ("real", "noise")
 
 
-class ParameterError(ValueError):
-    """An invalid parameter; the message is one line naming it and what is allowed."""
+_TRUE = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "off"})
+
+
+def parse_flag(value: Any) -> bool:
+    """The project's one boolean parser (``augmented`` on the command line, in file names,
+    in datasets): a bool, or one of true/false, 1/0, yes/no, y/n, on/off (any case).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def experts_key(dataset: str, augmented: Any) -> str:
+    """Name of the expert set (and of the Full baseline) of a dataset: ``gz2_plain``, ``gz2_aug``."""
+    return f"{dataset}_{'aug' if parse_flag(augmented) else 'plain'}"
+
+
+def variant_name(dataset: str, method: str, ipc: Any, init: str, augmented: Any) -> str:
+    """The variant's name, used for its files, checkpoints and MLflow run:
+    ``<dataset>_<method>_ipc<ipc>_<init>_<plain|aug>``."""
+    return f"{dataset}_{method}_ipc{ipc}_{init}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
 class _Strict(BaseModel):
@@ -25,6 +66,8 @@ class _Strict(BaseModel):
 
 
 class ArchParams(_Strict):
+    """``model``: the network used by experts, distillation and evaluation (paper: ConvNet-3, width 128)."""
+
     arch: Literal["convnet", "mlp", "alexnet", "vgg11", "resnet18"] = "convnet"
     width: int = Field(128, gt=0)
     depth: int = Field(3, gt=0)
@@ -32,22 +75,30 @@ class ArchParams(_Strict):
     pooling: Literal["avgpooling", "maxpooling", "none"] = "avgpooling"
     activation: Literal["relu"] = "relu"
 
+    def spec(self) -> dict[str, Any]:
+        """The engine's network spec (``networks.build_from_spec``)."""
+        return self.model_dump()
+
 
 class SkyParams(_Strict):
-    out_dir: str
-    n_galaxies: int = Field(gt=0)
+    """``sky``: the built-in mock sky."""
+
+    out_dir: str = "data/01_raw/mock_sky"
+    n_galaxies: int = Field(2000, gt=0)
     seed: int = 0
     n_workers: int = Field(1, gt=0)
     progress: bool = True
 
 
 class CurationParams(_Strict):
+    """``curation``: GZ2 votes + images -> the balanced 9-class benchmark (paper: 600 per class, 500/100)."""
+
     fraction: Literal["fraction", "debiased", "weighted_fraction"] = "fraction"
-    k_per_class: int = Field(gt=1)
-    n_train_per_class: int = Field(gt=0)
+    k_per_class: int = Field(600, gt=1)
+    n_train_per_class: int = Field(500, gt=0)
     seed: int = 0
     on_shortfall: Literal["take", "error"] = "take"
-    image_size: int = Field(gt=7)
+    image_size: int = Field(128, gt=7)
     rotations: int = Field(10, gt=0)
     max_missing_fraction: float = Field(0.05, ge=0.0, le=1.0)
     montage_per_class: int = Field(6, gt=0)
@@ -63,13 +114,16 @@ class CurationParams(_Strict):
 
 
 class TeacherParams(_Strict):
-    n_experts: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
+    """``teacher``: expert trajectories (paper GZ2: 100 experts x 50 epochs, lr 1e-3, batch 256)."""
+
+    n_experts: int = Field(100, gt=0)
+    epochs: int = Field(50, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(256, gt=0)
     momentum: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
+    eval_batch_size: int = Field(256, gt=0)
     zca: bool | Literal["auto"] = "auto"
     seed: int = 0
     experts_at_once: int | Literal["auto"] = "auto"
@@ -81,44 +135,100 @@ class TeacherParams(_Strict):
             raise ValueError("must be 'auto' or a positive integer")
         return v
 
+    def engine_config(self, model: ArchParams) -> ExpertConfig:
+        """The engine's expert-training configuration."""
+        return ExpertConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
+                            weight_decay=self.weight_decay, dsa_strategy=self.dsa_strategy, arch=model.spec(),
+                            eval_batch_size=self.eval_batch_size)
+
 
 class DistillParams(_Strict):
-    iterations: int = Field(gt=0)
-    syn_steps: int = Field(gt=0)
-    expert_epochs: int = Field(gt=0)
-    max_start_epoch: int = Field(gt=0)
-    lr_img: float = Field(gt=0)
+    """``distill``: trajectory matching (defaults: STM on CIFAR-like scale; ``docs/method.md``)."""
+
+    iterations: int = Field(5000, gt=0)
+    syn_steps: int = Field(20, gt=0)
+    expert_epochs: int = Field(3, gt=0)
+    max_start_epoch: int = Field(25, gt=0)
+    lr_img: float = Field(1000.0, gt=0)
     lr_lr: float | None = Field(None, gt=0)
-    lr_init: float = Field(gt=0)
+    lr_init: float = Field(0.01, gt=0)
+    log_lr: bool | None = None
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)
     batch_syn: int | None = Field(None, gt=0)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
     lam: float = Field(5.0, gt=0)
+    rising_lam: float = Field(3.0, gt=0)
     test_every: int = Field(10, gt=0)
-    max_iter_stage: int = Field(1000, gt=0)
+    max_iter_stage: int = Field(1000, ge=0)  # 0: no stage limit (the paper stop rule never fires)
     stop_rule: Literal["paper", "code"] = "paper"
     loss_rising_rule: bool = False
     min_lr_img: float = Field(50.0, gt=0)
+    lr_img_decay: float = Field(0.8, gt=0, le=1)
+    lr_img_decay_every: int = Field(50, gt=0)
+    max_bad_steps: int = Field(10, gt=0)
+    bad_step_lr_factor: float = Field(0.5, gt=0, le=1)
     memory_mode: Literal["unrolled", "checkpoint"] = "unrolled"
-    checkpoint_every: int = Field(50, gt=0)
+    expert_cache: int = Field(4, gt=0)
+    checkpoint_every: int = Field(50, ge=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"
     eval_every: int = Field(0, ge=0)
     seed: int = 0
 
+    #: Fields of the node only (not of the engine's ``DistillConfig``).
+    NODE_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_root"})
+
+    def engine_config(self, method: str, ipc: int, init: str, **overrides: Any) -> DistillConfig:
+        """The engine's configuration for one run (``overrides`` replace single fields)."""
+        values = {k: v for k, v in self.model_dump().items() if k not in self.NODE_ONLY}
+        values.update(method=method, ipc=int(ipc), init=init)
+        values.update(overrides)
+        return DistillConfig(**values)
+
 
 class EvaluationParams(_Strict):
-    n_nets: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    full_n_nets: int = Field(gt=0)
-    full_epochs: int = Field(gt=0)
-    full_lr: float = Field(gt=0)
+    """``evaluation``: the paper's protocol (5 nets x 1000 epochs, SGD momentum 0.9, wd 5e-4, lr x0.1 at half)."""
+
+    n_nets: int = Field(5, gt=0)
+    epochs: int = Field(1000, gt=0)
+    full_n_nets: int = Field(2, gt=0)
+    full_epochs: int = Field(50, gt=0)
+    full_lr: float = Field(0.01, gt=0)
     random_lr: float | None = Field(None, gt=0)
+    quick_nets: int = Field(2, gt=0)
+    quick_epochs_fraction: float = Field(0.2, gt=0, le=1)
     batch_size: int = Field(256, gt=0)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    lr_decay_at: float = Field(0.5, gt=0)
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
     use_vmap: bool = True
+    vmap_on_cpu: bool = False
+    eval_batch_size: int = Field(256, gt=0)
+    vmap_max_images: int = Field(1024, gt=0)
     seed: int = 0
-    cross_arch: list[str] = []
+    cross_arch: list[Literal["convnet", "mlp", "alexnet", "vgg11", "resnet18"]] = []
+
+    def engine_config(self, model: ArchParams | dict[str, Any], n_nets: int | None = None,
+                      epochs: int | None = None, curve_every: int = 0) -> EvalConfig:
+        """The engine's evaluation settings for ``n_nets`` nets x ``epochs`` epochs (default: the
+        protocol's) of the network ``model`` (an :class:`ArchParams` or a spec dict)."""
+        arch = model.spec() if isinstance(model, ArchParams) else dict(model)
+        return EvalConfig(n_nets=int(n_nets or self.n_nets), epochs=int(epochs or self.epochs),
+                          batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
+                          lr_decay_at=self.lr_decay_at, dsa_strategy=self.dsa_strategy, arch=arch,
+                          use_vmap=self.use_vmap, vmap_on_cpu=self.vmap_on_cpu, eval_batch_size=self.eval_batch_size,
+                          vmap_max_images=self.vmap_max_images, curve_every=int(curve_every))
+
+    def quick_config(self, model: ArchParams) -> EvalConfig:
+        """The quick evaluation during distillation: ``quick_nets`` nets, ``quick_epochs_fraction`` of the epochs."""
+        return self.engine_config(model, self.quick_nets, max(1, int(self.epochs * self.quick_epochs_fraction + 1e-9)))
+
+
+class ReportingParams(_Strict):
+    """``reporting``: figures and tables."""
+
+    grid_max_per_class: int = Field(10, gt=0)
 
 
 class CompareParams(_Strict):
@@ -175,9 +285,10 @@ class ProjectParams(BaseModel):
     @field_validator("augmented", mode="before")
     @classmethod
     def _bool_words(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.lower() in {"true", "false"}:
-            return v.lower() == "true"
-        return v
+        try:
+            return parse_flag(v)
+        except ValueError:
+            return v
 
     @field_validator("device")
     @classmethod
@@ -188,7 +299,7 @@ class ProjectParams(BaseModel):
         return v
 
 
-_GROUPS: dict[str, type[BaseModel]] = {
+PARAMETER_GROUPS: dict[str, type[BaseModel]] = {
     "sky": SkyParams,
     "curation": CurationParams,
     "teacher": TeacherParams,
@@ -196,6 +307,7 @@ _GROUPS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationParams,
     "model": ArchParams,
     "compare": CompareParams,
+    "reporting": ReportingParams,
 }
 
 _ALLOWED_HINT = {
@@ -234,12 +346,12 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
     Raises:
         ParameterError: one line naming the first invalid parameter and what is allowed.
     """
-    top = {k: v for k, v in params.items() if k not in _GROUPS}
+    top = {k: v for k, v in params.items() if k not in PARAMETER_GROUPS}
     try:
         out: dict[str, BaseModel] = {"project": ProjectParams(**top)}
     except ValidationError as err:
         raise ParameterError(_one_line(None, err, top)) from None
-    for group, model in _GROUPS.items():
+    for group, model in PARAMETER_GROUPS.items():
         if group in params:
             raw = params[group] or {}
             if not isinstance(raw, dict):
@@ -251,13 +363,23 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
     return out
 
 
-def with_defaults(group: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A parameter group with every optional key filled in from its typed model's defaults.
+def check_known_names(runtime_params: dict[str, Any], known: set[str]) -> None:
+    """Refuse ``--params`` keys whose top-level name is not a configured parameter.
 
-    Nodes call this on the groups they take, so a configuration that leaves out an optional
-    key (``evaluation.dsa_strategy``, say) gets the documented default rather than a KeyError.
+    Args:
+        runtime_params: the ``--params`` given on the command line (``{"ipcc": 2}``; a dotted
+            ``distill.iterations`` counts by its first part).
+        known: the top-level parameter names of the configuration (parameters and globals).
+
+    Raises:
+        ParameterError: one line naming the unknown key and the closest known name.
     """
-    try:
-        return _GROUPS[group](**(raw or {})).model_dump()
-    except ValidationError as err:
-        raise ParameterError(_one_line(group, err, raw or {})) from None
+    import difflib
+
+    for key in runtime_params or {}:
+        top = str(key).split(".", 1)[0]
+        if top in known:
+            continue
+        close = difflib.get_close_matches(top, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(n for n in known if n in _ALLOWED_HINT))
+        raise ParameterError(f"invalid parameter '{top}' = {runtime_params[key]!r}: unknown parameter; {hint}")

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from galaxy_distillation.engine import DistillConfig, Distiller
-from galaxy_distillation.engine.checkpoint import CheckpointMismatchError
+from galaxy_distillation.engine import Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device
-from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.seeding import derive_seed
-from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
+from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
+from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
 
-_ENGINE_KEYS = {"checkpoint_root"}
-
-
-def distill_config(distill: dict[str, Any], method: str, ipc: int, init: str) -> DistillConfig:
-    """The engine's configuration from the ``distill`` parameter group and the run choices."""
-    kwargs = {k: v for k, v in distill.items() if k not in _ENGINE_KEYS}
-    return DistillConfig(method=method, ipc=int(ipc), init=init, **kwargs)
-
 
 def distill_dataset(
-    model_input: dict[str, Any],
+    prepared_data: PreparedData,
     expert_trajectories: Any,
-    distill: dict[str, Any],
-    teacher: dict[str, Any],
-    evaluation: dict[str, Any],
-    model: dict[str, Any],
+    distill: DistillParams,
+    evaluation: EvaluationParams,
+    model: ArchParams,
     method: str,
     ipc: int,
     init: str,
@@ -50,39 +38,31 @@ def distill_dataset(
     ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted (a
     finished variant is returned from its final checkpoint at once; a checkpoint made with
     other settings is discarded with a warning).
-    Every ``distill.eval_every`` iterations a quick evaluation (2 nets, a fifth of the
-    evaluation epochs) records test accuracy against iteration for the curves.
+    Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
+    ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
+    iteration for the curves.
 
     Returns:
-        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "lr", "meta"}), the
+        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
-    distill, teacher = with_defaults("distill", distill), with_defaults("teacher", teacher)
-    evaluation, model = with_defaults("evaluation", evaluation), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher["zca"])
+    data = prepared_data
     dev = pick_device(device)
-    config = distill_config(distill, method, ipc, init)
+    config = distill.engine_config(method, ipc, init)
+    check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
+                                      getattr(expert_trajectories, "num_params", 0), config.syn_steps,
+                                      expert_trajectories.num_epochs, config.batch_syn), dev)
+    hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, evaluation.quick_config(model),
+                           evaluation.seed, dev)
 
-    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
-        quick = eval_config(evaluation, model, 2, max(1, int(evaluation["epochs"]) // 5))
-        result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
-                                 seed=derive_seed(int(evaluation["seed"]), iteration), device=dev, progress=False)
-        log.info("iteration %d: quick evaluation %.1f%%", iteration, result.mean)
-        return {"test_acc": result.mean}
+    def report(record: IterationRecord) -> None:
+        if record.eval:
+            log.info("iteration %d: quick evaluation %.1f%%", record.iteration + 1, record.eval["test_acc"])
 
-    checkpoint_dir = Path(distill["checkpoint_root"]) / variant
-
-    def make() -> Distiller:
-        return Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, dev,
-                         arch=dict(model), checkpoint_dir=checkpoint_dir, eval_hook=eval_hook)
-
-    try:
-        result = make().run(progress=progress)
-    except CheckpointMismatchError:
-        log.warning("The checkpoint in %s was made with other settings: starting this variant afresh.",
-                    checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
-        result = make().run(progress=progress)
+    distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
+                          config, dev, arch=model.spec(),
+                          checkpoint_dir=Path(distill.checkpoint_root) / variant, callback=report, eval_hook=hook)
+    result = distiller.run(progress=progress, on_mismatch="restart")
     history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
