@@ -23,6 +23,7 @@ iterations minus the level after building experts, data and network).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -146,7 +147,8 @@ def time_expert_epoch(args: argparse.Namespace, at_once: int = 1) -> dict:
 
 def time_evaluation(args: argparse.Namespace, use_vmap: bool) -> dict:
     """Seconds (wall, CPU) to train ``eval_nets`` nets for ``eval_epochs`` epochs on an IPC set (+ a test pass)."""
-    from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+    from galaxy_distillation.engine.evaluation import evaluate_images
+    from galaxy_distillation.params import EvaluationParams
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,9 +157,10 @@ def time_evaluation(args: argparse.Namespace, use_vmap: bool) -> dict:
     size, C = args.image_size, args.num_classes
     x = torch.randn(C * args.ipc, args.channels, size, size, generator=g)
     y = torch.arange(C).repeat_interleave(args.ipc)
-    cfg = EvalConfig(n_nets=args.eval_nets, epochs=args.eval_epochs, dsa_strategy=args.dsa_strategy, arch=_arch(args),
-                     use_vmap=use_vmap, vmap_on_cpu=use_vmap)
-    warm = EvalConfig(**{**cfg.__dict__, "epochs": 1})
+    cfg = dataclasses.replace(
+        EvaluationParams(dsa_strategy=args.dsa_strategy).engine_config(_arch(args), args.eval_nets, args.eval_epochs),
+        use_vmap=use_vmap, vmap_on_cpu=use_vmap)
+    warm = dataclasses.replace(cfg, epochs=1)
     evaluate_images(x, y, x[:C], y[:C], C, 0.01, warm, seed=0, device=device, progress=False)  # warm-up, not timed
     t0, c0 = time.perf_counter(), time.process_time()
     res = evaluate_images(x, y, x[:C], y[:C], C, 0.01, cfg, seed=0, device=device, progress=False)

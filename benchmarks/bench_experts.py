@@ -25,7 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert, train_expert_group  # noqa: E402
+from galaxy_distillation.engine.experts import train_expert, train_expert_group  # noqa: E402
+from galaxy_distillation.params import ArchParams, TeacherParams  # noqa: E402
 
 REFERENCE_IMAGES_PER_S = 1437 / 10.4  # 32 px, width 128, one thread pinned (issue 10's table)
 
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     y = torch.randint(0, c, (args.train_size,), generator=g)
     tx = torch.randn(args.test_size, 3, s, s, generator=g)
     ty = torch.randint(0, c, (args.test_size,), generator=g)
-    cfg = ExpertConfig(epochs=args.epochs, lr=1e-2, batch_size=args.batch_size, dsa_strategy=args.dsa_strategy,
-                       arch={"arch": "convnet", "width": args.width, "depth": args.depth})
+    cfg = TeacherParams(epochs=args.epochs, lr=1e-2, batch_size=args.batch_size, dsa_strategy=args.dsa_strategy
+                        ).engine_config(ArchParams(arch="convnet", width=args.width, depth=args.depth))
     k = args.experts_at_once
 
     def timed(fn, n_images: int) -> tuple[float, float]:  # (images/s wall, images/s CPU)

@@ -42,17 +42,18 @@ import json, sys, time
 sys.path.insert(0, {src!r})
 import galaxy_distillation  # the project's thread policy (no-op where the variables are set)
 import torch
-from galaxy_distillation.engine import DistillConfig, Distiller, InMemoryExperts
+from galaxy_distillation.engine import Distiller, InMemoryExperts
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
+from galaxy_distillation.params import DistillParams
 torch.manual_seed(0)
 arch = {{"arch": "convnet", "width": {width}, "depth": 3}}
 flat = FlatModel(build_from_spec(arch, 3, 10, (32, 32)))
 init = flat.flat_params()
 g = torch.Generator().manual_seed(0)
 traj = torch.cat([init[None], init[None] + 0.01 * torch.randn(2, flat.numel, generator=g).cumsum(0)])
-cfg = DistillConfig(method="stm", ipc=1, syn_steps={steps}, iterations={its} + 1, lr_img=100.0, lr_init=0.01,
-                    max_start_epoch=1, checkpoint_every=0, max_iter_stage=0)
+cfg = DistillParams(syn_steps={steps}, iterations={its} + 1, lr_img=100.0, lr_init=0.01, max_start_epoch=1,
+                    checkpoint_every=0, max_iter_stage=0).engine_config("stm", 1, "real")
 d = Distiller(InMemoryExperts([traj]), torch.randn(10, 3, 32, 32, generator=g), torch.arange(10), 10, cfg,
               torch.device("cpu"), arch)
 d.step()

@@ -126,8 +126,8 @@ def test_group_training_equals_one_at_a_time(toy):
     """K experts trained as one batched program follow their one-at-a-time trajectories."""
     from galaxy_distillation.engine import train_expert_group
 
-    cfg = ExpertConfig(epochs=2, lr=0.05, batch_size=16, momentum=0.9, weight_decay=1e-3,
-                       arch={"arch": "convnet", "width": 8, "depth": 2})
+    cfg = expert_config(epochs=2, lr=0.05, batch_size=16, momentum=0.9, weight_decay=1e-3,
+                        arch={"arch": "convnet", "width": 8, "depth": 2})
     seeds = [3, 4, 5]
     group = train_expert_group(*toy, num_classes=3, config=cfg, seeds=seeds, device=CPU, progress=False)
     assert len(group) == 3 and group[0].meta["experts_at_once"] == 3
@@ -145,7 +145,7 @@ def test_group_training_equals_one_at_a_time(toy):
 def test_train_experts_in_groups_matches_one_by_one(toy, tmp_path):
     from galaxy_distillation.engine.experts import experts_at_once
 
-    cfg = ExpertConfig(epochs=1, lr=0.01, batch_size=32, arch={"arch": "convnet", "width": 4, "depth": 1})
+    cfg = expert_config(epochs=1, lr=0.01, batch_size=32, arch={"arch": "convnet", "width": 4, "depth": 1})
     one = train_experts(*toy, num_classes=3, config=cfg, n_experts=3, directory=tmp_path / "a", seed=7,
                         device=CPU, progress=False, at_once=1)
     grouped = train_experts(*toy, num_classes=3, config=cfg, n_experts=3, directory=tmp_path / "b", seed=7,
