@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from galaxy_distillation.engine import Distiller, IterationRecord
-from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation import tracking
+from galaxy_distillation.engine import Distiller
+from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
@@ -43,7 +44,7 @@ def distill_dataset(
     iteration for the curves.
 
     Returns:
-        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "meta"}), the
+        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
     data = prepared_data
@@ -52,16 +53,25 @@ def distill_dataset(
     check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
                                       getattr(expert_trajectories, "num_params", 0), config.syn_steps,
                                       expert_trajectories.num_epochs, config.batch_syn), dev)
-    hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, evaluation.quick_config(model),
-                           evaluation.seed, dev)
+    quick = evaluation.quick_config(model)
+    evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
 
-    def report(record: IterationRecord) -> None:
-        if record.eval:
-            log.info("iteration %d: quick evaluation %.1f%%", record.iteration + 1, record.eval["test_acc"])
+    def hook(iteration: int, images, labels, lr: float) -> dict[str, float]:  # noqa: ANN001 - the engine's hook
+        result = evaluate(iteration, images, labels, lr)
+        log.info("iteration %d: quick evaluation %.1f%% (%d nets x %d epochs)", iteration, result["test_acc"],
+                 quick.n_nets, quick.epochs)
+        shown = images.detach().cpu()
+        shown = data.zca.inverse_transform(shown) if data.zca is not None else shown
+        tracking.log_snapshot(to_display(shown, data.mean, data.std), labels, data.num_classes, iteration)
+        return result
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
-                          checkpoint_dir=Path(distill.checkpoint_root) / variant, callback=report, eval_hook=hook)
+                          checkpoint_dir=Path(distill.checkpoint_root) / variant, eval_hook=hook)
+    # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
+    # starts from the same seeded initialisation, so it is the same point.
+    initial_images = distiller.images.detach().clone()
+    initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
     result = distiller.run(progress=progress, on_mismatch="restart")
     history = history_table(result.history)
     meta = {
@@ -69,10 +79,13 @@ def distill_dataset(
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
         "iterations": len(result.history), "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
+        "initial_eval": initial,
+        "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
     }
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
+        "initial_images": initial_images.cpu().float(),  # the starting point, shown beside each prototype
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
@@ -85,6 +98,7 @@ def history_table(records: list[Any]) -> pd.DataFrame:
         row = asdict(record)
         quick = row.pop("eval", None) or {}
         row["test_acc"] = quick.get("test_acc")
+        row["test_acc_std"] = quick.get("test_acc_std")
         rows.append(row)
     return pd.DataFrame(rows)
 
