@@ -9,9 +9,11 @@ slower with 2 threads beside one busy torch process than with 1 thread. Two sett
   runtime reads it once, when it is loaded, i.e. when ``torch`` is first imported; so it is
   set here, from the package's ``__init__`` (which Kedro imports, via ``settings.py``, before
   any node imports torch).
-* the number of intra-op threads, chosen from the cores this process may use
-  (``os.sched_getaffinity``) less the cores other processes keep busy (the 1-minute load
-  average, rounded), at least 1.
+* the number of intra-op threads: the cores this process may use (``os.sched_getaffinity``).
+  It never depends on the machine's load, because the thread count changes the order of
+  floating-point reductions: with a load-dependent count the same seed would give other
+  numbers on a busy machine. (With passive waiting, two threads beside a busy process were
+  measured as fast as one pinned thread; docs/performance.md.)
 
 Overrides (environment, read once at import): ``GD_THREADS`` (an integer, or ``auto``; the
 run parameter ``threads`` does the same for a ``kedro run``), ``GD_OMP_WAIT_POLICY``
@@ -39,21 +41,14 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _busy_cores() -> float:
-    try:
-        return float(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        return 0.0
-
-
-def choose_threads(setting: int | str | None, cores: int, busy: float) -> int:
+def choose_threads(setting: int | str | None, cores: int) -> int:
     """Intra-op thread count for ``setting`` (``"auto"``/None or a positive integer).
 
-    ``auto``: ``cores - round(busy)``, clipped to ``[1, cores]`` (``busy`` = cores other
-    processes keep busy, e.g. the load average).
+    ``auto``: ``cores`` (the process's CPU affinity), at least 1 - the same on a busy machine
+    as on an idle one, so results do not depend on the load.
     """
     if setting is None or (isinstance(setting, str) and setting.strip().lower() in ("", "auto")):
-        return int(min(cores, max(1, cores - int(busy + 0.5))))
+        return max(1, int(cores))
     try:
         n = int(setting)
     except (TypeError, ValueError):
@@ -78,7 +73,7 @@ def configure_environment(environ: dict[str, str] | None = None) -> dict[str, st
     if policy not in ("NONE", "") and "OMP_WAIT_POLICY" not in env:
         env["OMP_WAIT_POLICY"] = written["OMP_WAIT_POLICY"] = policy
     if "OMP_NUM_THREADS" not in env:
-        n = choose_threads(env.get("GD_THREADS", "auto"), available_cores(), _busy_cores())
+        n = choose_threads(env.get("GD_THREADS", "auto"), available_cores())
         env["OMP_NUM_THREADS"] = written["OMP_NUM_THREADS"] = str(n)
     return written
 
@@ -87,16 +82,16 @@ def apply_threads(setting: int | str | None) -> int:
     """Set torch's intra-op threads from the run parameter ``threads`` (``auto`` or an integer).
 
     ``auto`` keeps the count chosen at import (``OMP_NUM_THREADS``, from ``GD_THREADS`` or the
-    free cores then), else chooses from the free cores now. Returns the thread count in force.
+    process's cores), else uses the process's cores. Returns the thread count in force.
     """
     import torch
 
     if setting is None or str(setting).strip().lower() == "auto":
         if "OMP_NUM_THREADS" in os.environ:  # chosen at import (or by the user): keep it
             return torch.get_num_threads()
-        n = choose_threads("auto", available_cores(), _busy_cores())
+        n = choose_threads("auto", available_cores())
     else:
-        n = choose_threads(setting, available_cores(), 0.0)
+        n = choose_threads(setting, available_cores())
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
