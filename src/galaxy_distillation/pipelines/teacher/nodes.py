@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
+import torch
+
 from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, train_expert_group
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
@@ -29,10 +31,11 @@ log = logging.getLogger(__name__)
 FULL_SEED_KEY = 4
 
 
-def train_one_expert(train_x, train_y, test_x, test_y, num_classes, config, seed, device, progress):
-    """One task of the teacher (module level, so Ray can ship it): the engine's ``train_expert``."""
-    return train_expert(train_x, train_y, test_x, test_y, num_classes, config,
-                        seed=seed, device=pick_device(device), progress=progress)
+def train_expert_group_task(train_x, train_y, test_x, test_y, num_classes, config, seeds, device, progress):
+    """One task of the teacher (module level, so Ray can ship it): the engine's ``train_expert_group``
+    for the experts of ``seeds`` (one batched program when there are several), on this node's device."""
+    return train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,
+                              seeds=list(seeds), device=pick_device(device), progress=progress)
 
 
 def data_fingerprint(data: PreparedData) -> str:
@@ -60,6 +63,8 @@ def train_experts(
     Expert ``i`` is trained with seed ``derive_seed(teacher.seed, i)``, locally or as a Ray
     task (``compute``, see :mod:`galaxy_distillation.compute`); an expert already in
     ``expert_inventory`` with the same seed, settings and data is kept, not retrained.
+    ``teacher.experts_at_once`` experts are trained together as one batched program, one task
+    (``auto``: 4 on CUDA, 1 on CPU); each keeps its own seed.
 
     Yields:
         First ``{"keep": [i, ...]}`` (the experts kept; any other expert file is removed),
@@ -79,15 +84,20 @@ def train_experts(
     compute = compute or ComputeParams()
     shared = (data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config)
     per_epoch_bars = bool(progress) and compute.backend == "local"
-    tasks = [(seeds[i], device, per_epoch_bars) for i in todo]
-    for k, trajectory in run_tasks(train_one_expert, tasks, compute, shared=shared, desc="experts",
-                                   progress=bool(progress)):
-        index = todo[k]
-        trajectory.meta.update(index=index, data_sha256=data_sha)
-        log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
-                 index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
-        log_expert_metrics(index, trajectory.test_acc)
-        yield {"index": index, "trajectory": trajectory}
+    # group size from the device the tasks get: this one locally, a GPU per task when Ray grants one
+    task_device = pick_device(device) if compute.backend == "local" else torch.device(
+        "cuda" if compute.gpus_per_task > 0 else "cpu")
+    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)))
+    groups = [todo[start:start + k] for start in range(0, len(todo), k)]
+    tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]
+    for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
+                                     progress=bool(progress)):
+        for index, trajectory in zip(groups[g], trajectories):
+            trajectory.meta.update(index=index, data_sha256=data_sha)
+            log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
+                     index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
+            log_expert_metrics(index, trajectory.test_acc)
+            yield {"index": index, "trajectory": trajectory}
 
 
 def log_expert_metrics(index: int, test_acc: list[float]) -> None:
