@@ -7,7 +7,7 @@ values. The Kedro hook in :mod:`galaxy_distillation.hooks` calls it before every
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
@@ -18,6 +18,12 @@ INITS = ("real", "noise")
 
 class ParameterError(ValueError):
     """An invalid parameter; the message is one line naming it and what is allowed."""
+
+
+# A distill value that may be the word ``preset`` (filled by galaxy_distillation.presets).
+_Preset = Literal["preset"]
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -52,6 +58,7 @@ class CurationParams(_Strict):
     max_missing_fraction: float = Field(0.05, ge=0.0, le=1.0)
     montage_per_class: int = Field(6, gt=0)
     n_workers: int = Field(1, gt=0)
+    rotation_interpolation: Literal["nearest", "bilinear"] = "nearest"   # the reference rotates with PIL nearest
 
     @field_validator("n_train_per_class")
     @classmethod
@@ -75,23 +82,27 @@ class TeacherParams(_Strict):
 
 
 class DistillParams(_Strict):
-    iterations: int = Field(gt=0)
-    syn_steps: int = Field(gt=0)
-    expert_epochs: int = Field(gt=0)
-    max_start_epoch: int = Field(gt=0)
-    lr_img: float = Field(gt=0)
-    lr_lr: float | None = Field(None, gt=0)
-    lr_init: float = Field(gt=0)
+    """``distill``; the values marked ``| _Preset`` may be the word ``preset`` (see presets.py)."""
+
+    iterations: PosInt | _Preset
+    syn_steps: PosInt | _Preset
+    expert_epochs: PosInt | _Preset
+    max_start_epoch: PosInt | _Preset
+    lr_img: PosFloat | _Preset
+    lr_lr: PosFloat | _Preset | None = None
+    lr_init: PosFloat | _Preset
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)
-    batch_syn: int | None = Field(None, gt=0)
+    batch_syn: PosInt | _Preset | None = None
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     lam: float = Field(5.0, gt=0)
     test_every: int = Field(10, gt=0)
-    max_iter_stage: int = Field(1000, gt=0)
-    stop_rule: Literal["paper", "code"] = "paper"
+    max_iter_stage: PosInt | _Preset = 1000
+    stop_rule: Literal["paper", "code", "preset"] = "paper"
     loss_rising_rule: bool = False
-    min_lr_img: float = Field(50.0, gt=0)
+    min_lr_img: PosFloat | _Preset = 50.0
+    schedule: Literal["code", "paper"] = "code"     # STM preset schedule (used where a value is 'preset')
+    selection: Literal["final", "best_train"] = "final"
     memory_mode: Literal["unrolled", "checkpoint"] = "unrolled"
     checkpoint_every: int = Field(50, gt=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"
@@ -105,7 +116,7 @@ class EvaluationParams(_Strict):
     full_n_nets: int = Field(gt=0)
     full_epochs: int = Field(gt=0)
     full_lr: float = Field(gt=0)
-    random_lr: float | None = Field(None, gt=0)
+    random_lr: PosFloat | Literal["learned"] | None = None   # learned (= null) | a fixed step size
     batch_size: int = Field(256, gt=0)
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     use_vmap: bool = True

@@ -82,6 +82,7 @@ def load_images(
         rotations=rotations,
         progress=True,
         n_workers=int(curation.get("n_workers", 1)),
+        interpolation=str(curation.get("rotation_interpolation", "nearest")),
     )
     return {"images": images, "labels": labels}, report
 
@@ -111,6 +112,7 @@ def package_model_input(
         "class_names": list(CLASS_NAMES),
         "image_size": int(curation["image_size"]),
         "rotations": int(curation["rotations"]),
+        "rotation_interpolation": str(curation.get("rotation_interpolation", "nearest")),
         "normalisation": normalisation,
         "sizes": {
             "train": int(train["labels"].numel()),
