@@ -54,6 +54,7 @@ MTT_PRESETS: dict[tuple[str, int], dict[str, Any]] = {
                       lr_img=10000.0, lr_lr=1e-5, lr_init=1e-4, derived=True),
 }
 MTT_ITERATIONS = 5000  # MTT's default number of distillation iterations
+_MTT_UNUSED = dict(stop_rule="paper", max_iter_stage=1000, min_lr_img=50.0)  # STM-only keys: MTT never reads them
 
 # (dataset, ipc) -> STM paper Table 3. STM learns log(alpha): lr_lr 0.01 is a log-space rate.
 _STM_CIFAR = dict(lr_img=1000.0, lr_init=0.01, lr_lr=0.01, zca=True, batch_syn=None)
@@ -117,6 +118,7 @@ def preset_for(dataset: str, method: str, ipc: int, schedule: str = "code") -> d
             return None
         out = {k: v for k, v in row.items() if k != "derived"}
         out["iterations"] = MTT_ITERATIONS
+        out.update(_MTT_UNUSED)
         out["source"] = "derived (no published MTT GZ2 setting)" if row.get("derived") else "MTT hyper-parameter table"
         return out
     if method == "stm":

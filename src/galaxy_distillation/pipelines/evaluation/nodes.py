@@ -35,6 +35,14 @@ def random_subsets(data: Any, ipc: int, lr: float, config: EvalConfig, seed: int
     return EvalResult(accs=accs, mean=float(np.mean(accs)), std=float(np.std(accs)))
 
 
+def random_step_size(random_lr: Any, learned_lr: float) -> float:
+    """``evaluation.random_lr``: ``learned`` (or null) = the distilled set's learned step size,
+    otherwise the fixed value (the reference's GZ2 Random script: 1e-4)."""
+    if random_lr is None or (isinstance(random_lr, str) and random_lr == "learned"):
+        return float(learned_lr)
+    return float(random_lr)
+
+
 def evaluate_variant(
     model_input: dict[str, Any],
     distilled_set: dict[str, Any],
@@ -53,9 +61,11 @@ def evaluate_variant(
     """Train fresh networks on the distilled set, a random real subset of the same IPC and the
     full training set; report test accuracy mean and std (percent) of each.
 
-    The distilled and random sets train with the distilled set's learned step size (the
-    paper's protocol; ``evaluation.random_lr`` overrides it for the random subset), the full
-    set with ``evaluation.full_lr``. Seeds come from ``evaluation.seed``, so reruns agree.
+    The distilled set trains with its learned step size (the paper's protocol), the random
+    subsets with ``evaluation.random_lr`` (``learned``: the same step size; a number: fixed, as
+    the reference's Random script with 1e-4 on GZ2), the full set with the project's "Full"
+    protocol (``full_n_nets`` nets x ``full_epochs`` epochs at ``full_lr``; neither paper nor code
+    states one). Seeds come from ``evaluation.seed``, so reruns agree.
     """
     evaluation, teacher = with_defaults("evaluation", evaluation), with_defaults("teacher", teacher)
     model = with_defaults("model", model)
@@ -75,7 +85,7 @@ def evaluate_variant(
 
     distilled = run("distilled", distilled_set["images"], distilled_set["labels"], learned_lr,
                     eval_config(evaluation, model, n_nets, epochs), 1)
-    random_lr = float(evaluation["random_lr"]) if evaluation.get("random_lr") else learned_lr
+    random_lr = random_step_size(evaluation.get("random_lr"), learned_lr)
     random = random_subsets(data, int(ipc), random_lr, eval_config(evaluation, model, n_nets, epochs), seed, dev, progress)
     log.info("random real (a fresh subset per net): %.2f +- %.2f %%", random.mean, random.std)
     full = run("full", data.train_x, data.train_y, float(evaluation["full_lr"]),
@@ -91,6 +101,11 @@ def evaluate_variant(
         "full_n_nets": int(evaluation["full_n_nets"]), "full_epochs": int(evaluation["full_epochs"]),
         "distill_iterations": distilled_set["meta"].get("iterations"),
         "stop_reason": distilled_set["meta"].get("stop_reason"),
+        "selection": distilled_set["meta"].get("selection", "final"),
+        "selected_iteration": distilled_set["meta"].get("selected_iteration"),
+        "preset": distilled_set["meta"].get("preset"),
+        "random_lr": random_lr, "random_lr_rule": str(evaluation.get("random_lr") or "learned"),
+        "full_lr": float(evaluation["full_lr"]),
         "arch": dict(model),
     }
     for arch in evaluation.get("cross_arch") or []:
