@@ -20,6 +20,7 @@ from galaxy_distillation.pipelines._sweep_nodes import (
 )
 from galaxy_distillation.sweep import cells, groups
 
+
 def _bind(func, **kwargs):
     return update_wrapper(partial(func, **kwargs), func)
 

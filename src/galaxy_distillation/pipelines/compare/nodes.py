@@ -255,8 +255,9 @@ def summarise_comparison(compare_curves: pd.DataFrame, lambda_curves: pd.DataFra
 
     Returns:
         The summary (``methods``: per method the seeds, final iterations and accuracies, their
-        mean/std (the reported number: final accuracy, never the best point of a test curve); ``lambdas``: per lambda the final accuracy, the
-        final and largest T and the iterations where T grew; ``stm_minus_mtt``), and MLflow
+        mean/std: the reported number is the final accuracy, never the best point of a test
+        curve; ``lambdas``: per lambda the final accuracy, the final and largest T and the
+        iterations where T grew; ``stm_minus_mtt``), and MLflow
         metric histories: ``<method>_test_acc_mean`` and ``lam<lambda>_{test_acc,T}`` by
         iteration, ``<method>_final_acc_{mean,std}`` at the final iteration.
     """
