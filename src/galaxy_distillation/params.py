@@ -147,6 +147,14 @@ class CompareParams(_Strict):
         return v
 
 
+class SweepParams(_Strict):
+    """``table``/``table1``/``table2``: run only some of a table's cells (null = all)."""
+
+    ipcs: list[PosInt] | None = None
+    methods: list[Literal["stm", "mtt"]] | None = None
+    inits: list[Literal["real", "noise"]] | None = None
+
+
 class ProjectParams(BaseModel):
     """The top-level run parameters (``--params name=value``)."""
 
@@ -191,6 +199,7 @@ _GROUPS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationParams,
     "model": ArchParams,
     "compare": CompareParams,
+    "sweep": SweepParams,
 }
 
 _ALLOWED_HINT = {

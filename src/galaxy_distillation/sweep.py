@@ -75,8 +75,13 @@ def groups(table: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.flag for c in cells(table)))
 
 
-def applies(table: str, dataset: str, cell: Cell) -> bool:
-    """Whether ``cell`` belongs to ``table`` for ``dataset`` (the others are skipped)."""
+def applies(table: str, dataset: str, cell: Cell, sweep: dict[str, Any] | None = None) -> bool:
+    """Whether ``cell`` belongs to ``table`` for ``dataset`` and is selected by the ``sweep``
+    parameters (``ipcs``/``methods``/``inits``: null = all); the others are skipped."""
+    sweep = sweep or {}
+    for key, value in (("ipcs", cell.ipc), ("methods", cell.method), ("inits", cell.init)):
+        if sweep.get(key) is not None and value not in sweep[key]:
+            return False
     return (table, dataset, cell.ipc) not in _NOT_IN_TABLE
 
 

@@ -48,7 +48,7 @@ class ZCA:
             raise ZCAError(f"reg must be >= 0, got {reg}")
         from kornia.enhance import zca_mean
 
-        flat = x.detach().reshape(n, d).to(torch.float64)
+        flat = x.detach().reshape(n, d).to(torch.float32)
         matrix, mu, inverse = zca_mean(flat, dim=0, unbiased=True, eps=float(reg), return_inverse=True)
         if reg == 0 and not bool(torch.isfinite(matrix).all()):
             raise ZCAError("covariance is singular: use reg > 0 (or more images than dimensions)")

@@ -6,6 +6,8 @@ three stages see exactly the same pixels.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,20 @@ def wants_zca(zca: Any, dataset_name: str) -> bool:
     return bool(zca)
 
 
+_ZCA_FITS: OrderedDict[str, ZCA] = OrderedDict()
+
+
+def fitted_zca(train_uint8: torch.Tensor, train_x: torch.Tensor) -> ZCA:
+    """MTT's ZCA fitted on ``train_x``, once per process for the same training images (the
+    teacher, distill and evaluation nodes of a run all whiten the same set)."""
+    key = hashlib.sha1(train_uint8.contiguous().numpy().tobytes()).hexdigest() + str(tuple(train_uint8.shape))
+    if key not in _ZCA_FITS:
+        _ZCA_FITS[key] = ZCA().fit(train_x, reg=MTT_ZCA_EPS)
+        while len(_ZCA_FITS) > 2:
+            _ZCA_FITS.popitem(last=False)
+    return _ZCA_FITS[key]
+
+
 def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
     """Normalise the model input with its training-set statistics, or, with ZCA (``zca`` as
     in :func:`wants_zca`), exactly as MTT: scale to [0, 1] *without* mean/std normalisation and
@@ -65,7 +81,7 @@ def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
     test_x = to_float(model_input["test_x"], mean, std)
     whitener = None
     if zca:
-        whitener = ZCA().fit(train_x, reg=MTT_ZCA_EPS)
+        whitener = fitted_zca(model_input["train_x"], train_x)
         train_x, test_x = whitener.transform(train_x), whitener.transform(test_x)
     names = list(model_input["class_names"])
     return PreparedData(

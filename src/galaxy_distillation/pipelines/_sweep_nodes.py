@@ -81,12 +81,13 @@ def full_baseline(model_input: dict[str, Any], previous: dict[str, Any] | None, 
 
 def distill_cell(model_input: dict[str, Any], expert_trajectories: Any, previous_set: dict[str, Any] | None,
                  previous_history: pd.DataFrame | None, distill: dict[str, Any], teacher: dict[str, Any],
-                 evaluation: dict[str, Any], model: dict[str, Any], dataset: str, device: str, progress: bool,
-                 *, table: str, cell: Cell) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
+                 evaluation: dict[str, Any], model: dict[str, Any], dataset: str, sweep: dict[str, Any] | None,
+                 device: str, progress: bool, *, table: str, cell: Cell
+                 ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
     """The distill stage for one cell (the variant ``<dataset>_<cell>``, same files and
     checkpoints as a single run of it); skipped when its earlier result has the same settings."""
-    if not applies(table, dataset, cell):
-        log.info("%s: not part of %s for %s, skipped", cell.name, table, dataset)
+    if not applies(table, dataset, cell, sweep):
+        log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
         return {"skipped": "not in table"}, {"skipped": "not in table"}
     distill, teacher = with_defaults("distill", distill), with_defaults("teacher", teacher)
     model, evaluation = with_defaults("model", model), with_defaults("evaluation", evaluation)
@@ -104,10 +105,11 @@ def distill_cell(model_input: dict[str, Any], expert_trajectories: Any, previous
 
 def evaluate_cell(model_input: dict[str, Any], distilled_set: dict[str, Any] | None, previous: dict[str, Any] | None,
                   full: dict[str, Any], evaluation: dict[str, Any], teacher: dict[str, Any], model: dict[str, Any],
-                  dataset: str, device: str, progress: bool, *, table: str, cell: Cell) -> dict[str, Any]:
+                  dataset: str, sweep: dict[str, Any] | None, device: str, progress: bool, *, table: str,
+                  cell: Cell) -> dict[str, Any]:
     """The evaluation stage for one cell: the distilled set and the Random baseline of its IPC,
     with the shared Full baseline merged in (the fields of ``evaluation_<variant>.json``)."""
-    if is_skipped(distilled_set) or not applies(table, dataset, cell):
+    if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep):
         return {"skipped": "not in table"}
     evaluation, teacher = with_defaults("evaluation", evaluation), with_defaults("teacher", teacher)
     model = with_defaults("model", model)
