@@ -29,11 +29,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from galaxy_distillation.engine import DistillConfig, Distiller, InMemoryExperts  # noqa: E402
+from galaxy_distillation.engine import Distiller, InMemoryExperts  # noqa: E402
 from galaxy_distillation.engine.data import pick_device  # noqa: E402
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert  # noqa: E402
+from galaxy_distillation.engine.experts import train_expert  # noqa: E402
 from galaxy_distillation.engine.functional import FlatModel  # noqa: E402
 from galaxy_distillation.engine.networks import build_from_spec  # noqa: E402
+from galaxy_distillation.params import ArchParams, DistillParams, TeacherParams  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,9 +80,9 @@ def run_child(args: argparse.Namespace, mode: str) -> dict:
     experts = InMemoryExperts([traj])
     train_x = torch.randn(C * args.ipc, args.channels, size, size, generator=g)
     train_y = torch.arange(C).repeat_interleave(args.ipc)
-    cfg = DistillConfig(method="stm", ipc=args.ipc, syn_steps=args.syn_steps, iterations=args.iterations + 1,
-                        lr_img=100.0, lr_init=0.01, max_start_epoch=1, memory_mode=mode, checkpoint_every=0,
-                        dsa_strategy=args.dsa_strategy, max_iter_stage=0)
+    cfg = DistillParams(syn_steps=args.syn_steps, iterations=args.iterations + 1, lr_img=100.0, lr_init=0.01,
+                        max_start_epoch=1, memory_mode=mode, checkpoint_every=0, dsa_strategy=args.dsa_strategy,
+                        max_iter_stage=0).engine_config("stm", args.ipc, "real")
     d = Distiller(experts, train_x, train_y, C, cfg, device, _arch(args))
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -114,7 +115,8 @@ def time_expert_epoch(args: argparse.Namespace) -> float:
     x = torch.randn(args.train_size, args.channels, size, size, generator=g)
     y = torch.randint(0, C, (args.train_size,), generator=g)
     tx, ty = x[:C], torch.arange(C)
-    cfg = ExpertConfig(epochs=1, lr=1e-3, batch_size=256, dsa_strategy=args.dsa_strategy, arch=_arch(args))
+    cfg = TeacherParams(epochs=1, lr=1e-3, batch_size=256, dsa_strategy=args.dsa_strategy).engine_config(
+        ArchParams(**_arch(args)))
     traj = train_expert(x, y, tx, ty, C, cfg, seed=0, device=device, progress=False)
     return float(traj.meta["seconds"])
 

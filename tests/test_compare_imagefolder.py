@@ -20,12 +20,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from _configs import distill_config, eval_config, expert_config
 from galaxy_distillation.datasources import load_image_folder, make_toy_image_folder
-from galaxy_distillation.engine import DistillConfig, Distiller, InMemoryExperts
+from galaxy_distillation.engine import Distiller, InMemoryExperts
 from galaxy_distillation.engine.data import to_float
-from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert
-from galaxy_distillation.params import CompareParams
+from galaxy_distillation.engine.evaluation import evaluate_images
+from galaxy_distillation.engine.experts import train_expert
+from galaxy_distillation.params import ArchParams, CompareParams, DistillParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.compare.nodes import (
     CURVE_COLUMNS,
     compare_methods,
@@ -34,6 +35,7 @@ from galaxy_distillation.pipelines.compare.nodes import (
     plot_lambda,
     summarise_comparison,
 )
+from galaxy_distillation.pipelines.prepare.nodes import prepare
 
 ARCH = {"arch": "convnet", "width": 8, "depth": 2, "norm": "instancenorm", "pooling": "avgpooling"}
 N_CLASSES = 4
@@ -58,7 +60,7 @@ def toy(tmp_path_factory) -> dict:
     unit = data.train_x.float() / 255.0
     mean, std = unit.mean(dim=(0, 2, 3)).tolist(), unit.std(dim=(0, 2, 3)).tolist()
     train_x, test_x = to_float(data.train_x, mean, std), to_float(data.test_x, mean, std)
-    config = ExpertConfig(epochs=6, lr=0.01, batch_size=16, dsa_strategy="", arch=ARCH)
+    config = expert_config(epochs=6, lr=0.01, batch_size=16, dsa_strategy="", arch=ARCH)
     trajectories = [train_expert(train_x, data.train_y, test_x, data.test_y, N_CLASSES, config, seed=s, device=CPU,
                                  progress=False) for s in range(2)]
     model_input = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y,
@@ -76,7 +78,7 @@ def test_toy_folder_loads_and_experts_learn(toy):
 
 @pytest.mark.parametrize("method", ["mtt", "stm"])
 def test_distilled_ipc1_beats_random_real_ipc1(toy, method):
-    config = DistillConfig(method=method, ipc=1, syn_steps=10, iterations=40, lr_img=100.0, lr_init=0.005,
+    config = distill_config(method=method, ipc=1, syn_steps=10, iterations=40, lr_img=100.0, lr_init=0.005,
                            max_start_epoch=4, expert_epochs=2, lam=2.0, dsa_strategy="", checkpoint_every=0, seed=0)
     experts = InMemoryExperts([t.params for t in toy["experts"]])
     distiller = Distiller(experts, toy["train_x"], toy["train_y"], N_CLASSES, config, CPU, ARCH)
@@ -86,7 +88,7 @@ def test_distilled_ipc1_beats_random_real_ipc1(toy, method):
     if method == "stm":
         assert result.T > 1, "the STM pool never grew"
 
-    evaluation = EvalConfig(n_nets=5, epochs=100, dsa_strategy="", arch=ARCH)
+    evaluation = eval_config(n_nets=5, epochs=100, dsa_strategy="", arch=ARCH)
     distilled = evaluate_images(result.images, result.labels, toy["test_x"], toy["test_y"], N_CLASSES, result.lr,
                                 evaluation, seed=1, device=CPU, progress=False)
     assert torch.equal(random_y, result.labels) and not torch.equal(random_x, result.images)
@@ -98,18 +100,19 @@ def test_distilled_ipc1_beats_random_real_ipc1(toy, method):
 
 # ---- the compare pipeline's nodes --------------------------------------------------------
 
-DISTILL = {"iterations": 999, "syn_steps": 2, "expert_epochs": 2, "max_start_epoch": 3, "lr_img": 100.0,
-           "lr_lr": None, "lr_init": 0.005, "dsa_strategy": "", "lam": 5.0, "test_every": 2,
-           "checkpoint_every": 25, "checkpoint_root": "must/not/be/used", "eval_every": 50, "seed": 0}
-EVALUATION = {"n_nets": 5, "epochs": 300, "batch_size": 64, "dsa_strategy": "", "use_vmap": False, "seed": 0}
+DISTILL = DistillParams(iterations=999, syn_steps=2, expert_epochs=2, max_start_epoch=3, lr_img=100.0, lr_lr=None,
+                        lr_init=0.005, dsa_strategy="", lam=5.0, test_every=2, checkpoint_every=25,
+                        checkpoint_root="must/not/be/used", eval_every=50, seed=0)
+EVALUATION = EvaluationParams(n_nets=5, epochs=300, batch_size=64, dsa_strategy="", use_vmap=False, seed=0)
 
 
 def test_compare_nodes_on_toy_model_input(toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written (no checkpoints)
     compare = CompareParams(methods=["mtt", "stm"], seeds=[0, 1], iterations=4, eval_every=2, eval_nets=1,
-                            eval_epochs=3, lambdas=[1, 10], lambda_seed=3).model_dump()
+                            eval_epochs=3, lambdas=[1, 10], lambda_seed=3)
     experts = InMemoryExperts([t.params for t in toy["experts"]])
-    args = (toy["model_input"], experts, compare, DISTILL, {"zca": False}, EVALUATION, ARCH, 1, "cpu", False)
+    prepared, _ = prepare(toy["model_input"], TeacherParams(zca=False))
+    args = (prepared, experts, compare, DISTILL, EVALUATION, ArchParams(**ARCH), 1, "cpu", False)
 
     curves = compare_methods(*args)
     assert list(curves.columns) == CURVE_COLUMNS
@@ -207,8 +210,8 @@ def test_no_lambdas_gives_an_empty_ablation():
     summary, metrics = summarise_comparison(compare, empty)
     assert summary["lambdas"] == {} and not any(k.startswith("lam") for k in metrics)
     assert isinstance(plot_lambda(empty), Figure)
-    no_lambdas = {"lambdas": [], "iterations": 1, "eval_every": 1}
-    table = lambda_ablation({}, None, no_lambdas, {}, {}, {}, ARCH, 1, "cpu", False)
+    no_lambdas = CompareParams(lambdas=[], iterations=1, eval_every=1, eval_epochs=1)
+    table = lambda_ablation(None, None, no_lambdas, DISTILL, EVALUATION, ArchParams(**ARCH), 1, "cpu", False)
     assert table.empty and list(table.columns) == CURVE_COLUMNS
 
 

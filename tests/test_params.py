@@ -50,3 +50,78 @@ def _distill(**kw):
     base = dict(iterations=10, syn_steps=2, expert_epochs=1, max_start_epoch=2, lr_img=100, lr_lr=0.01,
                 lr_init=0.01)
     return {**base, **kw}
+
+
+# ---- one source of truth: YAML keys, model fields and engine fields never drift apart ----
+
+def _base_yaml_groups() -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    groups: dict = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "conf" / "base").glob("parameters*.yml")):
+        groups.update({k: v for k, v in yaml.safe_load(path.read_text()).items() if isinstance(v, dict)})
+    return groups
+
+
+def test_every_model_field_has_a_value_in_the_base_yaml_and_every_yaml_key_a_field():
+    from galaxy_distillation.params import PARAMETER_GROUPS
+
+    yaml_groups = _base_yaml_groups()
+    assert set(PARAMETER_GROUPS) == set(yaml_groups)
+    for group, model in PARAMETER_GROUPS.items():
+        assert set(yaml_groups[group]) == set(model.model_fields), group
+
+
+def test_every_engine_option_is_reachable_from_the_parameters():
+    import dataclasses
+
+    from galaxy_distillation.engine import DistillConfig, EvalConfig, ExpertConfig
+    from galaxy_distillation.params import DistillParams, EvaluationParams, TeacherParams
+
+    def fields(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    run_choices = {"method", "ipc", "init"}
+    assert fields(DistillConfig) == (set(DistillParams.model_fields) - DistillParams.NODE_ONLY) | run_choices
+    engine_only = {"dsa_params"}  # DSA strengths: the published values, not a setting
+    assert fields(ExpertConfig) - engine_only <= set(TeacherParams.model_fields) | {"arch"}
+    assert fields(EvalConfig) - engine_only - {"curve_every"} <= set(EvaluationParams.model_fields) | {
+        "arch", "n_nets", "epochs"}
+
+
+def test_engine_configs_have_no_defaults_of_their_own():
+    import dataclasses
+
+    from galaxy_distillation.engine import DistillConfig, EvalConfig, ExpertConfig
+
+    for cls, allowed in ((DistillConfig, set()), (ExpertConfig, {"dsa_params"}),
+                         (EvalConfig, {"dsa_params", "curve_every"})):
+        defaulted = {f.name for f in dataclasses.fields(cls)
+                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        assert defaulted == allowed, cls.__name__
+
+
+def test_engine_configs_are_built_from_the_models():
+    from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, TeacherParams
+
+    d = DistillParams(iterations=7, checkpoint_every=3).engine_config("mtt", 2, "noise", lam=2.0)
+    assert (d.method, d.ipc, d.init, d.iterations, d.checkpoint_every, d.lam) == ("mtt", 2, "noise", 7, 3, 2.0)
+    model = ArchParams(width=16)
+    assert TeacherParams(epochs=3).engine_config(model).arch["width"] == 16
+    ev = EvaluationParams(epochs=300, quick_nets=2, quick_epochs_fraction=0.2)
+    assert (ev.quick_config(model).n_nets, ev.quick_config(model).epochs) == (2, 60)
+
+
+@pytest.mark.parametrize("text,value", [("true", True), ("False", False), ("1", True), ("no", False),
+                                        (True, True), ("on", True)])
+def test_one_flag_parser_names_variants(text, value):
+    from galaxy_distillation.params import experts_key, parse_flag, variant_name
+
+    assert parse_flag(text) is value
+    suffix = "aug" if value else "plain"
+    assert variant_name("gz2", "stm", 1, "real", text) == f"gz2_stm_ipc1_real_{suffix}"
+    assert experts_key("cifar10", text) == f"cifar10_{suffix}"
+    with pytest.raises(ValueError):
+        parse_flag("maybe")

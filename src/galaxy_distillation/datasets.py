@@ -17,6 +17,8 @@ import torch
 from kedro.io import AbstractDataset, DatasetError
 from safetensors.torch import load_file, save_file
 
+from galaxy_distillation.params import parse_flag
+
 _META_KEY = "gd_meta_json"
 
 
@@ -126,10 +128,6 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
         return {"filepath": str(self._filepath), "fraction": self._fraction}
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in {"true", "1", "yes", "y", "on"}
-
-
 class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """The labelled images the teacher, distill and evaluation stages train on.
 
@@ -156,7 +154,7 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     ) -> None:
         self._dataset = str(dataset)
         self._gz2_dir = Path(gz2_dir)
-        self._augmented = _truthy(augmented)
+        self._augmented = parse_flag(augmented)
         self._data_root = Path(data_root)
         self._image_size = int(image_size)
         self.metadata = metadata

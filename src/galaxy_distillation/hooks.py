@@ -1,4 +1,5 @@
-"""Kedro hooks: validate parameters before any node runs."""
+"""Kedro hooks: validate parameters before anything else happens; log the typed parameters
+to MLflow flat (``distill.iterations``...)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,47 @@ from galaxy_distillation.params import ParameterError, validate_parameters
 
 
 class ParameterValidationHook:
-    """Fail fast, with one line, on invalid parameters (``--params ipc=0``, ``method=foo``...)."""
+    """Fail fast, with one line, on invalid parameters (``--params ipc=0``, ``method=foo``...).
 
-    @hook_impl
-    def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
-        self._context = context
+    Runs when the Kedro context is created, on the raw merged parameters, so a bad value is
+    reported before Kedro builds its typed parameters or the catalog, and before any MLflow run
+    is started.
+    """
 
     @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        params = self._context.params if hasattr(self, "_context") else {}
+    def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
+        try:
+            params = context.config_loader["parameters"]
+        except Exception:  # noqa: BLE001 - no parameters at all: Kedro reports that itself
+            return
         try:
             validate_parameters(params)
         except ParameterError as err:
             print(f"galaxy-distillation: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+
+
+class TypedParamsMlflowHook:
+    """Log every typed parameter group of the run's pipeline flat (``distill.lr_img`` = 100, ...)
+    to the MLflow run kedro-mlflow opened, so runs can be compared field by field in the UI.
+
+    kedro-mlflow flattens dict parameters only; the typed models reach it as objects (it logs
+    each as one text parameter, kept as a readable summary).
+    """
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
+        import mlflow
+        from pydantic import BaseModel
+
+        if mlflow.active_run() is None:
+            return
+        flat: dict[str, object] = {}
+        for name in sorted(pipeline.inputs()):
+            if not name.startswith("params:"):
+                continue
+            value = catalog.load(name)
+            if isinstance(value, BaseModel):
+                flat.update({f"{name[7:]}.{k}": v for k, v in value.model_dump().items()})
+        if flat:
+            mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})

@@ -1,15 +1,27 @@
-"""Typed project parameters, validated before any compute starts.
+"""Typed project parameters: the one home of every setting's type and default.
 
-``validate_parameters(params)`` turns the raw Kedro parameter dict into typed models and
-raises :class:`ParameterError` with a one-line message naming the parameter and the allowed
-values. The Kedro hook in :mod:`galaxy_distillation.hooks` calls it before every run.
+- The YAML files in ``conf/`` carry the values; the pydantic models below carry the only
+  defaults; the engine's configurations (``DistillConfig``, ``ExpertConfig``, ``EvalConfig``)
+  are built from them (``engine_config`` methods) and have no defaults of their own.
+- Nodes declare the models as type hints (``distill: DistillParams``): Kedro validates the
+  ``params:`` inputs into these models before the run.
+- ``validate_parameters(params)`` (called by the hook in :mod:`galaxy_distillation.hooks`
+  before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
+  the parameter and what is allowed.
+- The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
+  as ``augmented``), :func:`variant_name` and :func:`experts_key`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from galaxy_distillation.engine.distill_config import DistillConfig
+from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
+from galaxy_distillation.engine.evaluation import EvalConfig
+from galaxy_distillation.engine.experts import ExpertConfig
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -18,6 +30,38 @@ INITS = ("real", "noise")
 
 class ParameterError(ValueError):
     """An invalid parameter; the message is one line naming it and what is allowed."""
+
+
+_TRUE = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "off"})
+
+
+def parse_flag(value: Any) -> bool:
+    """The project's one boolean parser (``augmented`` on the command line, in file names,
+    in datasets): a bool, or one of true/false, 1/0, yes/no, y/n, on/off (any case).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def experts_key(dataset: str, augmented: Any) -> str:
+    """Name of the expert set (and of the Full baseline) of a dataset: ``gz2_plain``, ``gz2_aug``."""
+    return f"{dataset}_{'aug' if parse_flag(augmented) else 'plain'}"
+
+
+def variant_name(dataset: str, method: str, ipc: Any, init: str, augmented: Any) -> str:
+    """The variant's name, used for its files, checkpoints and MLflow run:
+    ``<dataset>_<method>_ipc<ipc>_<init>_<plain|aug>``."""
+    return f"{dataset}_{method}_ipc{ipc}_{init}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
 # A distill value that may be the word ``preset`` (filled by galaxy_distillation.presets).
@@ -31,6 +75,8 @@ class _Strict(BaseModel):
 
 
 class ArchParams(_Strict):
+    """``model``: the network used by experts, distillation and evaluation (paper: ConvNet-3, width 128)."""
+
     arch: Literal["convnet", "mlp", "alexnet", "vgg11", "resnet18"] = "convnet"
     width: int = Field(128, gt=0)
     depth: int = Field(3, gt=0)
@@ -38,27 +84,35 @@ class ArchParams(_Strict):
     pooling: Literal["avgpooling", "maxpooling", "none"] = "avgpooling"
     activation: Literal["relu"] = "relu"
 
+    def spec(self) -> dict[str, Any]:
+        """The engine's network spec (``networks.build_from_spec``)."""
+        return self.model_dump()
+
 
 class SkyParams(_Strict):
-    out_dir: str
-    n_galaxies: int = Field(gt=0)
+    """``sky``: the built-in mock sky."""
+
+    out_dir: str = "data/01_raw/mock_sky"
+    n_galaxies: int = Field(2000, gt=0)
     seed: int = 0
     n_workers: int = Field(1, gt=0)
     progress: bool = True
 
 
 class CurationParams(_Strict):
+    """``curation``: GZ2 votes + images -> the balanced 9-class benchmark (paper: 600 per class, 500/100)."""
+
     fraction: Literal["fraction", "debiased", "weighted_fraction"] = "fraction"
-    k_per_class: int = Field(gt=1)
-    n_train_per_class: int = Field(gt=0)
+    k_per_class: int = Field(600, gt=1)
+    n_train_per_class: int = Field(500, gt=0)
     seed: int = 0
     on_shortfall: Literal["take", "error"] = "take"
-    image_size: int = Field(gt=7)
+    image_size: int = Field(128, gt=7)
     rotations: int = Field(10, gt=0)
     max_missing_fraction: float = Field(0.05, ge=0.0, le=1.0)
     montage_per_class: int = Field(6, gt=0)
     n_workers: int = Field(1, gt=0)
-    rotation_interpolation: Literal["nearest", "bilinear"] = "nearest"   # the reference rotates with PIL nearest
+    rotation_interpolation: Literal["nearest", "bilinear"] = "nearest"  # the reference rotates with PIL nearest
 
     @field_validator("n_train_per_class")
     @classmethod
@@ -70,58 +124,147 @@ class CurationParams(_Strict):
 
 
 class TeacherParams(_Strict):
-    n_experts: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
+    """``teacher``: expert trajectories (paper GZ2: 100 experts x 50 epochs, lr 1e-3, batch 256)."""
+
+    n_experts: int = Field(100, gt=0)
+    epochs: int = Field(50, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(256, gt=0)
     momentum: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
+    eval_batch_size: int = Field(256, gt=0)
     zca: bool | Literal["auto"] = "auto"
     seed: int = 0
 
+    def engine_config(self, model: ArchParams) -> ExpertConfig:
+        """The engine's expert-training configuration."""
+        return ExpertConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
+                            weight_decay=self.weight_decay, dsa_strategy=self.dsa_strategy, arch=model.spec(),
+                            eval_batch_size=self.eval_batch_size)
+
 
 class DistillParams(_Strict):
-    """``distill``; the values marked ``| _Preset`` may be the word ``preset`` (see presets.py)."""
+    """``distill``: trajectory matching (defaults: STM on CIFAR-like scale; ``docs/method.md``).
 
-    iterations: PosInt | _Preset
-    syn_steps: PosInt | _Preset
-    expert_epochs: PosInt | _Preset
-    max_start_epoch: PosInt | _Preset
-    lr_img: PosFloat | _Preset
+    The values typed ``| _Preset`` may be the word ``preset``: :meth:`engine_config` fills them
+    from :mod:`galaxy_distillation.presets` for (dataset, method, ipc); a value given on the
+    command line replaces the word first, so explicit parameters win.
+    """
+
+    iterations: PosInt | _Preset = 5000
+    syn_steps: PosInt | _Preset = 20
+    expert_epochs: PosInt | _Preset = 3
+    max_start_epoch: PosInt | _Preset = 25
+    lr_img: PosFloat | _Preset = 1000.0
     lr_lr: PosFloat | _Preset | None = None
-    lr_init: PosFloat | _Preset
+    lr_init: PosFloat | _Preset = 0.01
+    log_lr: bool | None = None
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)
     batch_syn: PosInt | _Preset | None = None
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
     lam: float = Field(5.0, gt=0)
+    rising_lam: float = Field(3.0, gt=0)
     test_every: int = Field(10, gt=0)
-    max_iter_stage: PosInt | _Preset = 1000
+    max_iter_stage: Annotated[int, Field(ge=0)] | _Preset = 1000  # 0: no stage limit (paper rule never fires)
     stop_rule: Literal["paper", "code", "preset"] = "paper"
     loss_rising_rule: bool = False
     min_lr_img: PosFloat | _Preset = 50.0
-    schedule: Literal["code", "paper"] = "code"     # STM preset schedule (used where a value is 'preset')
-    selection: Literal["final", "best_train"] = "final"
+    lr_img_decay: float = Field(0.8, gt=0, le=1)
+    lr_img_decay_every: int = Field(50, gt=0)
+    max_bad_steps: int = Field(10, gt=0)
+    bad_step_lr_factor: float = Field(0.5, gt=0, le=1)
     memory_mode: Literal["unrolled", "checkpoint"] = "unrolled"
-    checkpoint_every: int = Field(50, gt=0)
+    expert_cache: int = Field(4, gt=0)
+    checkpoint_every: int = Field(50, ge=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"
     eval_every: int = Field(0, ge=0)
     seed: int = 0
+    schedule: Literal["code", "paper"] = "code"  # STM's preset schedule, where a value is 'preset'
+    selection: Literal["final", "best_train"] = "final"
+
+    #: Fields of the node only (not of the engine's ``DistillConfig``).
+    NODE_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_root", "schedule"})
+    #: MTT learns alpha linearly: a larger step-size rate is STM's log-space value.
+    MTT_LR_LR_LIMIT: ClassVar[float] = 1e-3
+
+    def resolved(self, dataset: str | None, method: str, ipc: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The group's values with every ``preset`` filled for (dataset, method, ipc), and the
+        record of the preset used (``None`` when no value asked for one).
+
+        Raises:
+            ParameterError: a ``preset`` without a published setting, or MTT with an ``lr_lr``
+                above 1e-3 (STM's log-space rate used for MTT's linear step size).
+        """
+        from galaxy_distillation.presets import PresetError, resolve_distill
+
+        try:
+            values, record = resolve_distill(self.model_dump(), str(dataset or ""), method, int(ipc))
+        except PresetError as err:
+            raise ParameterError(str(err)) from None
+        lr_lr = values.get("lr_lr")
+        if method == "mtt" and lr_lr is not None and float(lr_lr) > self.MTT_LR_LR_LIMIT and not values.get("log_lr"):
+            raise ParameterError(
+                f"invalid parameter 'distill.lr_lr' = {lr_lr}: MTT learns its step size linearly (published "
+                f"1e-5..1e-7); {lr_lr} is STM's log-space rate. Use 'preset' or null."
+            )
+        return values, record
+
+    def engine_config(self, method: str, ipc: int, init: str, dataset: str | None = None,
+                      **overrides: Any) -> DistillConfig:
+        """The engine's configuration for one run: ``preset`` values resolved for ``dataset``
+        (see :meth:`resolved`), then ``overrides`` replace single fields."""
+        values, _ = self.resolved(dataset, method, ipc)
+        values = {k: v for k, v in values.items() if k not in self.NODE_ONLY}
+        values.update(method=method, ipc=int(ipc), init=init)
+        values.update(overrides)
+        return DistillConfig(**values)
 
 
 class EvaluationParams(_Strict):
-    n_nets: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    full_n_nets: int = Field(gt=0)
-    full_epochs: int = Field(gt=0)
-    full_lr: float = Field(gt=0)
-    random_lr: PosFloat | Literal["learned"] | None = None   # learned (= null) | a fixed step size
+    """``evaluation``: the paper's protocol (5 nets x 1000 epochs, SGD momentum 0.9, wd 5e-4, lr x0.1 at half)."""
+
+    n_nets: int = Field(5, gt=0)
+    epochs: int = Field(1000, gt=0)
+    full_n_nets: int = Field(2, gt=0)
+    full_epochs: int = Field(50, gt=0)
+    full_lr: float = Field(0.01, gt=0)
+    random_lr: PosFloat | Literal["learned"] | None = None  # learned (= null) | a fixed step size (reference GZ2: 1e-4)
+    quick_nets: int = Field(2, gt=0)
+    quick_epochs_fraction: float = Field(0.2, gt=0, le=1)
     batch_size: int = Field(256, gt=0)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    lr_decay_at: float = Field(0.5, gt=0)
+    dsa_strategy: str = DEFAULT_DSA_STRATEGY
     use_vmap: bool = True
+    vmap_on_cpu: bool = False
+    eval_batch_size: int = Field(256, gt=0)
+    vmap_max_images: int = Field(1024, gt=0)
     seed: int = 0
-    cross_arch: list[str] = []
+    cross_arch: list[Literal["convnet", "mlp", "alexnet", "vgg11", "resnet18"]] = []
+
+    def engine_config(self, model: ArchParams | dict[str, Any], n_nets: int | None = None,
+                      epochs: int | None = None, curve_every: int = 0) -> EvalConfig:
+        """The engine's evaluation settings for ``n_nets`` nets x ``epochs`` epochs (default: the
+        protocol's) of the network ``model`` (an :class:`ArchParams` or a spec dict)."""
+        arch = model.spec() if isinstance(model, ArchParams) else dict(model)
+        return EvalConfig(n_nets=int(n_nets or self.n_nets), epochs=int(epochs or self.epochs),
+                          batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
+                          lr_decay_at=self.lr_decay_at, dsa_strategy=self.dsa_strategy, arch=arch,
+                          use_vmap=self.use_vmap, vmap_on_cpu=self.vmap_on_cpu, eval_batch_size=self.eval_batch_size,
+                          vmap_max_images=self.vmap_max_images, curve_every=int(curve_every))
+
+    def quick_config(self, model: ArchParams) -> EvalConfig:
+        """The quick evaluation during distillation: ``quick_nets`` nets, ``quick_epochs_fraction`` of the epochs."""
+        return self.engine_config(model, self.quick_nets, max(1, int(self.epochs * self.quick_epochs_fraction + 1e-9)))
+
+
+class ReportingParams(_Strict):
+    """``reporting``: figures and tables."""
+
+    grid_max_per_class: int = Field(10, gt=0)
 
 
 class CompareParams(_Strict):
@@ -148,7 +291,7 @@ class CompareParams(_Strict):
 
 
 class SweepParams(_Strict):
-    """``table``/``table1``/``table2``: run only some of a table's cells (null = all)."""
+    """``sweep``: run only some cells of ``table``/``table1``/``table2`` (null = all)."""
 
     ipcs: list[PosInt] | None = None
     methods: list[Literal["stm", "mtt"]] | None = None
@@ -178,9 +321,10 @@ class ProjectParams(BaseModel):
     @field_validator("augmented", mode="before")
     @classmethod
     def _bool_words(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.lower() in {"true", "false"}:
-            return v.lower() == "true"
-        return v
+        try:
+            return parse_flag(v)
+        except ValueError:
+            return v
 
     @field_validator("device")
     @classmethod
@@ -191,7 +335,7 @@ class ProjectParams(BaseModel):
         return v
 
 
-_GROUPS: dict[str, type[BaseModel]] = {
+PARAMETER_GROUPS: dict[str, type[BaseModel]] = {
     "sky": SkyParams,
     "curation": CurationParams,
     "teacher": TeacherParams,
@@ -199,6 +343,7 @@ _GROUPS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationParams,
     "model": ArchParams,
     "compare": CompareParams,
+    "reporting": ReportingParams,
     "sweep": SweepParams,
 }
 
@@ -238,12 +383,12 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
     Raises:
         ParameterError: one line naming the first invalid parameter and what is allowed.
     """
-    top = {k: v for k, v in params.items() if k not in _GROUPS}
+    top = {k: v for k, v in params.items() if k not in PARAMETER_GROUPS}
     try:
         out: dict[str, BaseModel] = {"project": ProjectParams(**top)}
     except ValidationError as err:
         raise ParameterError(_one_line(None, err, top)) from None
-    for group, model in _GROUPS.items():
+    for group, model in PARAMETER_GROUPS.items():
         if group in params:
             raw = params[group] or {}
             if not isinstance(raw, dict):
@@ -253,15 +398,3 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
             except ValidationError as err:
                 raise ParameterError(_one_line(group, err, raw)) from None
     return out
-
-
-def with_defaults(group: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A parameter group with every optional key filled in from its typed model's defaults.
-
-    Nodes call this on the groups they take, so a configuration that leaves out an optional
-    key (``evaluation.dsa_strategy``, say) gets the documented default rather than a KeyError.
-    """
-    try:
-        return _GROUPS[group](**(raw or {})).model_dump()
-    except ValidationError as err:
-        raise ParameterError(_one_line(group, err, raw or {})) from None

@@ -1,21 +1,21 @@
 """Kedro project settings for galaxy-distillation."""
 
-from galaxy_distillation.hooks import ParameterValidationHook
+from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
+from galaxy_distillation.params import experts_key, parse_flag, variant_name
 
 # Validate parameters before any node runs (fails fast with one line).
-HOOKS = (ParameterValidationHook(),)
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook())
 
 
-def _flag(value: object, true_name: str = "aug", false_name: str = "plain") -> str:
-    """OmegaConf resolver turning a boolean-ish runtime value into a path-friendly word."""
-    text = str(value).strip().lower()
-    return true_name if text in {"true", "1", "yes", "y", "on"} else false_name
+def _flag(value: object) -> str:
+    """OmegaConf resolver: a boolean-ish runtime value as a path-friendly word (aug / plain)."""
+    return "aug" if parse_flag(value) else "plain"
 
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"gd.flag": _flag},
+    "custom_resolvers": {"gd.flag": _flag, "gd.variant": variant_name, "gd.experts": experts_key},
     "config_patterns": {
         "mlflow": ["mlflow*", "mlflow*/**"],
     },

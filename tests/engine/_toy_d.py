@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from _configs import distill_config
 from galaxy_distillation.engine import DistillConfig, InMemoryExperts
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
@@ -39,4 +40,4 @@ def fast_config(**overrides) -> DistillConfig:
     base = dict(method="stm", ipc=1, syn_steps=3, iterations=6, lr_img=10.0, lr_init=0.01, max_start_epoch=3,
                 checkpoint_every=0, seed=0, dsa_strategy="color_crop_cutout_flip_scale_rotate")
     base.update(overrides)
-    return DistillConfig(**base)
+    return distill_config(**base)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from galaxy_distillation.engine import EvalConfig, EvaluationError, evaluate_images
+from _configs import eval_config
+from galaxy_distillation.engine import EvaluationError, evaluate_images
 
 CPU = torch.device("cpu")
 ARCH = {"arch": "convnet", "width": 8, "depth": 2}
@@ -18,7 +19,7 @@ def toy(toy_dataset):
 def _cfg(**kw):
     base = dict(n_nets=3, epochs=15, batch_size=16, arch=ARCH, curve_every=5, vmap_on_cpu=True)
     base.update(kw)
-    return EvalConfig(**base)
+    return eval_config(**base)
 
 
 @pytest.fixture(scope="module")

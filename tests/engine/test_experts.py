@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from _configs import expert_config
 from galaxy_distillation.engine import (
     ExpertBank,
-    ExpertConfig,
     ExpertError,
     FlatModel,
     build_from_spec,
@@ -29,7 +29,7 @@ def toy(toy_dataset):
 
 @pytest.fixture(scope="module")
 def cfg():
-    return ExpertConfig(epochs=4, lr=0.01, batch_size=16, arch={"arch": "convnet", "width": 8, "depth": 2})
+    return expert_config(epochs=4, lr=0.01, batch_size=16, arch={"arch": "convnet", "width": 8, "depth": 2})
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_save_load_roundtrip_and_partial_load(traj, tmp_path):
 
 
 def test_expert_bank_and_resumable_training(toy, tmp_path):
-    cfg = ExpertConfig(epochs=2, lr=0.01, batch_size=32, dsa_strategy="flip", arch={"arch": "convnet", "width": 4, "depth": 1})
+    cfg = expert_config(epochs=2, lr=0.01, batch_size=32, dsa_strategy="flip", arch={"arch": "convnet", "width": 4, "depth": 1})
     paths = train_experts(*toy, num_classes=3, config=cfg, n_experts=3, directory=tmp_path, seed=5, device=CPU,
                           progress=False)
     assert [p.name for p in paths] == [f"expert_000{i}.safetensors" for i in range(3)]
@@ -116,7 +116,7 @@ def test_bank_and_training_errors(tmp_path, toy, cfg):
 def test_uint8_inputs_with_mean_std(toy, cfg):
     x, y, tx, ty = toy
     to_u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # noqa: E731
-    c = ExpertConfig(epochs=1, lr=0.01, batch_size=32, arch=cfg.arch)
+    c = expert_config(epochs=1, lr=0.01, batch_size=32, arch=cfg.arch)
     traj = train_expert(to_u8(x), y, to_u8(tx), ty, num_classes=3, config=c, seed=0, device=CPU, progress=False,
                         mean=[0.5] * 3, std=[0.5] * 3)
     assert traj.params.shape[0] == 2

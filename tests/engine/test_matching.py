@@ -6,9 +6,9 @@ import pytest
 import torch
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
 
+from _configs import distill_config, eval_config, expert_config
 from galaxy_distillation.engine import (
     DistillationDivergedError,
-    DistillConfig,
     DistillConfigError,
     Distiller,
     InMemoryExperts,
@@ -16,8 +16,8 @@ from galaxy_distillation.engine import (
     mix_seed,
     unroll_student,
 )
-from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.engine.evaluation import evaluate_images
+from galaxy_distillation.engine.experts import train_expert
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
 from galaxy_distillation.engine.synthetic import random_real_subset
@@ -151,13 +151,13 @@ def test_stm_distilled_beats_random_real_on_noisy_toy(toy_dataset):
     arch = {"arch": "convnet", "width": 8, "depth": 2}
     trx, tr_y, tex, tey = toy_dataset(num_classes=3, n_per_class=40, size=12, seed=0, n_test_per_class=50, noise=2.0)
     cpu = torch.device("cpu")
-    ecfg = ExpertConfig(epochs=6, lr=0.01, batch_size=20, dsa_strategy="", arch=arch)
+    ecfg = expert_config(epochs=6, lr=0.01, batch_size=20, dsa_strategy="", arch=arch)
     trajs = [train_expert(trx, tr_y, tex, tey, 3, ecfg, seed=s, device=cpu, progress=False).params for s in range(2)]
-    cfg = DistillConfig(method="stm", syn_steps=10, iterations=40, lr_img=1000.0, lr_init=0.005, max_start_epoch=5,
+    cfg = distill_config(method="stm", syn_steps=10, iterations=40, lr_img=1000.0, lr_init=0.005, max_start_epoch=5,
                         dsa_strategy="", checkpoint_every=0, seed=0, lam=2.0)
     res = Distiller(InMemoryExperts(trajs), trx, tr_y, 3, cfg, cpu, arch).run(progress=False)
     assert res.T > 1 and res.n_rejected_steps == 0
-    ev = EvalConfig(n_nets=3, epochs=60, dsa_strategy="", arch=arch)
+    ev = eval_config(n_nets=3, epochs=60, dsa_strategy="", arch=arch)
     distilled = evaluate_images(res.images, res.labels, tex, tey, 3, res.lr, ev, seed=1, device=cpu, progress=False)
     rx, ry = random_real_subset(trx, tr_y, 3, 1, torch.Generator().manual_seed(0))
     random = evaluate_images(rx, ry, tex, tey, 3, res.lr, ev, seed=1, device=cpu, progress=False)

@@ -86,8 +86,7 @@ def _missing_message(name: str, data_root: Path, reader: type[CIFAR10], missing:
     expected = ", ".join(_expected_files(reader))
     return (
         f"{name} not found: looked in {folder} (missing: {', '.join(missing)}); expected "
-        f"layout {folder}/{{{expected}}}; rerun with `--params download=true` (needs internet) "
-        f"or download {reader.url} and extract it into {data_root}"
+        f"layout {folder}/{{{expected}}}; download {reader.url} and extract it into {data_root}"
     )
 
 

@@ -18,7 +18,6 @@ from .distill_config import (
 )
 from .dsa import DEFAULT_DSA_STRATEGY, DSA_OPERATIONS, DSAError, DSAParams, dsa_augment, parse_strategy
 from .evaluation import (
-    DEFAULT_ARCH,
     EvalConfig,
     EvalResult,
     EvaluationError,
@@ -26,6 +25,7 @@ from .evaluation import (
     compute_accuracy,
     evaluate_images,
     init_network,
+    quick_evaluator,
 )
 from .experts import (
     ExpertBank,
@@ -76,7 +76,6 @@ __all__ = [
     "trend_test",
     "unroll_student",
     "ARCHITECTURES",
-    "DEFAULT_ARCH",
     "DEFAULT_DSA_STRATEGY",
     "DSA_OPERATIONS",
     "DSAError",
@@ -104,6 +103,7 @@ __all__ = [
     "derive_seed",
     "dsa_augment",
     "evaluate_images",
+    "quick_evaluator",
     "expert_path",
     "has_batchnorm",
     "init_network",

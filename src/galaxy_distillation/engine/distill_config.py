@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .dsa import DEFAULT_DSA_STRATEGY
-
 __all__ = [
     "METHODS",
     "MEMORY_MODES",
@@ -39,9 +37,11 @@ class DistillationDivergedError(DistillationError):
     """Too many consecutive non-finite steps."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DistillConfig:
-    """Hyper-parameters of one distillation run (defaults: STM, CIFAR-like scale).
+    """Hyper-parameters of one distillation run. No defaults here: build it from the typed
+    parameters (``galaxy_distillation.params.DistillParams.engine_config``), the one home of
+    the defaults.
 
     Attributes:
         method: ``"stm"`` (self-adaptive, log-space step size) or ``"mtt"``.
@@ -79,38 +79,38 @@ class DistillConfig:
         expert_cache: number of experts kept in memory.
     """
 
-    method: str = "stm"
-    ipc: int = 1
-    syn_steps: int = 20
-    expert_epochs: int = 3
-    max_start_epoch: int = 25
-    iterations: int = 5000
-    lr_img: float = 1000.0
-    lr_lr: float | None = None
-    lr_init: float = 0.01
-    img_momentum: float = 0.5
-    lr_momentum: float = 0.5
-    batch_syn: int | None = None
-    dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    lam: float = 5.0
-    rising_lam: float = 3.0
-    test_every: int = 10
-    max_iter_stage: int = 1000
-    stop_rule: str = "paper"
-    loss_rising_rule: bool = False
-    min_lr_img: float = 50.0
-    lr_img_decay: float = 0.8
-    lr_img_decay_every: int = 50
-    memory_mode: str = "unrolled"
-    checkpoint_every: int = 50
-    seed: int = 0
-    max_bad_steps: int = 10
-    bad_step_lr_factor: float = 0.5
-    init: str = "real"
-    log_lr: bool | None = None
-    eval_every: int = 0
-    expert_cache: int = 4
-    selection: str = "final"
+    method: str
+    ipc: int
+    syn_steps: int
+    expert_epochs: int
+    max_start_epoch: int
+    iterations: int
+    lr_img: float
+    lr_lr: float | None
+    lr_init: float
+    img_momentum: float
+    lr_momentum: float
+    batch_syn: int | None
+    dsa_strategy: str
+    lam: float
+    rising_lam: float
+    test_every: int
+    max_iter_stage: int
+    stop_rule: str
+    loss_rising_rule: bool
+    min_lr_img: float
+    lr_img_decay: float
+    lr_img_decay_every: int
+    memory_mode: str
+    checkpoint_every: int
+    seed: int
+    max_bad_steps: int
+    bad_step_lr_factor: float
+    init: str
+    log_lr: bool | None
+    eval_every: int
+    expert_cache: int
+    selection: str
 
     def validate(self) -> None:
         """Raise :class:`DistillConfigError` naming the first bad field."""

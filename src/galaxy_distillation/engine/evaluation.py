@@ -21,7 +21,6 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +30,11 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .data import as_float_batch
-from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
+from .dsa import DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
 from .seeding import derive_seed, make_generator
 
 __all__ = [
-    "DEFAULT_ARCH",
     "EvaluationError",
     "EvalConfig",
     "EvalResult",
@@ -46,37 +44,36 @@ __all__ = [
     "check_dataset",
 ]
 
-DEFAULT_ARCH: dict[str, Any] = {
-    "arch": "convnet",
-    "width": 128,
-    "depth": 3,
-    "norm": "instancenorm",
-    "pooling": "avgpooling",
-    "activation": "relu",
-}
-
-
 class EvaluationError(ValueError):
     """Raised for inconsistent evaluation inputs or settings."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalConfig:
-    """Settings of the evaluation protocol (defaults = the paper's)."""
+    """Settings of the evaluation protocol (no defaults: built from
+    ``params.EvaluationParams.engine_config``, where the paper's values are the defaults).
 
-    n_nets: int = 5
-    epochs: int = 1000
-    batch_size: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay_at: float = 0.5  # fraction of epochs after which lr is multiplied by 0.1; >= 1 disables
-    dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
-    use_vmap: bool = True
-    vmap_on_cpu: bool = False  # on CPU the loop measured 1.4-2x faster (grouped convs), so vmap is GPU-only by default
-    eval_batch_size: int = 256  # test-set batch (per net under vmap)
-    vmap_max_images: int = 1024  # n_nets * batch above this -> loop (bounds vmap memory on large sets)
-    curve_every: int = 0  # > 0: record test accuracy every this many epochs (plus epoch 0 and the end)
+    ``lr_decay_at``: fraction of epochs after which lr is multiplied by 0.1 (>= 1 disables).
+    ``vmap_on_cpu``: on CPU the loop measured 1.4-2x faster (grouped convs), so vmap is GPU-only
+    unless set. ``eval_batch_size``: test-set batch (per net under vmap). ``vmap_max_images``:
+    ``n_nets * batch`` above this falls back to the loop (bounds vmap memory on large sets).
+    ``curve_every`` > 0 records test accuracy every this many epochs (plus epoch 0 and the end).
+    ``dsa_params`` is engine-only (``None`` = DSA's published strengths).
+    """
+
+    n_nets: int
+    epochs: int
+    batch_size: int
+    momentum: float
+    weight_decay: float
+    lr_decay_at: float
+    dsa_strategy: str
+    arch: dict
+    use_vmap: bool
+    vmap_on_cpu: bool
+    eval_batch_size: int
+    vmap_max_images: int
+    curve_every: int = 0
     dsa_params: DSAParams | None = None
 
 
@@ -92,17 +89,6 @@ class EvalResult:
     seconds: float = 0.0
     used_vmap: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-Python view (JSON-serialisable)."""
-        return {
-            "accs": list(self.accs),
-            "mean": self.mean,
-            "std": self.std,
-            "curve_epochs": list(self.curve_epochs),
-            "curves": [list(c) for c in self.curves],
-            "seconds": self.seconds,
-            "used_vmap": self.used_vmap,
-        }
 
 
 def check_dataset(x: torch.Tensor, y: torch.Tensor, num_classes: int, name: str) -> None:
@@ -329,3 +315,19 @@ def evaluate_images(
         seconds=time.perf_counter() - t0,
         used_vmap=use_vmap,
     )
+
+
+def quick_evaluator(test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, config: EvalConfig, seed: int,
+                    device: torch.device, *seed_keys: int) -> Callable[[int, torch.Tensor, torch.Tensor, float],
+                                                                       dict[str, float]]:
+    """The distiller's ``eval_hook``: ``hook(iteration, images, labels, lr)`` trains ``config.n_nets``
+    fresh nets on the current synthetic set with its current step size and returns
+    ``{"test_acc", "test_acc_std"}`` (%). Net seeds are ``derive_seed(seed, *seed_keys, iteration)``,
+    so two runs evaluated at the same iteration use the same initialisations."""
+
+    def hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
+        result = evaluate_images(images, labels, test_x, test_y, num_classes, lr, config,
+                                 seed=derive_seed(seed, *seed_keys, iteration), device=device, progress=False)
+        return {"test_acc": result.mean, "test_acc_std": result.std}
+
+    return hook

@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from .data import as_float_batch
 from .distill_config import DistillConfigError
-from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
-from .evaluation import DEFAULT_ARCH, check_dataset, compute_accuracy, init_network
+from .dsa import DSAParams, dsa_augment
+from .evaluation import check_dataset, compute_accuracy, init_network
 from .functional import FlatModel
 from .seeding import derive_seed, make_generator
 
@@ -58,18 +58,21 @@ class ExpertError(ValueError):
     """Raised for bad expert settings, files or requests."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExpertConfig:
-    """Expert training settings (defaults = the galaxy paper's)."""
+    """Expert training settings (no defaults: built from ``params.TeacherParams.engine_config``).
 
-    epochs: int = 50
-    lr: float = 1e-3
-    batch_size: int = 256
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
-    eval_batch_size: int = 256
+    ``dsa_params`` (the DSA strengths) is engine-only: ``None`` = DSA's published strengths.
+    """
+
+    epochs: int
+    lr: float
+    batch_size: int
+    momentum: float
+    weight_decay: float
+    dsa_strategy: str
+    arch: dict
+    eval_batch_size: int
     dsa_params: DSAParams | None = None
 
 
@@ -277,12 +280,12 @@ def train_experts(
 class ExpertBank:
     """Lazily loads expert trajectories from ``directory/expert_*.safetensors`` (sorted by index).
 
-    ``len(bank)``; ``bank.load(i, max_epoch=None)`` -> (E+1, P) float32 tensor (on ``device`` if
-    given); ``bank.num_epochs`` and ``bank.num_params`` (minimum over experts); ``bank.meta``
+    ``len(bank)``; ``bank.load(i, max_epoch=None)`` -> (E+1, P) float32 CPU tensor (the distiller
+    moves and caches what it uses); ``bank.num_epochs`` and ``bank.num_params`` (minimum over experts); ``bank.meta``
     (the first expert's metadata dict); ``bank.test_acc(i)``.
     """
 
-    def __init__(self, directory: str | Path, device: torch.device | str | None = None, cache: bool = False) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise ExpertError(f"expert directory not found: {self.directory}")
@@ -294,7 +297,6 @@ class ExpertBank:
         if not found:
             raise ExpertError(f"no expert_*.safetensors files in {self.directory}")
         self.paths: list[Path] = [p for _, p in sorted(found)]
-        self.device = torch.device(device) if device is not None else None
         self._infos = [read_trajectory_meta(p) for p in self.paths]
         sizes = {info["num_params"] for info in self._infos}
         if len(sizes) != 1:
@@ -302,7 +304,6 @@ class ExpertBank:
         self.num_params: int = sizes.pop()
         self.num_epochs: int = min(info["epochs"] for info in self._infos)
         self.meta: dict[str, Any] = self._infos[0]["meta"]
-        self._cache: dict[tuple[int, int | None], torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -315,15 +316,7 @@ class ExpertBank:
         """Parameters of expert ``i``: (k+1, P) float32 for ``max_epoch=k`` (all epochs if None)."""
         if not 0 <= i < len(self.paths):
             raise ExpertError(f"expert index {i} out of range (bank has {len(self.paths)})")
-        key = (i, max_epoch)
-        if self._cache is not None and key in self._cache:
-            return self._cache[key]
-        params = load_trajectory(self.paths[i], max_epoch=max_epoch).params
-        if self.device is not None:
-            params = params.to(self.device)
-        if self._cache is not None:
-            self._cache[key] = params
-        return params
+        return load_trajectory(self.paths[i], max_epoch=max_epoch).params
 
 
 # --------------------------------------------------------------------------- in-memory sources

@@ -21,6 +21,7 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state
+from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state, state_path
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
 from .dsa import DSAParams
 from .experts import ExpertSource
@@ -43,6 +44,8 @@ from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
 
 __all__ = ["Distiller"]
+
+log = logging.getLogger(__name__)
 
 # Seed "slots" so that the different random streams of one iteration never collide.
 _SLOT_CHOICE = 0
@@ -373,7 +376,7 @@ class Distiller:
             selected_train_acc=selected_acc,
         )
 
-    def run(self, progress: bool = True, stop_after: int | None = None) -> DistillResult:
+    def run(self, progress: bool = True, stop_after: int | None = None, on_mismatch: str = "raise") -> DistillResult:
         """Distil until a stop rule fires or ``config.iterations`` is reached.
 
         Resumes from ``checkpoint_dir/state.pt`` when it exists (same fingerprint required).
@@ -383,11 +386,24 @@ class Distiller:
             progress: show a tqdm bar.
             stop_after: return after this many iterations in this call (stop_reason
                 ``"interrupted"``; the checkpoint lets a later call continue exactly).
+            on_mismatch: a checkpoint written with other settings: ``"raise"``
+                (``CheckpointMismatchError``) or ``"restart"`` (log a warning, discard it and
+                start afresh).
         """
+        if on_mismatch not in ("raise", "restart"):
+            raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
         if self.checkpoint_dir is not None:
             state = load_state(self.checkpoint_dir)
             if state is not None:
-                self.load_state_dict(state)
+                try:
+                    self.load_state_dict(state)
+                except CheckpointMismatchError:
+                    if on_mismatch == "raise":
+                        raise
+                    log.warning("The checkpoint in %s was made with other settings: starting afresh.",
+                                self.checkpoint_dir)
+                    state_path(self.checkpoint_dir).unlink()
+                    self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
             self.stop_reason = None  # resumed with a larger budget
         if self.stop_reason is not None:

@@ -12,7 +12,6 @@ same network initialisations: the curves differ by the images and step sizes alo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from typing import Any
@@ -25,13 +24,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from galaxy_distillation.engine import DistillConfig, Distiller  # noqa: E402
+from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord  # noqa: E402
 from galaxy_distillation.engine.data import pick_device  # noqa: E402
-from galaxy_distillation.engine.evaluation import evaluate_images  # noqa: E402
-from galaxy_distillation.engine.seeding import derive_seed
-from galaxy_distillation.params import with_defaults  # noqa: E402
-from galaxy_distillation.pipelines._prepare import PreparedData, eval_config, prepare_data  # noqa: E402
-from galaxy_distillation.pipelines.distill.nodes import distill_config  # noqa: E402
+from galaxy_distillation.engine.evaluation import quick_evaluator  # noqa: E402
+from galaxy_distillation.params import ArchParams, CompareParams, DistillParams, EvaluationParams  # noqa: E402
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +38,45 @@ CURVE_COLUMNS = ["method", "lam", "seed", "iteration", "test_acc", "test_acc_std
 _METHOD_ORDER = {"mtt": 0, "stm": 1}
 
 
-def run_config(distill: dict[str, Any], compare: dict[str, Any], method: str, ipc: int, seed: int,
+def run_config(distill: DistillParams, compare: CompareParams, method: str, ipc: int, seed: int,
                iterations: int, lam: float | None = None, dataset: str | None = None) -> DistillConfig:
     """The engine configuration of one comparison run: the ``distill`` group with the
-    method, seed, budget, evaluation period (and lambda) of the comparison; no checkpoints."""
-    overrides = dict(seed=int(seed), iterations=int(iterations), eval_every=int(compare["eval_every"]),
-                     checkpoint_every=0)
+    method, seed, budget, evaluation period (and lambda) of the comparison; no checkpoints; the
+    method's preset for ``dataset`` where a value is ``preset``; the final images (the curves
+    report the final accuracy, never the best point of a test curve)."""
+    overrides: dict[str, Any] = dict(seed=int(seed), iterations=int(iterations), eval_every=compare.eval_every,
+                                     checkpoint_every=0, selection="final")
     if lam is not None:
         overrides["lam"] = float(lam)
-    base = distill_config(distill, method, ipc, str(compare.get("init", "real")), dataset=dataset)
-    return dataclasses.replace(base, **overrides)
+    return distill.engine_config(method, ipc, compare.init, dataset=dataset, **overrides)
 
 
-def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: dict[str, Any],
-              evaluation: dict[str, Any], compare: dict[str, Any], device: torch.device, progress: bool
+def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: ArchParams,
+              evaluation: EvaluationParams, compare: CompareParams, device: torch.device, progress: bool
               ) -> list[dict[str, Any]]:
     """Distil once and return one row per iteration (plus iteration 0 when
     ``compare.eval_at_start``): ``iteration`` = iterations done, ``T`` = the epoch pool after
     that iteration (MTT: ``max_start_epoch``), ``loss``/``val_loss``/``lr`` = the matching
     loss, STM validation loss and student step size of that iteration, ``test_acc`` (mean over
     the quick-evaluation nets, %) only where an evaluation ran, otherwise NaN."""
-    quick = eval_config(evaluation, model, int(compare["eval_nets"]), int(compare["eval_epochs"]))
+    quick = evaluation.engine_config(model, compare.eval_nets, compare.eval_epochs)
     lam = float(config.lam) if config.method == "stm" else math.nan
     label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
+    hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, device,
+                           int(config.seed))
+    tag = f"{config.method.upper()} seed {config.seed}" + ("" if math.isnan(lam) else f" lambda {lam:g}")
 
-    def eval_hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
-        result = evaluate_images(images, labels, data.test_x, data.test_y, data.num_classes, lr, quick,
-                                 seed=derive_seed(int(evaluation["seed"]), int(config.seed), iteration),
-                                 device=device, progress=False)
-        log.info("%s seed %d%s, iteration %d: %.1f%%", config.method.upper(), config.seed,
-                 "" if math.isnan(lam) else f" lambda {lam:g}", iteration, result.mean)
-        return {"test_acc": result.mean, "test_acc_std": result.std}
+    def report(record: IterationRecord) -> None:
+        if record.eval:
+            log.info("%s, iteration %d: %.1f%%", tag, record.iteration + 1, record.eval["test_acc"])
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, device,
-                          arch=dict(model), eval_hook=eval_hook)
+                          arch=model.spec(), callback=report, eval_hook=hook)
     rows: list[dict[str, Any]] = []
-    if bool(compare.get("eval_at_start", True)):
+    if compare.eval_at_start:
         lr0 = float(distiller.step_size().detach())
-        start = eval_hook(0, distiller.images.detach().clone(), distiller.labels, lr0)
+        start = hook(0, distiller.images.detach().clone(), distiller.labels, lr0)
+        log.info("%s, iteration 0: %.1f%%", tag, start["test_acc"])
         T0 = distiller.schedule.T if config.method == "stm" else int(config.max_start_epoch)
         rows.append({**label, "iteration": 0, **start, "T": T0, "loss": math.nan, "val_loss": math.nan, "lr": lr0})
     result = distiller.run(progress=progress)
@@ -91,8 +89,7 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
             "T": int(rec.T) + int(rec.grew), "loss": rec.loss,
             "val_loss": math.nan if rec.val_loss is None else rec.val_loss, "lr": rec.lr,
         })
-    log.info("%s seed %d%s: %s after %d iterations (T = %d)", config.method.upper(), config.seed,
-             "" if math.isnan(lam) else f" lambda {lam:g}", result.stop_reason, result.iterations_done, result.T)
+    log.info("%s: %s after %d iterations (T = %d)", tag, result.stop_reason, result.iterations_done, result.T)
     return rows
 
 
@@ -100,18 +97,9 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
-def compare_methods(
-    model_input: dict[str, Any],
-    expert_trajectories: Any,
-    compare: dict[str, Any],
-    distill: dict[str, Any],
-    teacher: dict[str, Any],
-    evaluation: dict[str, Any],
-    model: dict[str, Any],
-    ipc: int,
-    device: str,
-    progress: bool,
-) -> pd.DataFrame:
+def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
+                    distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
+                    progress: bool, dataset: str | None = None) -> pd.DataFrame:
     """Distil with every method in ``compare.methods`` for every seed in ``compare.seeds``
     (the paper's Figure 2: MTT vs STM test accuracy against iteration, several trials).
 
@@ -119,30 +107,18 @@ def compare_methods(
         ``compare_curves``: one row per (method, seed, iteration), columns
         :data:`CURVE_COLUMNS` (``lam`` is NaN for MTT).
     """
-    distill, model = with_defaults("distill", distill), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
     rows: list[dict[str, Any]] = []
-    for method in compare["methods"]:
-        for seed in compare["seeds"]:
-            config = run_config(distill, compare, str(method), ipc, int(seed), int(compare["iterations"]),
-                                dataset=str(model_input.get("name", "")))
-            rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+    for method in compare.methods:
+        for seed in compare.seeds:
+            config = run_config(distill, compare, method, ipc, seed, compare.iterations, dataset=dataset)
+            rows += curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
     return _table(rows)
 
 
-def lambda_ablation(
-    model_input: dict[str, Any],
-    expert_trajectories: Any,
-    compare: dict[str, Any],
-    distill: dict[str, Any],
-    teacher: dict[str, Any],
-    evaluation: dict[str, Any],
-    model: dict[str, Any],
-    ipc: int,
-    device: str,
-    progress: bool,
-) -> pd.DataFrame:
+def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
+                    distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
+                    progress: bool, dataset: str | None = None) -> pd.DataFrame:
     """STM with every lambda in ``compare.lambdas`` on the seed ``compare.lambda_seed`` for
     ``compare.lambda_iterations`` iterations (default ``compare.iterations``): the paper's
     Figure 3 (test accuracy and the epoch pool T against iteration).
@@ -150,19 +126,14 @@ def lambda_ablation(
     Returns:
         ``lambda_curves``: one row per (lambda, iteration), columns :data:`CURVE_COLUMNS`.
     """
-    lambdas = [float(lam) for lam in compare.get("lambdas") or []]
-    if not lambdas:
+    if not compare.lambdas:
         return _table([])
-    distill, model = with_defaults("distill", distill), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher.get("zca", "auto"))
     dev = pick_device(device)
-    seed = int(compare.get("lambda_seed", 0))
-    iterations = int(compare.get("lambda_iterations") or compare["iterations"])
+    iterations = compare.lambda_iterations or compare.iterations
     rows: list[dict[str, Any]] = []
-    for lam in lambdas:
-        config = run_config(distill, compare, "stm", ipc, seed, iterations, lam=lam,
-                            dataset=str(model_input.get("name", "")))
-        rows += curve_run(data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+    for lam in compare.lambdas:
+        config = run_config(distill, compare, "stm", ipc, compare.lambda_seed, iterations, lam=lam, dataset=dataset)
+        rows += curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
     return _table(rows)
 
 
@@ -255,9 +226,8 @@ def summarise_comparison(compare_curves: pd.DataFrame, lambda_curves: pd.DataFra
 
     Returns:
         The summary (``methods``: per method the seeds, final iterations and accuracies, their
-        mean/std: the reported number is the final accuracy, never the best point of a test
-        curve; ``lambdas``: per lambda the final accuracy, the final and largest T and the
-        iterations where T grew; ``stm_minus_mtt``), and MLflow
+        mean/std (reported: the final accuracy, never the best point of a test curve); ``lambdas``: per lambda the final accuracy, the
+        final and largest T and the iterations where T grew; ``stm_minus_mtt``), and MLflow
         metric histories: ``<method>_test_acc_mean`` and ``lam<lambda>_{test_acc,T}`` by
         iteration, ``<method>_final_acc_{mean,std}`` at the final iteration.
     """

@@ -3,14 +3,16 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from galaxy_distillation.pipelines import prepare
+
 from .nodes import compare_methods, lambda_ablation, plot_comparison, plot_lambda, summarise_comparison
 
-_INPUTS = ["model_input", "expert_trajectories", "params:compare", "params:distill", "params:teacher",
-           "params:evaluation", "params:model", "params:ipc", "params:device", "params:progress"]
+_INPUTS = ["prepared_data", "expert_trajectories", "params:compare", "params:distill", "params:evaluation",
+           "params:model", "params:ipc", "params:device", "params:progress", "params:dataset"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline(
+    return prepare.create_pipeline() + pipeline(
         [
             node(compare_methods, _INPUTS, "compare_curves", name="compare_methods"),
             node(lambda_ablation, _INPUTS, "lambda_curves", name="lambda_ablation"),

@@ -17,6 +17,7 @@ from galaxy_distillation.curation.labels import CLASS_NAMES, label_galaxies
 from galaxy_distillation.curation.report import curation_report, make_montage
 from galaxy_distillation.curation.selection import select_and_split
 from galaxy_distillation.curation.stats import channel_stats
+from galaxy_distillation.params import CurationParams
 
 
 def label_catalogue(vote_catalogue: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -42,15 +43,15 @@ def label_catalogue_after_sky(
 
 
 def select_galaxies(
-    labelled_catalog: pd.DataFrame, curation: dict[str, Any]
+    labelled_catalog: pd.DataFrame, curation: CurationParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Keep the top-K most confident galaxies per class and split each class train/test."""
     return select_and_split(
         labelled_catalog,
-        k_per_class=int(curation["k_per_class"]),
-        n_train_per_class=int(curation["n_train_per_class"]),
-        seed=int(curation["seed"]),
-        on_shortfall=str(curation["on_shortfall"]),
+        k_per_class=int(curation.k_per_class),
+        n_train_per_class=int(curation.n_train_per_class),
+        seed=int(curation.seed),
+        on_shortfall=str(curation.on_shortfall),
     )
 
 
@@ -59,17 +60,17 @@ def locate_images(
     selected_test_galaxies: pd.DataFrame,
     filename_mapping: pd.DataFrame,
     image_dir: str,
-    curation: dict[str, Any],
+    curation: CurationParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Join the selection to the filename mapping and keep galaxies whose image exists."""
-    limit = float(curation["max_missing_fraction"])
+    limit = float(curation.max_missing_fraction)
     train, train_report = resolve_image_paths(selected_train_galaxies, filename_mapping, image_dir, limit)
     test, test_report = resolve_image_paths(selected_test_galaxies, filename_mapping, image_dir, limit)
     return train, test, {"train": train_report, "test": test_report}
 
 
 def load_images(
-    galaxy_paths: pd.DataFrame, curation: dict[str, Any], rotations: int = 1
+    galaxy_paths: pd.DataFrame, curation: CurationParams, rotations: int = 1
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load, crop the central half and area-resize the images; ``rotations`` > 1 augments.
 
@@ -78,30 +79,30 @@ def load_images(
     """
     images, labels, report = load_split_tensors(
         galaxy_paths,
-        image_size=int(curation["image_size"]),
+        image_size=int(curation.image_size),
         rotations=rotations,
         progress=True,
-        n_workers=int(curation.get("n_workers", 1)),
-        interpolation=str(curation.get("rotation_interpolation", "nearest")),
+        n_workers=int(curation.n_workers),
+        interpolation=curation.rotation_interpolation,
     )
     return {"images": images, "labels": labels}, report
 
 
-def load_plain_images(galaxy_paths: pd.DataFrame, curation: dict[str, Any]):
+def load_plain_images(galaxy_paths: pd.DataFrame, curation: CurationParams):
     """Images of a split without augmentation (the test set, and the plain training set)."""
     return load_images(galaxy_paths, curation, rotations=1)
 
 
-def load_augmented_images(galaxy_paths: pd.DataFrame, curation: dict[str, Any]):
+def load_augmented_images(galaxy_paths: pd.DataFrame, curation: CurationParams):
     """The training set with ``curation.rotations`` rotations (10 x 36 degrees in the paper)."""
-    return load_images(galaxy_paths, curation, rotations=int(curation["rotations"]))
+    return load_images(galaxy_paths, curation, rotations=int(curation.rotations))
 
 
 def package_model_input(
     train: dict[str, torch.Tensor],
     train_augmented: dict[str, torch.Tensor],
     test: dict[str, torch.Tensor],
-    curation: dict[str, Any],
+    curation: CurationParams,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bundle the curated splits with their class names and normalisation statistics."""
     normalisation = {
@@ -110,9 +111,9 @@ def package_model_input(
     }
     meta = {
         "class_names": list(CLASS_NAMES),
-        "image_size": int(curation["image_size"]),
-        "rotations": int(curation["rotations"]),
-        "rotation_interpolation": str(curation.get("rotation_interpolation", "nearest")),
+        "image_size": int(curation.image_size),
+        "rotations": int(curation.rotations),
+        "rotation_interpolation": curation.rotation_interpolation,
         "normalisation": normalisation,
         "sizes": {
             "train": int(train["labels"].numel()),
@@ -153,8 +154,8 @@ def report_curation(
     )
 
 
-def montage(train: dict[str, torch.Tensor], curation: dict[str, Any]) -> Figure:
+def montage(train: dict[str, torch.Tensor], curation: CurationParams) -> Figure:
     """A few curated training galaxies per class, one row per class."""
     return make_montage(
-        train["images"], train["labels"], CLASS_NAMES, per_class=int(curation["montage_per_class"]), seed=0
+        train["images"], train["labels"], CLASS_NAMES, per_class=int(curation.montage_per_class), seed=0
     )

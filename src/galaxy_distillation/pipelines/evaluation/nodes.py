@@ -1,4 +1,6 @@
-"""Nodes of the ``evaluation`` pipeline: the paper's protocol on distilled, random and full sets."""
+"""Nodes of the ``evaluation`` pipeline: the paper's protocol on the distilled set and on random
+real subsets of the same size, across architectures if asked, collected with the Full-set
+baseline (computed once per dataset by the ``teacher`` pipeline) into one result."""
 
 from __future__ import annotations
 
@@ -7,112 +9,113 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from galaxy_distillation.engine.data import pick_device
-from galaxy_distillation.engine.evaluation import EvalConfig, EvalResult, evaluate_images
+from galaxy_distillation.engine.evaluation import EvalResult, evaluate_images
+from galaxy_distillation.engine.networks import ARCHITECTURES
 from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
-from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import eval_config, prepare_data
+from galaxy_distillation.params import ArchParams, EvaluationParams, parse_flag
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
 
+# Seed keys under ``evaluation.seed``: one per baseline, never shifted by other settings.
+_DISTILLED_KEY, _RANDOM_SUBSET_KEY, _RANDOM_NET_KEY, _CROSS_ARCH_KEY = 1, 2, 3, 10
 
-def random_subsets(data: Any, ipc: int, lr: float, config: EvalConfig, seed: int, device: torch.device,
-                   progress: bool) -> EvalResult:
-    """The "Random" baseline: each of ``config.n_nets`` nets trains on its own random real
-    subset of ``ipc`` images per class, so the figure measures random selection rather than
-    one lucky (or unlucky) draw."""
-    one_net = replace(config, n_nets=1)
-    accs: list[float] = []
-    for k in range(config.n_nets):
-        x, y = random_real_subset(data.train_x, data.train_y, data.num_classes, ipc,
-                                  make_generator(derive_seed(seed, 2, k)))
-        res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, one_net,
-                              seed=derive_seed(seed, 3, k), device=device, progress=progress)
-        accs.extend(res.accs)
-    return EvalResult(accs=accs, mean=float(np.mean(accs)), std=float(np.std(accs)))
+
+def _summary(res: EvalResult, lr: float, n_images: int, epochs: int) -> dict[str, Any]:
+    return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": len(res.accs), "epochs": epochs,
+            "lr": float(lr), "n_images": int(n_images)}
+
+
+def evaluate_distilled(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
+                       model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
+    """Fresh nets trained on the distilled set with its learned step size (the paper's protocol)."""
+    data, lr = prepared_data, float(distilled_set["meta"]["lr"])
+    cfg = evaluation.engine_config(model)
+    log.info("evaluating on the distilled set (%d images, %d nets x %d epochs, lr %.3g)",
+             len(distilled_set["labels"]), cfg.n_nets, cfg.epochs, lr)
+    res = evaluate_images(distilled_set["images"], distilled_set["labels"], data.test_x, data.test_y,
+                          data.num_classes, lr, cfg, seed=derive_seed(evaluation.seed, _DISTILLED_KEY),
+                          device=pick_device(device), progress=progress)
+    log.info("distilled: %.2f +- %.2f %%", res.mean, res.std)
+    return _summary(res, lr, len(distilled_set["labels"]), cfg.epochs)
 
 
 def random_step_size(random_lr: Any, learned_lr: float) -> float:
     """``evaluation.random_lr``: ``learned`` (or null) = the distilled set's learned step size,
     otherwise the fixed value (the reference's GZ2 Random script: 1e-4)."""
-    if random_lr is None or (isinstance(random_lr, str) and random_lr == "learned"):
+    if random_lr is None or random_lr == "learned":
         return float(learned_lr)
     return float(random_lr)
 
 
-def evaluate_variant(
-    model_input: dict[str, Any],
-    distilled_set: dict[str, Any],
-    evaluation: dict[str, Any],
-    teacher: dict[str, Any],
-    model: dict[str, Any],
-    dataset: str,
-    method: str,
-    ipc: int,
-    init: str,
-    augmented: Any,
-    variant: str,
-    device: str,
-    progress: bool,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train fresh networks on the distilled set, a random real subset of the same IPC and the
-    full training set; report test accuracy mean and std (percent) of each.
+def evaluate_random(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
+                    model: ArchParams, ipc: int, device: str, progress: bool) -> dict[str, Any]:
+    """The "Random" baseline: each of ``evaluation.n_nets`` nets trains on its own random real
+    subset of ``ipc`` images per class (so the figure measures random selection rather than one
+    lucky draw), with ``evaluation.random_lr`` (a fixed value) or, when it is ``learned``/null, the
+    distilled set's step size."""
+    data = prepared_data
+    lr = random_step_size(evaluation.random_lr, float(distilled_set["meta"]["lr"]))
+    cfg = evaluation.engine_config(model)
+    one_net, dev = replace(cfg, n_nets=1), pick_device(device)
+    accs: list[float] = []
+    for k in range(cfg.n_nets):
+        x, y = random_real_subset(data.train_x, data.train_y, data.num_classes, int(ipc),
+                                  make_generator(derive_seed(evaluation.seed, _RANDOM_SUBSET_KEY, k)))
+        res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, one_net,
+                              seed=derive_seed(evaluation.seed, _RANDOM_NET_KEY, k), device=dev, progress=progress)
+        accs.extend(res.accs)
+    result = EvalResult(accs=accs, mean=float(np.mean(accs)), std=float(np.std(accs)))
+    log.info("random real (a fresh subset per net): %.2f +- %.2f %%", result.mean, result.std)
+    return _summary(result, lr, int(ipc) * data.num_classes, cfg.epochs)
 
-    The distilled set trains with its learned step size (the paper's protocol), the random
-    subsets with ``evaluation.random_lr`` (``learned``: the same step size; a number: fixed, as
-    the reference's Random script with 1e-4 on GZ2), the full set with the project's "Full"
-    protocol (``full_n_nets`` nets x ``full_epochs`` epochs at ``full_lr``; neither paper nor code
-    states one). Seeds come from ``evaluation.seed``, so reruns agree.
-    """
-    evaluation, teacher = with_defaults("evaluation", evaluation), with_defaults("teacher", teacher)
-    model = with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher["zca"])
-    dev = pick_device(device)
-    seed = int(evaluation["seed"])
-    learned_lr = float(distilled_set["meta"]["lr"])
-    n_nets, epochs = int(evaluation["n_nets"]), int(evaluation["epochs"])
 
-    def run(name: str, x: torch.Tensor, y: torch.Tensor, lr: float, cfg: EvalConfig, key: int) -> EvalResult:
-        log.info("evaluating on the %s set (%d images, %d nets x %d epochs, lr %.3g)",
-                 name, len(y), cfg.n_nets, cfg.epochs, lr)
-        res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, cfg,
-                              seed=derive_seed(seed, key), device=dev, progress=progress)
-        log.info("%s: %.2f +- %.2f %%", name, res.mean, res.std)
-        return res
+def evaluate_cross_arch(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
+                        model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
+    """The distilled set on each architecture of ``evaluation.cross_arch`` (``{}`` when none)."""
+    data, lr, dev = prepared_data, float(distilled_set["meta"]["lr"]), pick_device(device)
+    out: dict[str, Any] = {}
+    for arch in evaluation.cross_arch:
+        cfg = evaluation.engine_config({"arch": arch, "norm": model.norm})
+        res = evaluate_images(distilled_set["images"], distilled_set["labels"], data.test_x, data.test_y,
+                              data.num_classes, lr, cfg,
+                              seed=derive_seed(evaluation.seed, _CROSS_ARCH_KEY, ARCHITECTURES.index(arch)),
+                              device=dev, progress=progress)
+        log.info("distilled (%s): %.2f +- %.2f %%", arch, res.mean, res.std)
+        out[arch] = {"mean": res.mean, "std": res.std}
+    return out
 
-    distilled = run("distilled", distilled_set["images"], distilled_set["labels"], learned_lr,
-                    eval_config(evaluation, model, n_nets, epochs), 1)
-    random_lr = random_step_size(evaluation.get("random_lr"), learned_lr)
-    random = random_subsets(data, int(ipc), random_lr, eval_config(evaluation, model, n_nets, epochs), seed, dev, progress)
-    log.info("random real (a fresh subset per net): %.2f +- %.2f %%", random.mean, random.std)
-    full = run("full", data.train_x, data.train_y, float(evaluation["full_lr"]),
-               eval_config(evaluation, model, int(evaluation["full_n_nets"]), int(evaluation["full_epochs"])), 4)
 
+def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_baseline: dict[str, Any],
+                       cross_arch: dict[str, Any], distilled_set: dict[str, Any], model: ArchParams, dataset: str,
+                       method: str, ipc: int, init: str, augmented: Any, variant: str
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One result per variant (``evaluation_<variant>.json``) and its MLflow metrics."""
+    meta = distilled_set["meta"]
     results: dict[str, Any] = {
         "variant": variant, "dataset": dataset, "method": method, "ipc": int(ipc), "init": init,
-        "augmented": str(augmented).lower() in {"true", "1", "yes"},
-        "distilled_acc_mean": distilled.mean, "distilled_acc_std": distilled.std, "distilled_accs": distilled.accs,
-        "random_acc_mean": random.mean, "random_acc_std": random.std, "random_accs": random.accs,
-        "full_acc_mean": full.mean, "full_acc_std": full.std, "full_accs": full.accs,
-        "learned_lr": learned_lr, "n_nets": n_nets, "epochs": epochs,
-        "full_n_nets": int(evaluation["full_n_nets"]), "full_epochs": int(evaluation["full_epochs"]),
-        "distill_iterations": distilled_set["meta"].get("iterations"),
-        "stop_reason": distilled_set["meta"].get("stop_reason"),
-        "selection": distilled_set["meta"].get("selection", "final"),
-        "selected_iteration": distilled_set["meta"].get("selected_iteration"),
-        "preset": distilled_set["meta"].get("preset"),
-        "random_lr": random_lr, "random_lr_rule": str(evaluation.get("random_lr") or "learned"),
-        "full_lr": float(evaluation["full_lr"]),
-        "arch": dict(model),
+        "augmented": parse_flag(augmented),
+        "distilled_acc_mean": distilled["mean"], "distilled_acc_std": distilled["std"],
+        "distilled_accs": distilled["accs"],
+        "random_acc_mean": random["mean"], "random_acc_std": random["std"], "random_accs": random["accs"],
+        "random_lr": random["lr"],
+        "full_acc_mean": full_baseline["mean"], "full_acc_std": full_baseline["std"],
+        "full_accs": full_baseline["accs"],
+        "learned_lr": distilled["lr"], "n_nets": distilled["n_nets"], "epochs": distilled["epochs"],
+        "full_n_nets": full_baseline["n_nets"], "full_epochs": full_baseline["epochs"],
+        "full_lr": full_baseline["lr"],
+        "distill_iterations": meta.get("iterations"),
+        "stop_reason": meta.get("stop_reason"),
+        "selection": meta.get("selection", "final"),
+        "selected_iteration": meta.get("selected_iteration"),
+        "preset": meta.get("preset"),
+        "arch": model.spec(),
     }
-    for arch in evaluation.get("cross_arch") or []:
-        spec = {"arch": arch, "norm": model.get("norm", "instancenorm")}
-        res = run(f"distilled ({arch})", distilled_set["images"], distilled_set["labels"], learned_lr,
-                  eval_config(evaluation, model, n_nets, epochs, arch=spec), 10 + len(results))
-        results.setdefault("cross_arch", {})[arch] = {"mean": res.mean, "std": res.std}
+    if cross_arch:
+        results["cross_arch"] = cross_arch
     metrics = {
         key: {"step": 0, "value": float(results[key])}
         for key in ("distilled_acc_mean", "distilled_acc_std", "random_acc_mean", "random_acc_std",

@@ -13,30 +13,19 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from galaxy_distillation.engine.data import to_display  # noqa: E402
 from galaxy_distillation.figures import class_grid  # noqa: E402
-from galaxy_distillation.pipelines._prepare import prepare_data  # noqa: E402
+from galaxy_distillation.params import ReportingParams  # noqa: E402
+from galaxy_distillation.pipelines.prepare.nodes import display_images  # noqa: E402
 
 
-def display_images(distilled_set: dict[str, Any], model_input: dict[str, Any]) -> torch.Tensor:
-    """Distilled images in display colours, (N, C, H, W) float in [0, 1].
-
-    Undoes ZCA (when the run used it) and the normalisation, then clamps.
-    """
-    meta = distilled_set["meta"]
-    images = distilled_set["images"].float()
-    if meta.get("zca"):
-        images = prepare_data(model_input, zca=True).zca.inverse_transform(images)
-    return to_display(images, meta["mean"], meta["std"])
-
-
-def distilled_grid(distilled_set: dict[str, Any], model_input: dict[str, Any], reporting: dict[str, Any]) -> Figure:
-    """The paper's Figures 1 and 4: one row per class, the class's distilled images along it."""
-    images = display_images(distilled_set, model_input)
+def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any], reporting: ReportingParams) -> Figure:
+    """The paper's Figures 1 and 4: one row per class, the class's distilled images along it
+    (in display colours: the saved ZCA state and normalisation undone)."""
+    images = display_images(distilled_set["images"], data_transform)
     labels = distilled_set["labels"]
     names = distilled_set["meta"]["class_names"]
     n_classes = len(names)
-    per_class = min(int(reporting["grid_max_per_class"]), max(int((labels == c).sum()) for c in range(n_classes)))
+    per_class = min(reporting.grid_max_per_class, max(int((labels == c).sum()) for c in range(n_classes)))
     rows = [[images[int(i)] for i in torch.nonzero(labels == c).flatten()[:per_class]] for c in range(n_classes)]
     meta = distilled_set["meta"]
     title = f"{meta['variant']}: {meta['method'].upper()}, {meta['ipc']} image(s) per class"

@@ -8,7 +8,7 @@ from .nodes import convergence_curves, distilled_grid, results_tables
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
-            node(distilled_grid, ["distilled_set", "model_input", "params:reporting"], "distilled_grid",
+            node(distilled_grid, ["distilled_set", "data_transform", "params:reporting"], "distilled_grid",
                  name="distilled_grid"),
             node(convergence_curves, "distill_history", "distill_curves", name="convergence_curves"),
             node(results_tables, ["all_evaluation_results", "evaluation_results"],

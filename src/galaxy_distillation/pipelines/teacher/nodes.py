@@ -1,4 +1,9 @@
-"""Nodes of the ``teacher`` pipeline: train expert networks and record their trajectories."""
+"""Nodes of the ``teacher`` pipeline: expert trajectories, and the Full-set baseline.
+
+Both train networks on the whole training set, and both depend only on the dataset and on
+whether it is augmented, so they are computed once per (dataset, augmented) and shared by
+every variant.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from galaxy_distillation.engine.data import pick_device
-from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+from galaxy_distillation.engine.evaluation import evaluate_images
+from galaxy_distillation.engine.experts import train_expert
 from galaxy_distillation.engine.seeding import derive_seed
-from galaxy_distillation.params import with_defaults
-from galaxy_distillation.pipelines._prepare import prepare_data
+from galaxy_distillation.params import ArchParams, EvaluationParams, TeacherParams
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
 
+#: ``derive_seed(evaluation.seed, FULL_SEED_KEY)`` seeds the Full-set baseline's nets.
+FULL_SEED_KEY = 4
+
 
 def train_experts(
-    model_input: dict[str, Any], teacher: dict[str, Any], model: dict[str, Any], device: str, progress: bool
+    prepared_data: PreparedData, teacher: TeacherParams, model: ArchParams, device: str, progress: bool
 ) -> Iterator[dict[str, Any]]:
     """Train ``teacher.n_experts`` experts; yield each trajectory as soon as it is trained.
 
@@ -27,26 +36,16 @@ def train_experts(
         ``{"index": i, "trajectory": Trajectory}`` with parameters at every epoch (row 0 =
         initialisation) and the test accuracy per epoch.
     """
-    teacher, model = with_defaults("teacher", teacher), with_defaults("model", model)
-    data = prepare_data(model_input, zca=teacher["zca"])
+    data = prepared_data
     dev = pick_device(device)
-    config = ExpertConfig(
-        epochs=int(teacher["epochs"]),
-        lr=float(teacher["lr"]),
-        batch_size=int(teacher["batch_size"]),
-        momentum=float(teacher.get("momentum", 0.0)),
-        weight_decay=float(teacher.get("weight_decay", 0.0)),
-        dsa_strategy=str(teacher["dsa_strategy"]),
-        arch=dict(model),
-    )
-    n_experts = int(teacher["n_experts"])
-    for index in range(n_experts):
+    config = teacher.engine_config(model)
+    for index in range(teacher.n_experts):
         trajectory = train_expert(
             data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
-            seed=derive_seed(int(teacher["seed"]), index), device=dev, progress=progress,
+            seed=derive_seed(teacher.seed, index), device=dev, progress=progress,
         )
         log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
-                 index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
+                 index + 1, teacher.n_experts, trajectory.test_acc[-1], config.epochs)
         yield {"index": index, "trajectory": trajectory}
 
 
@@ -64,3 +63,24 @@ def summarise_experts(expert_trajectories: Any) -> tuple[dict[str, Any], dict[st
     }
     metrics = {"expert_test_acc_mean": [{"step": e, "value": v} for e, v in enumerate(mean_curve)]}
     return summary, metrics
+
+
+def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams, model: ArchParams, device: str,
+                      progress: bool) -> dict[str, Any]:
+    """The "Full dataset" baseline: ``evaluation.full_n_nets`` fresh nets trained
+    ``evaluation.full_epochs`` epochs on the whole training set with lr ``evaluation.full_lr``
+    (otherwise the evaluation protocol: SGD momentum, weight decay, lr x0.1 at half, DSA).
+
+    Returns:
+        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images"}`` (test accuracy in %).
+    """
+    data = prepared_data
+    cfg = evaluation.engine_config(model, evaluation.full_n_nets, evaluation.full_epochs)
+    log.info("evaluating on the full set (%d images, %d nets x %d epochs, lr %.3g)",
+             len(data.train_y), cfg.n_nets, cfg.epochs, evaluation.full_lr)
+    res = evaluate_images(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, evaluation.full_lr,
+                          cfg, seed=derive_seed(evaluation.seed, FULL_SEED_KEY), device=pick_device(device),
+                          progress=progress)
+    log.info("full: %.2f +- %.2f %%", res.mean, res.std)
+    return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
+            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y))}

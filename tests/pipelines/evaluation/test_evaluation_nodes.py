@@ -1,0 +1,44 @@
+"""Evaluation nodes: distilled, random (own subset per net; fixed or learned lr), cross-architecture,
+collected with the Full baseline into the evaluation_<variant>.json fields."""
+
+import torch
+
+from galaxy_distillation.pipelines.evaluation.nodes import (
+    collect_evaluation,
+    evaluate_cross_arch,
+    evaluate_distilled,
+    evaluate_random,
+)
+from galaxy_distillation.pipelines.prepare.nodes import prepare
+
+FIELDS = {"variant", "dataset", "method", "ipc", "init", "augmented", "distilled_acc_mean", "distilled_acc_std",
+          "random_acc_mean", "random_acc_std", "full_acc_mean", "full_acc_std", "learned_lr", "n_nets", "epochs",
+          "full_n_nets", "full_epochs", "stop_reason", "distill_iterations"}
+
+
+def _distilled(data):
+    images = torch.stack([data.train_x[data.train_y == c][0] for c in range(3)])
+    return {"images": images, "labels": torch.arange(3),
+            "meta": {"lr": 0.01, "iterations": 4, "stop_reason": "max_iterations"}}
+
+
+def test_nodes_collect_into_the_published_fields(tiny_model_input, tiny_params):
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    ev, model = tiny_params["evaluation"], tiny_params["model"]
+    distilled_set = _distilled(data)
+    distilled = evaluate_distilled(data, distilled_set, ev, model, "cpu", False)
+    random = evaluate_random(data, distilled_set, ev, model, 1, "cpu", False)
+    assert len(distilled["accs"]) == len(random["accs"]) == ev.n_nets and random["lr"] == 0.01
+    fixed = evaluate_random(data, distilled_set, ev.model_copy(update={"random_lr": 1e-4}), model, 1, "cpu", False)
+    assert fixed["lr"] == 1e-4
+    cross = evaluate_cross_arch(data, distilled_set, ev.model_copy(update={"cross_arch": ["mlp"]}), model, "cpu",
+                                False)
+    assert set(cross) == {"mlp"}
+    full = {"mean": 50.0, "std": 1.0, "accs": [50.0], "n_nets": 1, "epochs": 2, "lr": 0.01}
+    results, metrics = collect_evaluation(distilled, random, full, cross, distilled_set, model, "gz2", "stm", 1,
+                                          "real", "false", "gz2_stm_ipc1_real_plain")
+    assert FIELDS <= set(results) and results["augmented"] is False and results["cross_arch"] == cross
+    assert results["full_acc_mean"] == 50.0 and metrics["distilled_acc_mean"]["value"] == distilled["mean"]
+    no_cross, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, "gz2", "stm", 1, "real",
+                                     True, "v")
+    assert "cross_arch" not in no_cross and no_cross["augmented"] is True

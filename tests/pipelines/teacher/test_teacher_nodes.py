@@ -1,0 +1,38 @@
+"""Teacher nodes: experts yielded one by one with their own seeds, and the Full-set baseline."""
+
+import torch
+
+from galaxy_distillation.pipelines.prepare.nodes import prepare
+from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, summarise_experts, train_experts
+
+
+def test_experts_are_yielded_one_by_one_with_distinct_seeds(tiny_model_input, tiny_params):
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    out = list(train_experts(data, tiny_params["teacher"], tiny_params["model"], "cpu", False))
+    assert [o["index"] for o in out] == [0, 1]
+    a, b = (o["trajectory"].params for o in out)
+    assert a.shape == b.shape and a.shape[0] == tiny_params["teacher"].epochs + 1
+    assert not torch.equal(a[0], b[0])  # each expert its own initialisation
+    again = next(iter(train_experts(data, tiny_params["teacher"], tiny_params["model"], "cpu", False)))
+    assert torch.equal(again["trajectory"].params, a)  # same seed, same trajectory
+
+
+def test_full_baseline_reports_its_protocol(tiny_model_input, tiny_params):
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    ev = tiny_params["evaluation"]
+    full = evaluate_full_set(data, ev, tiny_params["model"], "cpu", False)
+    assert (full["n_nets"], full["epochs"], full["lr"], full["n_images"]) == (1, 2, ev.full_lr, 24)
+    assert len(full["accs"]) == 1 and 0.0 <= full["mean"] <= 100.0
+
+
+def test_summary_averages_the_experts():
+    class Bank:
+        def __len__(self):
+            return 2
+
+        def test_acc(self, i):
+            return [10.0, 20.0 + 10 * i]
+
+    summary, metrics = summarise_experts(Bank())
+    assert summary["final_test_acc"] == [20.0, 30.0] and summary["final_test_acc_mean"] == 25.0
+    assert metrics["expert_test_acc_mean"] == [{"step": 0, "value": 10.0}, {"step": 1, "value": 25.0}]
