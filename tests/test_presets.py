@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from galaxy_distillation.pipelines.distill.nodes import distill_config
+from galaxy_distillation.params import DistillParams, ParameterError
 from galaxy_distillation.presets import (
     MTT_PRESETS,
     PAPER_TABLE1,
@@ -126,6 +126,10 @@ def test_preset_values_fill_only_the_keys_that_ask_and_explicit_values_win():
         resolve_distill({"syn_steps": "preset"}, "imagefolder", "stm", 1)
 
 
+def distill_config(distill: dict, method: str, ipc: int, init: str, dataset: str | None = None):
+    return DistillParams(**distill).engine_config(method, ipc, init, dataset=dataset)
+
+
 def _env_distill(env: str) -> dict:
     from kedro.config import OmegaConfigLoader
 
@@ -150,7 +154,7 @@ def test_reproduction_envs_take_every_setting_from_the_presets(env, dataset):
 
 
 def test_mtt_never_silently_gets_stms_log_space_rate():
-    with pytest.raises(ValueError, match="MTT learns its step size linearly"):
+    with pytest.raises(ParameterError, match="MTT learns its step size linearly"):
         distill_config({"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1, "lr_img": 1.0,
                         "lr_lr": 0.01, "lr_init": 0.01}, "mtt", 1, "real")
     base = distill_config({"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1, "lr_img": 1.0,

@@ -65,7 +65,7 @@ def test_prepare_data_whitens_unnormalised_images_like_mtt():
     """With ZCA the pipeline fits on x/255 (no mean/std normalisation first), as MTT does."""
     from kornia.enhance import ZCAWhitening
 
-    from galaxy_distillation.pipelines._prepare import prepare_data
+    from galaxy_distillation.pipelines.prepare.nodes import prepare_data
 
     g = torch.Generator().manual_seed(0)
     train = torch.randint(0, 256, (120, 3, 5, 5), generator=g, dtype=torch.uint8)

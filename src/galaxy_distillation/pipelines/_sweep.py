@@ -12,10 +12,10 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from galaxy_distillation.pipelines import prepare
 from galaxy_distillation.pipelines._sweep_nodes import (
-    after,
     distill_cell_node,
     evaluate_cell_node,
     full_baseline,
+    pass_on,
     table_node,
     train_missing_experts,
 )
@@ -40,7 +40,7 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
     for flag in flags:
         prep = prepare.create_pipeline()
         if wait:  # the model input exists only once curation has written it
-            prep = pipeline([node(after, ["model_input_files", *wait], "model_input_loaded", name="after_curation")]
+            prep = pipeline([node(pass_on, ["model_input_files", *wait], "model_input_loaded", name="after_curation")]
                             ) + pipeline(prep, inputs={"model_input": "model_input_loaded"})
         parts.append(_namespaced(
             list(prep.nodes) + [

@@ -27,10 +27,10 @@ from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
 
-__all__ = ["after", "train_missing_experts", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
+__all__ = ["pass_on", "train_missing_experts", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
 
 
-def after(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
+def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
     """Pass the model input on once the datasets it waits for exist (ordering only)."""
     return model_input
 
