@@ -160,3 +160,13 @@ def test_mtt_never_silently_gets_stms_log_space_rate():
     base = distill_config({"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1, "lr_img": 1.0,
                            "lr_lr": None, "lr_init": 0.01}, "mtt", 1, "real")
     assert base.effective_lr_lr == 1e-5
+
+
+def test_bad_presets_and_stms_rate_for_mtt_fail_before_any_compute():
+    from galaxy_distillation.params import validate_parameters
+
+    with pytest.raises(ParameterError, match="MTT learns its step size linearly"):
+        validate_parameters({"method": "mtt", "distill": {"lr_lr": 0.01}})
+    with pytest.raises(ParameterError, match="no published STM setting for dataset=imagefolder"):
+        validate_parameters({"dataset": "imagefolder", "distill": {"syn_steps": "preset"}})
+    validate_parameters({"dataset": "gz2", "method": "mtt", "ipc": 10, "distill": {"lr_lr": "preset"}})

@@ -397,4 +397,7 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
                 out[group] = model(**raw)
             except ValidationError as err:
                 raise ParameterError(_one_line(group, err, raw)) from None
+    if "distill" in out:  # presets exist and MTT's rate is not STM's, before any compute
+        project = out["project"]
+        out["distill"].resolved(project.dataset, project.method, project.ipc)
     return out
