@@ -4,8 +4,8 @@
 run through the real ``kedro`` CLI with their presets, counts cut to the bone on the command
 line (2 experts x 2 epochs, 2 iterations, N = 2; explicit ``--params`` win over presets):
 mock sky -> curation -> teacher -> distill -> evaluation -> the Table 2 sweep, and teacher ->
-MTT and STM -> evaluation -> the Table 1 sweep on a tiny CIFAR-10-shaped model input. A second
-run of a sweep skips every finished cell.
+MTT and STM -> evaluation -> the Table 1 sweep on a tiny CIFAR-10-shaped model input (whose
+second run skips every finished cell).
 """
 
 from __future__ import annotations
@@ -67,14 +67,15 @@ def _tiny_cifar10(path: Path) -> None:
 
 def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
     project = _copy_project(tmp_path)
-    out = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK}")
+    out = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK},sweep.inits=[real]")
     distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_aug/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 128, 128)
     from galaxy_distillation.engine.experts import ExpertBank
 
     bank = ExpertBank(project / "data/06_models/experts/gz2_plain")
     assert (len(bank), bank.num_epochs, bank.num_params) == (2, 2, 594_441)  # ConvNet-3 width 128 at 128 px
-    for cell in ("stm_ipc1_real_plain", "stm_ipc1_noise_plain", "stm_ipc1_real_aug", "stm_ipc1_noise_aug"):
+    assert not (project / "data/08_reporting/evaluation_gz2_stm_ipc1_noise_plain.json").exists()  # not selected
+    for cell in ("stm_ipc1_real_plain", "stm_ipc1_real_aug"):
         result = json.loads((project / f"data/08_reporting/evaluation_gz2_{cell}.json").read_text())
         for key in ("distilled_acc_mean", "random_acc_mean", "full_acc_mean", "stop_reason", "selection"):
             assert key in result
@@ -83,11 +84,10 @@ def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
         assert set(result["preset"]["explicit"]) == {"iterations", "syn_steps"}  # --params won
         assert result["selection"] == "best_train" and result["random_lr"] == 1e-4
     table = (project / "data/08_reporting/table2_gz2.md").read_text()
-    assert "| 1 | " in table and "(paper 53.1 ± 1.7" in table and "(paper 89.0 ± 0.5" in table
+    assert "| 1 | " in table and "(paper 53.1 ± 1.7" in table and "(paper 54.7 ± 0.7" in table
+    assert "(paper 89.0 ± 0.5" in table and "(paper 27.4 ± 0.5" in table
     assert "Full: the whole training set, 1 nets x 1 epochs" in table
-    assert "finished, skipped" not in out
-    again = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK}")
-    assert again.count("finished, skipped") >= 2 * 4 + 2 and "experts found, skipped" in again
+    assert "finished, skipped" not in out  # (the second-run skip is checked on the cheaper cifar10 shape)
 
 
 def test_cifar10_env_runs_table1_with_both_methods_at_width_128(tmp_path):
