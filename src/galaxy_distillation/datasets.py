@@ -8,7 +8,6 @@ through JSON.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from kedro.io import AbstractDataset, DatasetError
 from safetensors.torch import load_file, save_file
 
+from galaxy_distillation.io import atomic_path, write_text
 from galaxy_distillation.params import parse_flag
 
 _META_KEY = "gd_meta_json"
@@ -53,9 +53,8 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             raise DatasetError(f"TensorDictDataset stores tensors and a 'meta' dict only, got {sorted(others)}")
         metadata = {_META_KEY: json.dumps(others.get("meta", {}))}
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._filepath.with_suffix(self._filepath.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, self._filepath)
+        with atomic_path(self._filepath) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
 
     def _exists(self) -> bool:
         return self._filepath.exists()
@@ -213,10 +212,9 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         self._gz2_dir.mkdir(parents=True, exist_ok=True)
         for split in self._SPLITS:
             tensors = {k: v.contiguous() for k, v in data[split].items()}
-            tmp = self._gz2_dir / f"{split}.safetensors.tmp"
-            save_file(tensors, str(tmp))
-            os.replace(tmp, self._gz2_dir / f"{split}.safetensors")
-        (self._gz2_dir / "meta.json").write_text(json.dumps(data["meta"], indent=2))
+            with atomic_path(self._gz2_dir / f"{split}.safetensors") as tmp:
+                save_file(tensors, str(tmp))
+        write_text(self._gz2_dir / "meta.json", json.dumps(data["meta"], indent=2))
 
     def _exists(self) -> bool:
         return self._dataset != "gz2" or (self._gz2_dir / "meta.json").exists()

@@ -3,11 +3,24 @@ to MLflow flat (``distill.iterations``...)."""
 
 from __future__ import annotations
 
-import sys
+import copy
 
 from kedro.framework.hooks import hook_impl
 
-from galaxy_distillation.params import ParameterError, validate_parameters
+from galaxy_distillation.params import check_known_names, validate_parameters
+
+
+def configured_names(context) -> set[str]:  # noqa: ANN001 - a KedroContext
+    """Top-level parameter names of the configuration itself (parameters and globals), without
+    the keys ``--params`` added."""
+    loader = copy.copy(context.config_loader)
+    loader.runtime_params = {}
+    names = set(loader["parameters"])
+    try:
+        names |= set(loader["globals"])
+    except Exception:  # noqa: BLE001 - an environment without globals
+        pass
+    return names
 
 
 class ParameterValidationHook:
@@ -24,11 +37,9 @@ class ParameterValidationHook:
             params = context.config_loader["parameters"]
         except Exception:  # noqa: BLE001 - no parameters at all: Kedro reports that itself
             return
-        try:
-            validate_parameters(params)
-        except ParameterError as err:
-            print(f"galaxy-distillation: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        # ParameterError: printed in one line (exit 2) by galaxy_distillation.cli, the one boundary
+        check_known_names(getattr(context.config_loader, "runtime_params", None) or {}, configured_names(context))
+        validate_parameters(params)
 
 
 class TypedParamsMlflowHook:

@@ -22,14 +22,11 @@ from galaxy_distillation.engine.distill_config import DistillConfig
 from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
 from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
+from galaxy_distillation.errors import ParameterError  # the project-wide one (re-exported here)
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
 INITS = ("real", "noise")
-
-
-class ParameterError(ValueError):
-    """An invalid parameter; the message is one line naming it and what is allowed."""
 
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
@@ -401,3 +398,25 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
         project = out["project"]
         out["distill"].resolved(project.dataset, project.method, project.ipc)
     return out
+
+
+def check_known_names(runtime_params: dict[str, Any], known: set[str]) -> None:
+    """Refuse ``--params`` keys whose top-level name is not a configured parameter.
+
+    Args:
+        runtime_params: the ``--params`` given on the command line (``{"ipcc": 2}``; a dotted
+            ``distill.iterations`` counts by its first part).
+        known: the top-level parameter names of the configuration (parameters and globals).
+
+    Raises:
+        ParameterError: one line naming the unknown key and the closest known name.
+    """
+    import difflib
+
+    for key in runtime_params or {}:
+        top = str(key).split(".", 1)[0]
+        if top in known:
+            continue
+        close = difflib.get_close_matches(top, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(sorted(n for n in known if n in _ALLOWED_HINT))
+        raise ParameterError(f"invalid parameter '{top}' = {runtime_params[key]!r}: unknown parameter; {hint}")

@@ -1,10 +1,12 @@
 """Kedro project settings for galaxy-distillation."""
 
 from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
+from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import experts_key, parse_flag, variant_name
 
-# Validate parameters before any node runs (fails fast with one line).
-HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook())
+# Validate parameters before any node runs (fails fast with one line); keep a run's outputs
+# all-or-nothing (galaxy_distillation.outputs).
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), OUTPUTS)
 
 
 def _flag(value: object) -> str:

@@ -9,6 +9,7 @@ source format. Only those columns are read from disk (``usecols``), so the
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,7 +141,11 @@ def _open_header(path: Path) -> list[str]:
         return list(pd.read_csv(path, nrows=0).columns)
     except pd.errors.EmptyDataError as exc:
         raise EmptyDatasetError(f"catalogue {path} is empty (no header)") from exc
-    except (UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:
+    except (EOFError, zlib.error, OSError) as exc:  # a truncated or corrupt .gz / .bz2 / .zip
+        raise CatalogueFormatError(
+            f"catalogue {path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again"
+        ) from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise CatalogueFormatError(f"cannot read catalogue {path} as CSV: {exc}") from exc
 
 
@@ -204,13 +209,18 @@ def read_vote_catalogue(
         )
     rename = {lower[col]: short for short, col in wanted.items()}
     usecols = [id_col, *rename]
-    raw = pd.read_csv(
-        path,
-        usecols=usecols,
-        dtype={id_col: str},
-        low_memory=False,
-        keep_default_na=True,
-    )
+    try:
+        raw = pd.read_csv(
+            path,
+            usecols=usecols,
+            dtype={id_col: str},
+            low_memory=False,
+            keep_default_na=True,
+        )
+    except (EOFError, zlib.error, OSError) as exc:  # a truncated or corrupt .gz / .bz2 / .zip
+        raise CatalogueFormatError(
+            f"catalogue {path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again"
+        ) from None
     n_read = len(raw)
     if n_read == 0:
         raise EmptyDatasetError(f"catalogue {path} has a header but no rows")

@@ -2,20 +2,24 @@
 
 Every error carries a one-line, human-readable message that names the problem
 (file, column, class, count), so a pipeline can print it without a traceback.
-All of them derive from :class:`CurationError`; a few also derive from the
+All of them are :class:`galaxy_distillation.errors.UserError`; all but
+:class:`ParameterError` (the project-wide one) derive from :class:`CurationError`; a few also derive from the
 matching built-in (``ValueError``, ``FileNotFoundError``) so generic handlers
 keep working.
 """
 
 from __future__ import annotations
 
+from galaxy_distillation.errors import ParameterError, UserError
 
-class CurationError(Exception):
-    """Base class of all curation errors."""
+__all__ = [
+    "CurationError", "ParameterError", "CatalogueNotFoundError", "CatalogueFormatError", "EmptyDatasetError",
+    "ShortfallError", "MissingImagesError", "UnreadableImageError", "DownloadError",
+]
 
 
-class ParameterError(CurationError, ValueError):
-    """A parameter has a value outside its allowed set or range."""
+class CurationError(UserError):
+    """Base class of all curation errors (``ParameterError`` is the project-wide one)."""
 
 
 class CatalogueNotFoundError(CurationError, FileNotFoundError):

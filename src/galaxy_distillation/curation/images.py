@@ -63,11 +63,42 @@ def read_filename_mapping(path: str | Path) -> pd.DataFrame:
             f"(expected objid,sample,asset_id)"
         )
     raw = pd.read_csv(path, dtype=str)
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    mapping, _ = clean_filename_mapping(raw)
+    return mapping
+
+
+def clean_filename_mapping(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Parse a filename mapping read as text: keep the rows whose ``objid`` and ``asset_id``
+    are integers (int64, parsed exactly), drop and count the others.
+
+    Returns:
+        ``(mapping, report)``: ``objid``/``asset_id`` int64 in file order, and
+        ``{"n_rows_read", "n_dropped_bad_id", "n_rows", "bad_rows_sample"}``.
+
+    Raises:
+        CatalogueFormatError: ``objid`` or ``asset_id`` column missing.
+        EmptyDatasetError: no usable row.
+    """
+    raw = raw.rename(columns={c: str(c).strip().lower() for c in raw.columns})
+    missing = [c for c in ("objid", "asset_id") if c not in raw.columns]
+    if missing:
+        raise CatalogueFormatError(
+            f"filename mapping lacks column(s) {', '.join(missing)} (expected objid,sample,asset_id)"
+        )
     objid, ok1 = parse_int64_ids(raw["objid"])
     asset, ok2 = parse_int64_ids(raw["asset_id"])
     ok = ok1 & ok2
-    return pd.DataFrame({"objid": objid[ok], "asset_id": asset[ok]}).reset_index(drop=True)
+    bad = np.flatnonzero(~ok)
+    report = {
+        "n_rows_read": int(len(raw)),
+        "n_dropped_bad_id": int(bad.size),
+        "n_rows": int(ok.sum()),
+        "bad_rows_sample": [int(i) + 2 for i in bad[:10]],  # file line numbers (header is line 1)
+    }
+    if len(raw) and not ok.any():
+        raise EmptyDatasetError(f"filename mapping has no usable row ({len(raw)} rows, none with integer ids)")
+    mapping = pd.DataFrame({"objid": objid[ok], "asset_id": asset[ok]}).reset_index(drop=True)
+    return mapping, report
 
 
 def resolve_image_paths(

@@ -112,3 +112,26 @@ def curation_report(
     }
     merged.update(extra)
     return to_plain(merged)
+
+
+def summary_line(report: Mapping[str, Any]) -> tuple[str, int]:
+    """One console line of what curation dropped (the details are in the JSON report), and the
+    total number of dropped rows and images."""
+    cat = report.get("catalogue", {}) or {}
+    images = report.get("images", {}) or {}
+    mapping = images.get("mapping", {}) or {}
+    located = [images.get(k, {}) or {} for k in ("located_train", "located_test")]
+    loaded = [images.get(k, {}) or {} for k in ("train", "test")]
+    no_image = sum(int(r.get("n_no_mapping", 0)) + int(r.get("n_no_file", 0)) for r in located)
+    unreadable = sum(int(r.get("n_unreadable", 0)) for r in loaded)
+    n_cat = int(cat.get("n_dropped_bad_id", 0)) + int(cat.get("n_dropped_nan", 0)) + int(cat.get("n_duplicates", 0))
+    total = n_cat + int(mapping.get("n_dropped_bad_id", 0)) + no_image + unreadable
+    parts = [
+        f"catalogue rows dropped {int(cat.get('n_dropped_bad_id', 0)) + int(cat.get('n_dropped_nan', 0))}"
+        f" (bad id {int(cat.get('n_dropped_bad_id', 0))}, bad fractions {int(cat.get('n_dropped_nan', 0))}),"
+        f" duplicates {int(cat.get('n_duplicates', 0))}",
+        f"mapping rows dropped {int(mapping.get('n_dropped_bad_id', 0))}",
+        f"selected galaxies without image {no_image}",
+        f"unreadable images {unreadable}",
+    ]
+    return "curation: " + "; ".join(parts) + " (details: curation_report.json)", total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,23 @@ def select_and_split(
         "shortfalls": short,
     }
     return train, test, report
+
+
+def require_every_class(counts: Sequence[int], split: str, hint: str = "") -> None:
+    """Fail in curation, not three stages later, when a class of ``split`` has no galaxy.
+
+    Args:
+        counts: galaxies per class (index = label).
+        split: ``"train"`` / ``"test"`` (named in the message).
+        hint: where they went (appended to the message).
+
+    Raises:
+        EmptyDatasetError: naming the first empty class and what to change.
+    """
+    for c, n in enumerate(counts):
+        if int(n) == 0:
+            name = CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c)
+            raise EmptyDatasetError(
+                f"class {c} ({name}) has 0 {split} galaxies after curation{hint}; every class needs at "
+                f"least one: use a larger catalogue / mock sky (sky.n_galaxies) or check the class's votes"
+            )

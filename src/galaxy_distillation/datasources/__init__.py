@@ -57,7 +57,7 @@ def load_datasource(dataset: str, **kwargs: Any) -> LabelledImages:
 
     Args:
         dataset: ``"cifar10"``, ``"cifar100"`` (keywords of :func:`load_cifar` except
-            ``name``: ``data_root``, ``download``, ``verify_checksums``) or
+            ``name``: ``data_root``, ``download``; checksums are always verified) or
             ``"imagefolder"`` (keywords of :func:`load_image_folder`: ``root``,
             ``image_size``, ``test_fraction``, ``seed``, ``min_per_class``, ``progress``).
             Case-insensitive. ``"gz2"`` is not handled here (curation pipeline).

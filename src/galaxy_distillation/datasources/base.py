@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 
+from galaxy_distillation.errors import UserError
+
 __all__ = ["DataSourceError", "DataSourceWarning", "LabelledImages"]
 
 
-class DataSourceError(Exception):
+class DataSourceError(UserError):
     """A data source could not be loaded; the message is one line saying why and what to do."""
 
 

@@ -10,17 +10,16 @@ Expected layout (what ``torchvision`` extracts from the official archives)::
     <data_root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
     <data_root>/cifar-100-python/{train, test, meta}
 
-``torchvision`` checks the md5 of every file. ``verify_checksums=False`` swaps in
-small subclasses that only check the files exist (and read the class-name file without
-its md5); this is how the tests use tiny home-made files in the same pickle format, and
-it also lets users load a re-packed copy.
+The files are Python pickles, so they are only read after ``torchvision`` has checked the
+md5 of every one of them against the official release; there is no option to skip that
+(unpickling an unverified file can run arbitrary code). The tests register tiny
+home-made files by their own md5 (a reader subclass in ``_READERS``), never by skipping
+the check.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,44 +32,10 @@ from .base import DataSourceError, LabelledImages
 __all__ = ["CIFAR_NAMES", "load_cifar"]
 
 
-class _NoChecksumMixin:
-    """Replace torchvision's md5 checks by existence checks (for re-packed / test copies)."""
-
-    root: str
-    base_folder: str
-    train_list: Sequence[Sequence[str]]
-    test_list: Sequence[Sequence[str]]
-    meta: dict[str, str]
-
-    def _check_integrity(self) -> bool:
-        folder = os.path.join(self.root, self.base_folder)
-        return all(
-            os.path.isfile(os.path.join(folder, fname))
-            for fname, _md5 in list(self.train_list) + list(self.test_list)
-        )
-
-    def _load_meta(self) -> None:
-        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        if not os.path.isfile(path):
-            raise RuntimeError(f"metadata file {path} not found")
-        with open(path, "rb") as infile:
-            data = pickle.load(infile, encoding="latin1")
-        self.classes = data[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-
-class _UncheckedCIFAR10(_NoChecksumMixin, CIFAR10):
-    """CIFAR-10 reader that skips md5 verification."""
-
-
-class _UncheckedCIFAR100(_NoChecksumMixin, CIFAR100):
-    """CIFAR-100 reader that skips md5 verification."""
-
-
-_READERS: dict[str, tuple[type[CIFAR10], type[CIFAR10]]] = {
-    # name: (checked reader, unchecked reader)
-    "cifar10": (CIFAR10, _UncheckedCIFAR10),
-    "cifar100": (CIFAR100, _UncheckedCIFAR100),
+_READERS: dict[str, type[CIFAR10]] = {
+    # name: reader (torchvision verifies every file's md5 before unpickling it)
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
 }
 CIFAR_NAMES: tuple[str, ...] = tuple(_READERS)
 
@@ -108,8 +73,6 @@ def load_cifar(
     name: str,
     data_root: str | Path,
     download: bool = False,
-    *,
-    verify_checksums: bool = True,
 ) -> LabelledImages:
     """Load CIFAR-10 or CIFAR-100 (standard 50k/10k train/test split) as uint8 tensors.
 
@@ -119,8 +82,6 @@ def load_cifar(
         data_root: folder holding ``cifar-10-batches-py/`` or ``cifar-100-python/``.
         download: fetch and extract the official archive into ``data_root`` when the
             files are missing (needs internet).
-        verify_checksums: check the md5 of every file against the official release
-            (torchvision's default). ``False`` only checks that the files exist.
 
     Returns:
         :class:`LabelledImages` with ``train_x`` ``(50000, 3, 32, 32)`` and ``test_x``
@@ -136,8 +97,7 @@ def load_cifar(
     key = str(name).strip().lower()
     if key not in _READERS:
         raise DataSourceError(f"unknown CIFAR dataset {name!r}; allowed: {', '.join(CIFAR_NAMES)}")
-    checked, unchecked = _READERS[key]
-    reader = checked if verify_checksums else unchecked
+    reader = _READERS[key]
     root = Path(data_root).expanduser()
     folder = root / reader.base_folder
 
@@ -160,11 +120,11 @@ def load_cifar(
         try:
             ds = reader(str(root), train=train, download=False)
         except RuntimeError as exc:
-            if verify_checksums and ("corrupted" in str(exc) or "not found" in str(exc)):
+            if "corrupted" in str(exc) or "not found" in str(exc):
                 raise DataSourceError(
                     f"{key}: files in {folder} do not match the official release checksums "
-                    f"(corrupted or partial copy?); delete and re-download them, or pass "
-                    f"verify_checksums=False to use them anyway"
+                    f"(corrupted, partial or re-packed copy?); they were not read: delete them and "
+                    f"extract {reader.url} again"
                 ) from None
             raise DataSourceError(f"{key}: could not read {folder} ({exc})") from None
         except (KeyError, ValueError, EOFError, pickle.UnpicklingError, TypeError) as exc:
@@ -187,7 +147,7 @@ def load_cifar(
     report: dict[str, Any] = {
         "source": key,
         "folder": str(folder),
-        "checksums_verified": bool(verify_checksums),
+        "checksums_verified": True,
         "num_classes": k,
         "image_size": [32, 32],
         "n_train": int(train_y.numel()),

@@ -2,9 +2,10 @@
 
 A checkpoint is one file ``<checkpoint_dir>/state.pt`` holding only tensors and plain
 Python types (dict, list, tuple, str, int, float, bool, None), so it loads with
-``torch.load(weights_only=True)``. Writes go to a temporary file in the same directory
-and are moved into place with ``os.replace``, so a crash mid-write never leaves a
-half-written checkpoint behind.
+``torch.load(weights_only=True)``. Writes go through the project's one atomic-write helper
+(:func:`galaxy_distillation.io.atomic_write`: a temporary file in the same directory, fsync,
+``os.replace``; the temporary file removed on any error), so a crash or a full disk never
+leaves a half-written checkpoint or a stray ``.tmp`` behind.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from galaxy_distillation.errors import UserError
+from galaxy_distillation.io import atomic_write, os_error_of
 
 __all__ = [
     "CheckpointError",
@@ -37,7 +40,7 @@ FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be written or read."""
 
 
@@ -110,17 +113,17 @@ def save_state(checkpoint_dir: str | os.PathLike[str], state: Mapping[str, Any])
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, **_to_cpu(dict(state))}
     check_plain(payload)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(state_path(folder)) as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_path(folder))
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise CheckpointError(f"could not write checkpoint in {folder}: {exc}") from None
+    except Exception as exc:  # torch reports a full disk as RuntimeError on close
+        os_err = os_error_of(exc, state_path(folder))
+        if os_err is None:
+            raise
+        raise CheckpointError(
+            f"could not write checkpoint {state_path(folder)}: OSError: {os_err.strerror} "
+            f"(errno {os_err.errno}); free space or set distill.checkpoint_root elsewhere, then rerun to resume"
+        ) from None
     return state_path(folder)
 
 
@@ -136,10 +139,13 @@ def load_state(checkpoint_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = state_path(checkpoint_dir)
     if not path.exists():
         return None
+    advice = f"delete {path} to start this variant from scratch (or restore a good copy)"
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes; an interrupted write?): {advice}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; report one line
-        raise CheckpointError(f"could not read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"could not read checkpoint {path} ({type(exc).__name__}: {exc}): {advice}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has an unknown format (expected version {FORMAT_VERSION})")
     return state

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from galaxy_distillation.errors import UserError
+
 __all__ = [
     "DataError",
     "to_float",
@@ -15,7 +17,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Raised for images or options of the wrong kind."""
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from galaxy_distillation.errors import UserError
+
 __all__ = [
     "METHODS",
     "MEMORY_MODES",
@@ -25,7 +27,7 @@ STOP_RULES = ("paper", "code")
 SELECTIONS = ("final", "best_train")
 
 
-class DistillationError(RuntimeError):
+class DistillationError(UserError, RuntimeError):
     """Base class of distillation errors."""
 
 

@@ -29,6 +29,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from galaxy_distillation.errors import UserError
+
 from .data import as_float_batch
 from .dsa import DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
@@ -44,7 +46,7 @@ __all__ = [
     "check_dataset",
 ]
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Raised for inconsistent evaluation inputs or settings."""
 
 

@@ -30,6 +30,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from galaxy_distillation.errors import UserError
+from galaxy_distillation.io import atomic_path
+
 from .data import as_float_batch
 from .distill_config import DistillConfigError
 from .dsa import DSAParams, dsa_augment
@@ -54,7 +57,7 @@ TRAJECTORY_FORMAT = "galaxy_distillation.trajectory/1"
 _EXPERT_RE = re.compile(r"^expert_(\d+)\.safetensors$")
 
 
-class ExpertError(ValueError):
+class ExpertError(UserError, ValueError):
     """Raised for bad expert settings, files or requests."""
 
 
@@ -200,9 +203,8 @@ def save_trajectory(traj: Trajectory, path: str | Path) -> None:
         "train_loss": json.dumps([float(a) for a in traj.train_loss]),
         "meta": json.dumps(traj.meta),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"params": p.detach().to("cpu", torch.float32).contiguous()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"params": p.detach().to("cpu", torch.float32).contiguous()}, str(tmp), metadata=metadata)
 
 
 def read_trajectory_meta(path: str | Path) -> dict[str, Any]:

@@ -16,11 +16,14 @@ for any ``n_workers`` and the catalogue can be produced without rendering
 
 Safety: a folder holding a catalogue (``*.csv`` / ``*.csv.gz``) or ``images/`` but no
 ``MOCK_SKY.json`` is treated as real data and never touched
-(:class:`RealDataProtectedError`).
+(:class:`RealDataProtectedError`). The marker records the SHA-256 of every table the writer
+wrote; before it overwrites a marked folder, each table there must match its recorded
+checksum, so a foreign catalogue dropped into a marked folder is refused too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -34,6 +37,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+
+from galaxy_distillation.errors import UserError
+from galaxy_distillation.io import atomic_path, write_text
 
 from .columns import HART16_COLUMNS
 from .render import N_CLASSES, draw_properties, render_properties
@@ -78,11 +84,11 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 )
 
 
-class MockSkyError(ValueError):
+class MockSkyError(UserError, ValueError):
     """Invalid arguments for the mock sky writer."""
 
 
-class RealDataProtectedError(RuntimeError):
+class RealDataProtectedError(UserError, RuntimeError):
     """The output folder holds data that was not written by the mock sky writer."""
 
 
@@ -234,6 +240,29 @@ def _guard(out: Path) -> dict[str, Any] | None:
         raise MockSkyError(f"unreadable mock-sky marker {marker}: {exc}") from None
 
 
+def sha256_of(path: Path) -> str:
+    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_owned(out: Path, marker: dict[str, Any]) -> None:
+    """Refuse to overwrite a marked folder unless every table in it is one the writer wrote
+    (its checksum is recorded in the marker)."""
+    recorded = marker.get("sha256") or {}
+    tables = sorted(p for p in out.iterdir() if p.is_file() and p.name.endswith((".csv", ".csv.gz")))
+    for table in tables:
+        if recorded.get(table.name) != sha256_of(table):
+            why = "differs from" if table.name in recorded else "is not recorded in"
+            raise RealDataProtectedError(
+                f"refusing to overwrite {table}: its checksum {why} the mock sky's marker {out / MARKER_NAME} "
+                f"(a foreign catalogue?); move it out of {out} or delete the folder to render a new mock sky"
+            )
+
+
 def _complete(out: Path, marker: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """True when the marker matches ``wanted`` and all files are present."""
     if marker.get("status") != "complete":
@@ -257,6 +286,14 @@ def _summary(out: Path, marker: dict[str, Any], seconds: float, skipped: bool) -
         "skipped": skipped,
         "paths": {k: str(v) for k, v in _paths(out).items()},
     }
+
+
+def _write_table(frame: pd.DataFrame, path: Path, marker_path: Path, marker: dict[str, Any]) -> None:
+    """Write one CSV atomically and record its checksum in the marker at once."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    marker["sha256"][path.name] = sha256_of(path)
+    write_text(marker_path, json.dumps(marker, indent=2))
 
 
 def write_mock_sky(
@@ -305,6 +342,8 @@ def write_mock_sky(
     if old is not None and not overwrite and _complete(out, old, wanted):
         return _summary(out, old, time.perf_counter() - t0, skipped=True)
 
+    if old is not None:
+        _check_owned(out, old)
     paths = _paths(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_sky(n_galaxies, seed, fr)
@@ -315,8 +354,11 @@ def write_mock_sky(
         "status": "in_progress",
         "class_counts": counts,
         "note": "synthetic Galaxy Zoo 2 mock sky (not real data)",
+        "sha256": {},
     }
-    paths["marker"].write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    write_text(paths["marker"], json.dumps(marker, indent=2))
+    for name in (CATALOGUE_NAME, MAPPING_NAME, TRUTH_NAME):  # old tables, proven ours above
+        (out / name).unlink(missing_ok=True)
     if paths["images"].is_dir():
         for f in paths["images"].glob("*.jpg"):
             f.unlink()
@@ -334,7 +376,7 @@ def write_mock_sky(
         results = [_render_one(j) for j in tqdm(jobs, **bar)]
 
     catalogue = _catalogue_frame(plan, pd.DataFrame([r["votes"] for r in results]))
-    catalogue.to_csv(paths["catalogue"], index=False)
+    _write_table(catalogue, paths["catalogue"], paths["marker"], marker)
 
     # mapping: every catalogue galaxy plus ~2 % objects outside it (no image), like Zenodo 3565489
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 2]))
@@ -349,14 +391,14 @@ def write_mock_sky(
         ],
         ignore_index=True,
     ).sort_values("asset_id", kind="stable")
-    mapping.to_csv(paths["mapping"], index=False)
+    _write_table(mapping, paths["mapping"], paths["marker"], marker)
 
     truth = pd.DataFrame([r["props"] for r in results])
     truth["dr7objid"] = plan["dr7objid"].to_numpy()
     truth["asset_id"] = plan["asset_id"].to_numpy()
-    truth[list(TRUTH_COLUMNS)].to_csv(paths["truth"], index=False)
+    _write_table(truth[list(TRUTH_COLUMNS)], paths["truth"], paths["marker"], marker)
 
     seconds = time.perf_counter() - t0
     marker.update(status="complete", seconds=round(seconds, 3))
-    paths["marker"].write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    write_text(paths["marker"], json.dumps(marker, indent=2))
     return _summary(out, marker, seconds, skipped=False)

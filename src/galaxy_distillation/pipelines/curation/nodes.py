@@ -6,16 +6,17 @@ reports are plain dicts, merged into one curation report at the end.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from galaxy_distillation.curation.images import load_split_tensors, resolve_image_paths
+from galaxy_distillation.curation.images import clean_filename_mapping, load_split_tensors, resolve_image_paths
 from galaxy_distillation.curation.labels import CLASS_NAMES, label_galaxies
-from galaxy_distillation.curation.report import curation_report, make_montage
-from galaxy_distillation.curation.selection import select_and_split
+from galaxy_distillation.curation.report import curation_report, make_montage, summary_line
+from galaxy_distillation.curation.selection import require_every_class, select_and_split
 from galaxy_distillation.curation.stats import channel_stats
 from galaxy_distillation.params import CurationParams
 
@@ -45,14 +46,20 @@ def label_catalogue_after_sky(
 def select_galaxies(
     labelled_catalog: pd.DataFrame, curation: CurationParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Keep the top-K most confident galaxies per class and split each class train/test."""
-    return select_and_split(
+    """Keep the top-K most confident galaxies per class and split each class train/test.
+
+    Raises:
+        EmptyDatasetError: a class has no training galaxy (here, before any image is read).
+    """
+    train, test, report = select_and_split(
         labelled_catalog,
         k_per_class=int(curation.k_per_class),
         n_train_per_class=int(curation.n_train_per_class),
         seed=int(curation.seed),
         on_shortfall=str(curation.on_shortfall),
     )
+    require_every_class(report["counts_train"], "train", f" ({report['counts_available']} labelled per class)")
+    return train, test, report
 
 
 def locate_images(
@@ -62,11 +69,16 @@ def locate_images(
     image_dir: str,
     curation: CurationParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Join the selection to the filename mapping and keep galaxies whose image exists."""
+    """Join the selection to the filename mapping and keep galaxies whose image exists.
+
+    The mapping is read as text (catalog ``load_args``) and parsed here by the tolerant reader:
+    a row with a non-integer id is dropped and counted, never fatal.
+    """
+    mapping, mapping_report = clean_filename_mapping(filename_mapping)
     limit = float(curation.max_missing_fraction)
-    train, train_report = resolve_image_paths(selected_train_galaxies, filename_mapping, image_dir, limit)
-    test, test_report = resolve_image_paths(selected_test_galaxies, filename_mapping, image_dir, limit)
-    return train, test, {"train": train_report, "test": test_report}
+    train, train_report = resolve_image_paths(selected_train_galaxies, mapping, image_dir, limit)
+    test, test_report = resolve_image_paths(selected_test_galaxies, mapping, image_dir, limit)
+    return train, test, {"train": train_report, "test": test_report, "mapping": mapping_report}
 
 
 def load_images(
@@ -104,7 +116,13 @@ def package_model_input(
     test: dict[str, torch.Tensor],
     curation: CurationParams,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Bundle the curated splits with their class names and normalisation statistics."""
+    """Bundle the curated splits with their class names and normalisation statistics.
+
+    Raises:
+        EmptyDatasetError: a class lost all its training images (missing or unreadable files).
+    """
+    require_every_class(torch.bincount(train["labels"], minlength=len(CLASS_NAMES)).tolist(), "train",
+                        " (its images are missing or unreadable)")
     normalisation = {
         "train": channel_stats(train["images"]),
         "train_augmented": channel_stats(train_augmented["images"]),
@@ -136,8 +154,9 @@ def report_curation(
 ) -> dict[str, Any]:
     """One JSON-serialisable curation report (also logged to MLflow): class counts before and
     after selection, mean confidence of all vs selected galaxies, shortfalls, missing and
-    unreadable images, dataset sizes and normalisation statistics."""
-    return curation_report(
+    unreadable images, dataset sizes and normalisation statistics; what was dropped is also
+    summarised in one console line."""
+    report = curation_report(
         catalogue_info=label_report.get("read"),
         label_stats=label_report.get("labels"),
         selection_report=selection_report,
@@ -147,11 +166,15 @@ def report_curation(
             "train": train_load_report,
             "test": test_load_report,
             "train_augmented": augment_report,
+            "mapping": locate_report.get("mapping", {}),
         },
         stats=model_input_meta.get("normalisation"),
         dataset=model_input_meta,
         sky=label_report.get("sky"),
     )
+    line, dropped = summary_line(report)
+    logging.getLogger(__name__).log(logging.WARNING if dropped else logging.INFO, line)
+    return report
 
 
 def montage(train: dict[str, torch.Tensor], curation: CurationParams) -> Figure:

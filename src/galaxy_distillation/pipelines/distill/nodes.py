@@ -12,6 +12,7 @@ import pandas as pd
 from galaxy_distillation.engine import Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
@@ -52,6 +53,9 @@ def distill_dataset(
     data = prepared_data
     dev = pick_device(device)
     config = distill.engine_config(method, ipc, init, dataset=dataset)
+    check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
+                                      getattr(expert_trajectories, "num_params", 0), config.syn_steps,
+                                      expert_trajectories.num_epochs, config.batch_syn), dev)
     _, preset = distill.resolved(dataset, method, ipc)
     if preset is not None:
         log.info("preset (%s) for %s %s IPC %d: %s", preset["source"], dataset, method.upper(), int(ipc),

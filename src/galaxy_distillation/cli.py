@@ -1,0 +1,170 @@
+"""The project's ``kedro run``: Kedro's own command behind one error boundary.
+
+Kedro loads this module's ``cli`` group and its ``run`` replaces the built-in one, so the
+command stays ``kedro run`` (and ``python -m galaxy_distillation``). Around Kedro's run it
+
+- refuses an environment (``--env`` / ``KEDRO_ENV``) whose folder does not exist, before any
+  hook runs (kedro-mlflow would otherwise fail first with an unrelated message);
+- prints a user-facing failure (:class:`galaxy_distillation.errors.UserError`, an operating
+  system error such as a full disk, a Kedro dataset error) as one or two lines and exits 1
+  (2 for a parameter), with the full traceback only under ``--verbose`` or ``GD_VERBOSE=1``;
+- turns ``SIGTERM`` (like Ctrl-C) into an interrupt, outside MLflow's store code, so a killed or Ctrl-C'd run marks its MLflow run
+  ``KILLED`` and puts back the outputs it had already replaced (see
+  :mod:`galaxy_distillation.outputs`), then exits 130.
+
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as _kedro_run
+
+from galaxy_distillation.errors import UserError
+
+__all__ = ["cli", "run", "guarded_run", "check_environment", "user_message"]
+
+_PREFIX = "galaxy-distillation: "
+_HINT = "(rerun with --verbose or GD_VERBOSE=1 for the full traceback)"
+
+
+@click.group(name="galaxy_distillation")
+def cli() -> None:
+    """Commands of the galaxy-distillation project."""
+
+
+def verbose_from_env() -> bool:
+    return os.environ.get("GD_VERBOSE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_environment(env: str | None, conf_source: str | None, project: Path | None = None) -> None:
+    """Raise :class:`UserError` when ``env`` names no folder under the configuration source."""
+    env = env or os.environ.get("KEDRO_ENV")
+    if not env:
+        return
+    project = project or Path.cwd()
+    conf = Path(conf_source) if conf_source else project / "conf"
+    if not conf.is_dir():  # an archive (.zip, .tar.gz) or a remote source: Kedro checks it
+        return
+    if not (conf / env).is_dir():
+        available = ", ".join(sorted(p.name for p in conf.iterdir() if p.is_dir())) or "none"
+        raise UserError(
+            f"environment '{env}' not found: there is no folder {conf / env}; "
+            f"available environments: {available} (use --env NAME, or create the folder)"
+        )
+
+
+def user_message(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status of a user-facing failure, or ``None`` for a bug.
+
+    Looks through the exception's cause/context chain, so an error a Kedro dataset wrapped
+    is reported by its own message.
+    """
+    from kedro.io import DatasetError
+
+    from galaxy_distillation.io import os_error_of
+
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:
+        if isinstance(err, UserError):
+            return str(err).strip(), int(getattr(err, "exit_code", 1))
+    os_err = os_error_of(exc)
+    if os_err is not None:
+        where = f" writing or reading {os_err.filename}" if os_err.filename else ""
+        return f"OSError{where}: [Errno {os_err.errno}] {os_err.strerror}", 1
+    for err in chain:
+        if isinstance(err, DatasetError):
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+            root = chain[-1]  # the original error under Kedro's wrappers
+            first = f"{type(root).__name__}: {lines[-1]}" if root is not err else lines[-1]
+            where = f"\n  ({lines[0][:300]})" if len(lines) > 1 else ""
+            return first + where, 1
+    return None
+
+
+#: code an interrupt must not land in: MLflow's store (SQLAlchemy / sqlite) would stay locked
+_UNSAFE = ("sqlalchemy", "sqlite3", f"mlflow{os.sep}store", f"mlflow{os.sep}tracking")
+
+
+def _in_store_code(frame: Any) -> bool:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _UNSAFE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGINT: raise ``KeyboardInterrupt``, but never inside MLflow's store code (an
+    interrupted database write leaves the store locked and the run unmarkable): there, the
+    signal is sent again 0.1 s later."""
+    if _in_store_code(frame):
+        threading.Timer(0.1, os.kill, (os.getpid(), signum)).start()
+        return
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _close_mlflow_runs(status: str) -> int:
+    """End every active MLflow run with ``status``; the number ended."""
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return 0
+    n = 0
+    while mlflow.active_run() is not None and n < 10:
+        mlflow.end_run(status)
+        n += 1
+    return n
+
+
+def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
+    """Kedro's ``run`` (same options) behind the error boundary described in the module."""
+    from galaxy_distillation.outputs import OUTPUTS
+
+    verbose = verbose or verbose_from_env()
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        check_environment(kwargs.get("env"), kwargs.get("conf_source"))
+        return _kedro_run.callback(**kwargs)
+    except KeyboardInterrupt:
+        restored = OUTPUTS.rollback()
+        mlflow_note = "MLflow run marked KILLED; " if _close_mlflow_runs("KILLED") else ""
+        click.echo(f"{_PREFIX}interrupted; {mlflow_note}{restored} output(s) put back as before the run", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        found = user_message(exc)
+        if found is None or verbose:
+            raise
+        message, code = found
+        _close_mlflow_runs("FAILED")  # kedro-mlflow already does after a node failed; not after a hook
+        click.echo(f"{_PREFIX}{message}", err=True)
+        click.echo(_HINT, err=True)
+        sys.exit(code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+#: ``kedro run`` (also what ``python -m galaxy_distillation`` finds through ``find_run_command``).
+run = click.Command(
+    name="run",
+    callback=guarded_run,
+    params=[
+        *_kedro_run.params,
+        click.Option(["--verbose"], is_flag=True, default=False, help="print the full traceback of a failure"),
+    ],
+    help=_kedro_run.help,
+    short_help=_kedro_run.short_help,
+)
+cli.add_command(run)
