@@ -7,7 +7,9 @@ from typing import Any
 
 from kedro.io import AbstractDataset
 
-__all__ = ["OptionalDataset", "ExistingExpertsDataset", "is_skipped"]
+from galaxy_distillation.datasets import ExpertTrajectoriesDataset
+
+__all__ = ["OptionalDataset", "ExistingExpertsDataset", "SweepExpertsDataset", "is_skipped"]
 
 
 def is_skipped(data: Any) -> bool:
@@ -21,7 +23,11 @@ class OptionalDataset(AbstractDataset[Any, Any]):
 
     Two catalog entries on the same file (``<cell>.evaluation_results`` and
     ``<cell>.evaluation_previous``) let a node see its own earlier output without a cycle.
+    ``resumable``: the run-outputs guard (:mod:`galaxy_distillation.outputs`) leaves it alone,
+    so the cells a sweep finished stay when it is interrupted.
     """
+
+    resumable = True
 
     def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         self._inner = AbstractDataset.from_config("inner", dict(dataset))
@@ -39,6 +45,13 @@ class OptionalDataset(AbstractDataset[Any, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"inner": self._inner._describe()}
+
+
+class SweepExpertsDataset(ExpertTrajectoriesDataset):
+    """The expert folder of a sweep's training set: kept when the sweep is interrupted (each
+    expert is a complete file), so a resumed sweep reuses the experts already trained."""
+
+    resumable = True
 
 
 class ExistingExpertsDataset(AbstractDataset[None, dict[str, Any]]):

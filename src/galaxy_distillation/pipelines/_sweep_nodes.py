@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation.engine.experts import train_expert
+from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, SweepParams, TeacherParams
 from galaxy_distillation.pipelines.distill.nodes import distill_dataset
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
@@ -36,8 +39,9 @@ def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
 
 
 def _same_experts(existing: dict[str, Any], teacher: TeacherParams, model: ArchParams, data: PreparedData) -> bool:
+    """Whether the experts in the folder were trained with these settings (any number of them)."""
     cfg = existing.get("config") or {}
-    return (existing["n"] >= teacher.n_experts and existing["epochs"] == teacher.epochs
+    return (existing["n"] > 0 and existing["epochs"] == teacher.epochs
             and float(cfg.get("lr", -1)) == teacher.lr and int(cfg.get("batch_size", -1)) == teacher.batch_size
             and dict(existing.get("arch") or {}) == model.spec()
             and list(existing.get("image_shape") or []) == list(data.train_x.shape[1:]))
@@ -45,13 +49,21 @@ def _same_experts(existing: dict[str, Any], teacher: TeacherParams, model: ArchP
 
 def train_missing_experts(prepared_data: PreparedData, existing: dict[str, Any], teacher: TeacherParams,
                           model: ArchParams, device: str, progress: bool) -> Iterator[dict[str, Any]]:
-    """The teacher stage, skipped when the folder already holds ``teacher.n_experts`` experts of
-    ``teacher.epochs`` epochs with the same rate, batch, network and image shape (otherwise all
-    are retrained, which clears the folder)."""
-    if _same_experts(existing, teacher, model, prepared_data):
+    """The teacher stage, resumable: experts already in the folder with the same epochs, rate,
+    batch, network and image shape are kept and only the missing indices are trained (the
+    same seeds as one uninterrupted run); other experts are all retrained (clears the folder)."""
+    if not _same_experts(existing, teacher, model, prepared_data):
+        yield from train_experts(prepared_data, teacher, model, device, progress)
+        return
+    if existing["n"] >= teacher.n_experts:
         log.info("experts: %d finished experts found, skipped", existing["n"])
         return
-    yield from train_experts(prepared_data, teacher, model, device, progress)
+    log.info("experts: %d of %d found, training the rest", existing["n"], teacher.n_experts)
+    data, dev, config = prepared_data, pick_device(device), teacher.engine_config(model)
+    for index in range(existing["n"], teacher.n_experts):
+        trajectory = train_expert(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
+                                  seed=derive_seed(teacher.seed, index), device=dev, progress=progress)
+        yield {"index": index, "trajectory": trajectory}
 
 
 def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, evaluation: EvaluationParams,
