@@ -64,8 +64,11 @@ progress: false
 }
 
 
-def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+def kedro(project: Path, *args: str, check: bool = True, hide_warnings: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg"}
+    env.pop("PYTHONWARNINGS", None)
+    if hide_warnings:
+        env["PYTHONWARNINGS"] = "ignore"
     proc = subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"kedro {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -77,6 +80,7 @@ def project(tmp_path_factory) -> Path:
     """A copy of the project's configuration with the `smoke` environment, after `kedro run`."""
     root = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / ".telemetry").write_text("consent: false\n")  # no telemetry prompt (.telemetry is not in git)
     (root / "src").mkdir()  # the package itself is installed (editable) in the environment
     shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
@@ -111,7 +115,11 @@ def test_default_run_produces_every_stage(project):
 
 
 def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
-    kedro(project, "run", "--env", "smoke", "--pipelines=distill,evaluation,reporting", "--params", "ipc=2")
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=distill,evaluation,reporting", "--params", "ipc=2",
+                 hide_warnings=False)
+    log = (proc.stdout + proc.stderr).splitlines()
+    assert not [line for line in log if "WARNING" in line or "Warning" in line], log
+    assert len(log) < 60 and "== distill (" in " ".join(log)
     one = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
     two = load_file(str(project / "data/07_model_output/gz2_stm_ipc2_real_plain/distilled.safetensors"))
     assert one["images"].shape == (9, 3, 16, 16)
@@ -125,9 +133,19 @@ def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["galaxy_distillation"])
     names = set(runs["tags.mlflow.runName"])
-    assert {"gz2_stm_ipc1_real_plain", "gz2_stm_ipc2_real_plain"} <= names
+    assert {"all gz2_stm_ipc1_real_plain", "distill+evaluation+reporting gz2_stm_ipc2_real_plain"} <= names
     client = mlflow.MlflowClient()
-    run_id = runs[runs["tags.mlflow.runName"] == "gz2_stm_ipc2_real_plain"].iloc[0]["run_id"]
+    first = runs[runs["tags.mlflow.runName"] == "all gz2_stm_ipc1_real_plain"].iloc[-1]
+    second = runs[runs["tags.mlflow.runName"] == "distill+evaluation+reporting gz2_stm_ipc2_real_plain"].iloc[0]
+    run_id = second["run_id"]
+    # the ipc=2 run links to the run whose curated data and experts it used, and says how it was started
+    assert second["tags.consumed.model_input"] == second["tags.consumed.expert_trajectories"] == first["run_id"]
+    assert second["tags.kedro_command"].endswith("run --env smoke --pipelines=distill,evaluation,reporting --params ipc=2")
+    assert second["tags.runner"] == "SequentialRunner" and second["tags.kedro.env"] == "smoke"
+    inputs = {d.dataset.name for d in client.get_run(run_id).inputs.dataset_inputs}
+    assert {"model_input", "expert_trajectories"} <= inputs
+    snapshots = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
+    assert len(snapshots) == 3  # iterations 0, 3 and 6
     losses = client.get_metric_history(run_id, "distill.loss")
     assert len(losses) == 6
     assert client.get_metric_history(run_id, "eval.distilled_acc_mean")
@@ -158,8 +176,8 @@ def test_static_kedro_viz_build(project):
     assert {"raw", "model_input", "reporting"} <= layers
 
 
-def test_curation_labels_the_real_stripe82_table_from_the_command_line(project, shared_dir):
-    votes = shared_dir / "data/gz2_stripe82_coadd2_votes.csv.gz"
+def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
+    votes = ROOT / "tests/data/gz2_stripe82_coadd2_votes.csv.gz"  # a public GZ2 table carried in the repository
     assert votes.exists(), f"the real Stripe 82 vote table is missing: {votes}"
     out = project / "data/02_intermediate/labelled_catalog.parquet"
     kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
@@ -203,3 +221,27 @@ def test_benchmark_pipeline_distils_an_image_folder(project, tmp_path):
     assert result["dataset"] == "imagefolder"
     assert {"distilled_acc_mean", "random_acc_mean", "full_acc_mean"} <= set(result)
     assert (project / f"data/08_reporting/grid_{variant}.png").exists()
+
+
+def test_explore_notebook_runs_top_to_bottom_on_the_smoke_run(project, tmp_path):
+    """notebooks/explore_distilled.ipynb executes (nbconvert --execute, the venv's kernel) on
+    this smoke project, with the `[notebook]` extra of the README's test command."""
+    notebooks = project / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "notebooks" / "explore_distilled.ipynb", notebooks / "explore_distilled.ipynb")
+    out = tmp_path / "executed.ipynb"
+    env = {**os.environ, "KEDRO_ENV": "smoke", "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=300",
+         "--ExecutePreprocessor.kernel_name=python3", "--output", str(out), str(notebooks / "explore_distilled.ipynb")],
+        cwd=notebooks, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = json.loads(out.read_text())["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "variant: gz2_stm_ipc1_real_plain" in text
+    for name in ("distilled", "random", "full"):
+        assert f"{name:>9}: " in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the grid and the curves
+    assert "model_input: run 'all gz2_stm_ipc1_real_plain'" in text  # the provenance sidecar

@@ -9,19 +9,10 @@ import pandas as pd
 
 from galaxy_distillation.curation.catalogue import ANSWER_COLUMNS, ANSWERS
 
-
-def _shared_dir() -> Path:
-    """``../shared`` beside the checkout (as in CI), else the workplace's ``/work/shared``."""
-    root = Path(__file__).resolve().parents[2]
-    for candidate in (root.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return root.parent / "shared"
-
-
-SHARED = _shared_dir() / "data"
-HART_HEADER = SHARED / "gz2_hart16_columns.txt"
-STRIPE82 = SHARED / "gz2_stripe82_coadd2_votes.csv.gz"
+#: Real GZ2 files carried in the repository (tests/data/README.md says what they are).
+DATA = Path(__file__).resolve().parents[1] / "data"
+HART_HEADER = DATA / "gz2_hart16_columns.txt"
+STRIPE82 = DATA / "gz2_stripe82_coadd2_votes.csv.gz"
 
 #: a 19-digit id that float64 cannot represent exactly
 BIG_ID = 8647474690312307154

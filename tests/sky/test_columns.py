@@ -5,17 +5,7 @@ from pathlib import Path
 
 from galaxy_distillation.sky.columns import ANSWER_SUFFIXES, HART16_COLUMNS, answer_prefixes, build_columns
 
-
-def _shared_dir() -> Path:
-    """``../shared`` beside the checkout (as in CI), else the workplace's ``/work/shared``."""
-    root = Path(__file__).resolve().parents[2]
-    for candidate in (root.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return root.parent / "shared"
-
-
-SHARED = _shared_dir() / "data/gz2_hart16_columns.txt"
+SHARED = Path(__file__).resolve().parents[1] / "data/gz2_hart16_columns.txt"  # the reference copy (tests/data)
 PACKAGED = Path(__file__).resolve().parents[2] / "src/galaxy_distillation/sky/gz2_hart16_columns.txt"
 
 
@@ -27,8 +17,7 @@ def test_231_columns_in_file_order():
     assert len(HART16_COLUMNS) == 231
     assert len(set(HART16_COLUMNS)) == 231
     assert HART16_COLUMNS == _read(PACKAGED) == build_columns()
-    if SHARED.exists():  # the reference copy (read-only, outside the package)
-        assert HART16_COLUMNS == _read(SHARED)
+    assert HART16_COLUMNS == _read(SHARED)  # the reference copy in tests/data
 
 
 def test_answers_numbering():

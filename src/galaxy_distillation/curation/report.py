@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from galaxy_distillation.figures import class_grid
+from galaxy_distillation.figures import montage_figure
 
 from .errors import ParameterError
 
@@ -23,11 +23,11 @@ def make_montage(
     class_names: Sequence[str],
     per_class: int = 6,
     seed: int = 0,
+    mock_sky: bool = False,
 ) -> Figure:
     """Grid of example images: one row per class, class name on the left.
 
-    Uses ``matplotlib.figure.Figure`` directly (no pyplot, no GUI backend), so
-    ``fig.savefig("montage.png")`` works headless.
+    Drawn by :func:`galaxy_distillation.figures.montage_figure` (object API, no pyplot).
 
     Args:
         images: (N, C, H, W) uint8, or float in [0, 1].
@@ -35,6 +35,7 @@ def make_montage(
         class_names: names of the K classes (rows).
         per_class: images per row; a class with fewer shows what it has.
         seed: choice of the examples (``torch.Generator`` seed).
+        mock_sky: title the figure as the built-in mock sky (synthetic galaxies).
 
     Returns:
         The figure (K rows x per_class columns).
@@ -46,14 +47,7 @@ def make_montage(
         )
     if per_class < 1 or len(class_names) < 1:
         raise ParameterError("make_montage needs per_class >= 1 and at least one class name")
-    gen = torch.Generator().manual_seed(int(seed))
-    rows = []
-    for c in range(len(class_names)):
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) > per_class:
-            idx = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
-        rows.append([images[int(i)] for i in idx])
-    return class_grid(rows, [f"{c}: {name}" for c, name in enumerate(class_names)], per_class)
+    return montage_figure(images, labels, class_names, per_class=per_class, seed=seed, mock_sky=mock_sky)
 
 
 def to_plain(value: Any, max_list: int = MAX_LIST_LEN) -> Any:

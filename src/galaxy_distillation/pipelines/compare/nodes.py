@@ -16,19 +16,16 @@ import logging
 import math
 from typing import Any
 
-import matplotlib
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord  # noqa: E402
-from galaxy_distillation.engine.data import pick_device  # noqa: E402
-from galaxy_distillation.engine.evaluation import quick_evaluator  # noqa: E402
-from galaxy_distillation.params import ArchParams, CompareParams, DistillParams, EvaluationParams  # noqa: E402
-from galaxy_distillation.pipelines.prepare.nodes import PreparedData  # noqa: E402
+from galaxy_distillation import figures, tracking
+from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord
+from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.params import ArchParams, CompareParams, DistillParams, EvaluationParams
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +109,11 @@ def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compa
     for method in compare.methods:
         for seed in compare.seeds:
             config = run_config(distill, compare, method, ipc, seed, compare.iterations, dataset=dataset)
-            rows += curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+            with tracking.child_run(f"{method} seed {seed}", {"method": method, "seed": seed}):
+                run_rows = curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev,
+                                     progress)
+                tracking.log_curve(run_rows)
+            rows += run_rows
     return _table(rows)
 
 
@@ -133,78 +134,27 @@ def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compa
     rows: list[dict[str, Any]] = []
     for lam in compare.lambdas:
         config = run_config(distill, compare, "stm", ipc, compare.lambda_seed, iterations, lam=lam, dataset=dataset)
-        rows += curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+        with tracking.child_run(f"stm lambda {lam:g} seed {compare.lambda_seed}",
+                                {"method": "stm", "seed": compare.lambda_seed, "lam": lam}):
+            run_rows = curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
+            tracking.log_curve(run_rows)
+        rows += run_rows
     return _table(rows)
 
 
-def _evaluated(curves: pd.DataFrame) -> pd.DataFrame:
-    """The rows where a quick evaluation ran."""
-    return curves[curves["test_acc"].notna()] if len(curves) else curves
+_evaluated = figures._evaluated
+_methods = figures._methods
+_mean_band = figures.mean_band
 
 
-def _methods(curves: pd.DataFrame) -> list[str]:
-    return sorted(curves["method"].unique(), key=lambda m: (_METHOD_ORDER.get(m, 99), m))
+def plot_comparison(compare_curves: pd.DataFrame, compare: CompareParams | None = None) -> Figure:
+    """The paper's Figure 2 (:func:`galaxy_distillation.figures.comparison_figure`), budget stated."""
+    return figures.comparison_figure(compare_curves, compare.model_dump() if compare is not None else None)
 
 
-def _mean_band(acc: pd.DataFrame) -> pd.DataFrame:
-    """Mean, population std and count of ``test_acc`` over seeds at each iteration."""
-    grouped = acc.groupby("iteration")["test_acc"]
-    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.count()})
-
-
-def _empty_figure(message: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center")
-    return fig
-
-
-def plot_comparison(compare_curves: pd.DataFrame) -> Figure:
-    """Test accuracy against distillation iteration, mean over seeds with a ± std band for each
-    method, each seed as a thin line (the paper's Figure 2)."""
-    acc = _evaluated(compare_curves)
-    if acc.empty:
-        return _empty_figure("no evaluations in compare_curves")
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    for k, method in enumerate(_methods(acc)):
-        colour = f"C{k}"
-        group = acc[acc["method"] == method]
-        for _, run in group.groupby("seed"):
-            ax.plot(run["iteration"], run["test_acc"], color=colour, lw=0.6, alpha=0.35)
-        band = _mean_band(group)
-        n_seeds = group["seed"].nunique()
-        ax.plot(band.index, band["mean"], "o-", color=colour, ms=3.5,
-                label=f"{method.upper()} (mean ± std, {n_seeds} seed{'s' if n_seeds != 1 else ''})")
-        ax.fill_between(band.index, band["mean"] - band["std"], band["mean"] + band["std"], color=colour, alpha=0.2)
-    ax.set(title="MTT vs STM: test accuracy during distillation", xlabel="distillation iteration",
-           ylabel="test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_lambda(lambda_curves: pd.DataFrame) -> Figure:
-    """STM for each lambda: test accuracy and the epoch pool T against iteration (Figure 3)."""
-    if lambda_curves.empty:
-        return _empty_figure("no lambdas in lambda_curves")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for k, lam in enumerate(sorted(lambda_curves["lam"].unique())):
-        colour = f"C{k}"
-        run = lambda_curves[lambda_curves["lam"] == lam]
-        band = _mean_band(_evaluated(run))
-        axes[0].plot(band.index, band["mean"], "o-", color=colour, ms=3.5, label=f"λ = {lam:g}")
-        pool = run.groupby("iteration")["T"].mean()
-        axes[1].step(pool.index, pool.values, where="post", color=colour, label=f"λ = {lam:g}")
-    axes[0].set(title="STM: test accuracy by λ", xlabel="distillation iteration", ylabel="test accuracy (%)")
-    axes[1].set(title="STM: epoch pool T by λ", xlabel="distillation iteration", ylabel="T")
-    axes[1].set_ylim(bottom=0)
-    axes[1].yaxis.get_major_locator().set_params(integer=True)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+def plot_lambda(lambda_curves: pd.DataFrame, compare: CompareParams | None = None) -> Figure:
+    """The paper's Figure 3 (:func:`galaxy_distillation.figures.lambda_figure`), budget stated."""
+    return figures.lambda_figure(lambda_curves, compare.model_dump() if compare is not None else None)
 
 
 def _finals(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

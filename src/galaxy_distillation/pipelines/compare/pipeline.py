@@ -16,8 +16,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(compare_methods, _INPUTS, "compare_curves", name="compare_methods"),
             node(lambda_ablation, _INPUTS, "lambda_curves", name="lambda_ablation"),
-            node(plot_comparison, "compare_curves", "compare_figure", name="plot_comparison"),
-            node(plot_lambda, "lambda_curves", "lambda_figure", name="plot_lambda"),
+            node(plot_comparison, ["compare_curves", "params:compare"], "compare_figure", name="plot_comparison"),
+            node(plot_lambda, ["lambda_curves", "params:compare"], "lambda_figure", name="plot_lambda"),
             node(summarise_comparison, ["compare_curves", "lambda_curves"], ["compare_summary", "compare_metrics"],
                  name="summarise_comparison"),
         ]

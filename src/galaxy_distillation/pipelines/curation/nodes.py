@@ -7,6 +7,7 @@ reports are plain dicts, merged into one curation report at the end.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -177,8 +178,11 @@ def report_curation(
     return report
 
 
-def montage(train: dict[str, torch.Tensor], curation: CurationParams) -> Figure:
-    """A few curated training galaxies per class, one row per class."""
+def montage(train: dict[str, torch.Tensor], curation: CurationParams, votes_path: str | None = None) -> Figure:
+    """A few curated training galaxies per class, one row per class; marked "mock sky" when the
+    votes come from the built-in mock sky (its ``MOCK_SKY.json`` marker beside the catalogue)."""
+    mock = votes_path is not None and (Path(str(votes_path)).parent / "MOCK_SKY.json").exists()
     return make_montage(
-        train["images"], train["labels"], CLASS_NAMES, per_class=int(curation.montage_per_class), seed=0
+        train["images"], train["labels"], CLASS_NAMES, per_class=int(curation.montage_per_class), seed=0,
+        mock_sky=mock,
     )

@@ -39,6 +39,6 @@ def create_pipeline(after_sky: bool = False, **kwargs) -> Pipeline:
                  ["label_report", "selection_report", "locate_report", "train_load_report", "test_load_report",
                   "augment_report", "model_input_meta"],
                  "curation_report", name="report_curation"),
-            node(n.montage, ["gz2_train_images", "params:curation"], "curation_montage", name="curation_montage"),
+            node(n.montage, ["gz2_train_images", "params:curation", "params:votes_path"], "curation_montage", name="curation_montage"),
         ]
     )

@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from galaxy_distillation.engine import Distiller, IterationRecord
-from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation import tracking
+from galaxy_distillation.engine import Distiller
+from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
@@ -47,7 +48,7 @@ def distill_dataset(
     :mod:`galaxy_distillation.presets`; the preset used goes into the meta.
 
     Returns:
-        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "meta"}), the
+        ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
     data = prepared_data
@@ -61,23 +62,28 @@ def distill_dataset(
         log.info("preset (%s) for %s %s IPC %d: %s", preset["source"], dataset, method.upper(), int(ipc),
                  preset["applied"])
     quick = evaluation.quick_config(model)
-    test_hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
-    train_hook = quick_evaluator(data.train_x, data.train_y, data.num_classes, quick, evaluation.seed, dev)
+    evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
+    on_train = quick_evaluator(data.train_x, data.train_y, data.num_classes, quick, evaluation.seed, dev)
 
-    def hook(iteration: int, images: Any, labels: Any, lr: float) -> dict[str, float]:
-        out = test_hook(iteration, images, labels, lr)
+    def hook(iteration: int, images, labels, lr: float) -> dict[str, float]:  # noqa: ANN001 - the engine's hook
+        result = evaluate(iteration, images, labels, lr)
         if config.selection == "best_train":  # the same nets (same seeds), scored on the real training set
-            out["train_acc"] = train_hook(iteration, images, labels, lr)["test_acc"]
-        return out
-
-    def report(record: IterationRecord) -> None:
-        if record.eval:
-            log.info("iteration %d: quick evaluation %s", record.iteration + 1,
-                     ", ".join(f"{k} {v:.1f}%" for k, v in record.eval.items() if not k.endswith("_std")))
+            result["train_acc"] = on_train(iteration, images, labels, lr)["test_acc"]
+        log.info("iteration %d: quick evaluation %s (%d nets x %d epochs)", iteration,
+                 ", ".join(f"{k} {v:.1f}%" for k, v in result.items() if not k.endswith("_std")),
+                 quick.n_nets, quick.epochs)
+        shown = images.detach().cpu()
+        shown = data.zca.inverse_transform(shown) if data.zca is not None else shown
+        tracking.log_snapshot(to_display(shown, data.mean, data.std), labels, data.num_classes, iteration)
+        return result
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
-                          checkpoint_dir=Path(distill.checkpoint_root) / variant, callback=report, eval_hook=hook)
+                          checkpoint_dir=Path(distill.checkpoint_root) / variant, eval_hook=hook)
+    # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
+    # starts from the same seeded initialisation, so it is the same point.
+    initial_images = distiller.images.detach().clone()
+    initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
     result = distiller.run(progress=progress, on_mismatch="restart")
     history = history_table(result.history)
     meta = {
@@ -87,10 +93,13 @@ def distill_dataset(
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "selection": result.selection, "selected_iteration": result.selected_iteration,
         "selected_train_acc": result.selected_train_acc, "preset": preset,
+        "initial_eval": initial,
+        "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
     }
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
+        "initial_images": initial_images.cpu().float(),  # the starting point, shown beside each prototype
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
@@ -104,6 +113,7 @@ def history_table(records: list[Any]) -> pd.DataFrame:
         quick = row.pop("eval", None) or {}
         row["test_acc"] = quick.get("test_acc")
         row["train_acc"] = quick.get("train_acc")
+        row["test_acc_std"] = quick.get("test_acc_std")
         rows.append(row)
     return pd.DataFrame(rows)
 

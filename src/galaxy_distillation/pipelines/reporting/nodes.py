@@ -5,54 +5,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from galaxy_distillation.figures import class_grid  # noqa: E402
-from galaxy_distillation.params import ReportingParams  # noqa: E402
-from galaxy_distillation.pipelines.prepare.nodes import display_images  # noqa: E402
+from galaxy_distillation import figures
+from galaxy_distillation.params import ReportingParams
+from galaxy_distillation.pipelines.prepare.nodes import display_images
 
 
-def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any], reporting: ReportingParams) -> Figure:
-    """The paper's Figures 1 and 4: one row per class, the class's distilled images along it
-    (in display colours: the saved ZCA state and normalisation undone)."""
-    images = display_images(distilled_set["images"], data_transform)
-    labels = distilled_set["labels"]
-    names = distilled_set["meta"]["class_names"]
-    n_classes = len(names)
-    per_class = min(reporting.grid_max_per_class, max(int((labels == c).sum()) for c in range(n_classes)))
-    rows = [[images[int(i)] for i in torch.nonzero(labels == c).flatten()[:per_class]] for c in range(n_classes)]
-    meta = distilled_set["meta"]
-    title = f"{meta['variant']}: {meta['method'].upper()}, {meta['ipc']} image(s) per class"
-    return class_grid(rows, names, per_class, title=title)
+def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any], reporting: ReportingParams,
+                   evaluation_results: dict[str, Any] | None = None) -> Figure:
+    """The paper's Figures 1 and 4: one column per class, the starting image above each
+    distilled one (display colours: the saved ZCA state and normalisation undone), the
+    variant's test accuracy in the caption."""
+    initial = (display_images(distilled_set["initial_images"], data_transform)
+               if "initial_images" in distilled_set else None)
+    return figures.distilled_grid_figure(
+        display_images(distilled_set["images"], data_transform), distilled_set["labels"],
+        distilled_set["meta"]["class_names"], initial=initial, meta=distilled_set["meta"],
+        results=evaluation_results, max_per_class=reporting.grid_max_per_class)
 
 
-def convergence_curves(distill_history: pd.DataFrame) -> Figure:
-    """Test accuracy, matching loss and STM's epoch pool T (and the step size) against iteration."""
-    h = distill_history
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    if "test_acc" in h and h["test_acc"].notna().any():
-        acc = h[["iteration", "test_acc"]].dropna()
-        axes[0].plot(acc["iteration"], acc["test_acc"], "o-")
-    axes[0].set(title="quick evaluation", xlabel="iteration", ylabel="test accuracy (%)")
-    axes[1].plot(h["iteration"], h["loss"], label="matching loss", lw=0.8)
-    if "val_loss" in h and h["val_loss"].notna().any():
-        axes[1].plot(h["iteration"], h["val_loss"], label="validation loss [T, T+1]", lw=0.8)
-    axes[1].set(title="trajectory matching", xlabel="iteration", ylabel="normalised distance")
-    axes[1].legend(fontsize=8)
-    axes[2].step(h["iteration"], h["T"], where="post", color="C2", label="epoch pool T")
-    axes[2].set(title="STM epoch pool and step size", xlabel="iteration", ylabel="T")
-    twin = axes[2].twinx()
-    twin.plot(h["iteration"], h["lr"], color="C3", lw=0.8, label="step size")
-    twin.set_ylabel("student step size", color="C3")
-    twin.set_yscale("log")
-    fig.tight_layout()
-    return fig
+def convergence_curves(distill_history: pd.DataFrame, distilled_set: dict[str, Any] | None = None,
+                       evaluation_results: dict[str, Any] | None = None) -> Figure:
+    """Quick-evaluation accuracy from iteration 0 with Random and Full reference lines, matching
+    loss, and STM's epoch pool T and step size against iteration."""
+    meta = (distilled_set or {}).get("meta") or {}
+    return figures.curves_figure(distill_history, meta.get("initial_eval"), evaluation_results, meta)
 
 
 def _cell(row: pd.Series | None, prefix: str) -> str:
