@@ -8,6 +8,7 @@ import copy
 from kedro.framework.hooks import hook_impl
 
 from galaxy_distillation.params import check_known_names, validate_parameters
+from galaxy_distillation.runtime import apply_threads
 
 
 def configured_names(context) -> set[str]:  # noqa: ANN001 - a KedroContext
@@ -40,6 +41,7 @@ class ParameterValidationHook:
         # ParameterError: printed in one line (exit 2) by galaxy_distillation.cli, the one boundary
         check_known_names(getattr(context.config_loader, "runtime_params", None) or {}, configured_names(context))
         validate_parameters(params)
+        apply_threads(params.get("threads", "auto"))  # torch intra-op threads (docs/performance.md)
 
 
 class TypedParamsMlflowHook:

@@ -133,6 +133,14 @@ class TeacherParams(_Strict):
     eval_batch_size: int = Field(256, gt=0)
     zca: bool | Literal["auto"] = "auto"
     seed: int = 0
+    experts_at_once: int | Literal["auto"] = "auto"
+
+    @field_validator("experts_at_once")
+    @classmethod
+    def _at_once_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and (isinstance(v, bool) or int(v) < 1):
+            raise ValueError("must be 'auto' or a positive integer")
+        return v
 
     def engine_config(self, model: ArchParams) -> ExpertConfig:
         """The engine's expert-training configuration."""
@@ -307,6 +315,14 @@ class ProjectParams(BaseModel):
     augmented: StrictBool = False
     seed: int = 0
     device: str = "auto"
+    threads: int | Literal["auto"] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, v: int | str) -> int | str:
+        if v != "auto" and (isinstance(v, bool) or int(v) < 1):
+            raise ValueError("must be 'auto' or a positive integer")
+        return v
 
     @field_validator("ipc", mode="before")
     @classmethod

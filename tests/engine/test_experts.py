@@ -120,3 +120,41 @@ def test_uint8_inputs_with_mean_std(toy, cfg):
     traj = train_expert(to_u8(x), y, to_u8(tx), ty, num_classes=3, config=c, seed=0, device=CPU, progress=False,
                         mean=[0.5] * 3, std=[0.5] * 3)
     assert traj.params.shape[0] == 2
+
+
+def test_group_training_equals_one_at_a_time(toy):
+    """K experts trained as one batched program follow their one-at-a-time trajectories."""
+    from galaxy_distillation.engine import train_expert_group
+
+    cfg = expert_config(epochs=2, lr=0.05, batch_size=16, momentum=0.9, weight_decay=1e-3,
+                        arch={"arch": "convnet", "width": 8, "depth": 2})
+    seeds = [3, 4, 5]
+    group = train_expert_group(*toy, num_classes=3, config=cfg, seeds=seeds, device=CPU, progress=False)
+    assert len(group) == 3 and group[0].meta["experts_at_once"] == 3
+    for s, g in zip(seeds, group):
+        one = train_expert(*toy, num_classes=3, config=cfg, seed=s, device=CPU, progress=False)
+        assert g.params.shape == one.params.shape
+        moved = (one.params[-1] - one.params[0]).abs().max()
+        assert moved > 1e-2  # the comparison is not between two untrained networks
+        torch.testing.assert_close(g.params, one.params, rtol=1e-4, atol=1e-5)
+        assert g.test_acc == one.test_acc
+        assert g.train_loss == pytest.approx(one.train_loss, rel=1e-5)
+    assert not torch.allclose(group[0].params[-1], group[1].params[-1])  # own seed each
+
+
+def test_train_experts_in_groups_matches_one_by_one(toy, tmp_path):
+    from galaxy_distillation.engine.experts import experts_at_once
+
+    cfg = expert_config(epochs=1, lr=0.01, batch_size=32, arch={"arch": "convnet", "width": 4, "depth": 1})
+    one = train_experts(*toy, num_classes=3, config=cfg, n_experts=3, directory=tmp_path / "a", seed=7,
+                        device=CPU, progress=False, at_once=1)
+    grouped = train_experts(*toy, num_classes=3, config=cfg, n_experts=3, directory=tmp_path / "b", seed=7,
+                            device=CPU, progress=False, at_once=2)
+    for a, b in zip(one, grouped):
+        ta, tb = load_trajectory(a), load_trajectory(b)
+        torch.testing.assert_close(ta.params, tb.params, rtol=1e-4, atol=1e-5)
+        assert ta.meta["index"] == tb.meta["index"]
+    assert experts_at_once("auto", CPU, 5) == 1 and experts_at_once(8, CPU, 5) == 5
+    assert experts_at_once("auto", torch.device("cuda"), 2) == 2
+    with pytest.raises(ExpertError, match="experts_at_once"):
+        experts_at_once(0, CPU, 5)

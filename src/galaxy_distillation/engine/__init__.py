@@ -39,6 +39,7 @@ from .experts import (
     read_trajectory_meta,
     save_trajectory,
     train_expert,
+    train_expert_group,
     train_experts,
 )
 from .functional import FlatModel, FlatModelError
@@ -116,5 +117,6 @@ __all__ = [
     "to_display",
     "to_float",
     "train_expert",
+    "train_expert_group",
     "train_experts",
 ]

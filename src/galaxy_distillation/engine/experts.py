@@ -16,6 +16,7 @@ partial batch kept). Seed ``s`` drives init (``derive_seed(s, 0)``), batch order
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from galaxy_distillation.errors import UserError
@@ -38,6 +40,7 @@ from .distill_config import DistillConfigError
 from .dsa import DSAParams, dsa_augment
 from .evaluation import check_dataset, compute_accuracy, init_network
 from .functional import FlatModel
+from .networks import has_batchnorm
 from .seeding import derive_seed, make_generator
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "ExpertConfig",
     "Trajectory",
     "train_expert",
+    "train_expert_group",
+    "experts_at_once",
     "train_experts",
     "save_trajectory",
     "load_trajectory",
@@ -131,10 +136,7 @@ def train_expert(
     Returns:
         :class:`Trajectory` with ``params`` (E+1, P) on CPU.
     """
-    check_dataset(train_x, train_y, num_classes, "training")
-    check_dataset(test_x, test_y, num_classes, "test")
-    if config.epochs < 1 or config.batch_size < 1 or not config.lr > 0:
-        raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
+    _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
     n, c, h, w = train_x.shape
     t0 = time.perf_counter()
     net = init_network(config.arch, c, num_classes, (h, w), derive_seed(seed, 0)).to(device)
@@ -181,6 +183,137 @@ def train_expert(
         "seconds": time.perf_counter() - t0,
     }
     return Trajectory(params=params.contiguous(), test_acc=test_acc, train_loss=train_loss, meta=meta)
+
+
+def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                         num_classes: int, config: ExpertConfig) -> None:
+    check_dataset(train_x, train_y, num_classes, "training")
+    check_dataset(test_x, test_y, num_classes, "test")
+    if config.epochs < 1 or config.batch_size < 1 or not config.lr > 0:
+        raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
+
+
+def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int) -> int:
+    """How many experts :func:`train_experts` trains together (``teacher.experts_at_once``).
+
+    ``"auto"``: 4 on CUDA (one batched program keeps the GPU busy), 1 on CPU (measured: the
+    batched program is not faster there, see docs/performance.md); an integer is taken as is.
+    Never more than ``n_experts``.
+    """
+    if setting is None or str(setting).strip().lower() == "auto":
+        k = 4 if torch.device(device).type == "cuda" else 1
+    else:
+        if isinstance(setting, bool) or int(setting) < 1:
+            raise ExpertError(f"experts_at_once must be 'auto' or a positive integer, got {setting!r}")
+        k = int(setting)
+    return max(1, min(k, int(n_experts)))
+
+
+def train_expert_group(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    config: ExpertConfig,
+    seeds: Sequence[int],
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> list[Trajectory]:
+    """Train ``len(seeds)`` experts at once, as one batched program; same result as one at a time.
+
+    The K networks' parameters are stacked (``torch.func.stack_module_state``) and trained with
+    ``vmap(functional_call)`` (a K-group convolution); the loss is the sum of the K experts' mean
+    losses, so each stacked slice gets exactly its own expert's gradient, and SGD (elementwise) then
+    updates each slice as :func:`train_expert` would. Each expert keeps its own init, batch order
+    and DSA generators (derived from its seed as in :func:`train_expert`), so trajectory ``k``
+    equals ``train_expert(..., seed=seeds[k])`` to float tolerance (the batched kernels sum in
+    another order). Networks with batch-norm (running buffers are not vmap-safe) fall back to
+    one at a time.
+
+    Args:
+        seeds: one seed per expert (K >= 1); the other arguments are :func:`train_expert`'s.
+
+    Returns:
+        K :class:`Trajectory` objects, in the order of ``seeds``.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ExpertError("train_expert_group needs at least one seed")
+    _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
+    n, c, h, w = train_x.shape
+    t0 = time.perf_counter()
+    nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
+    if len(seeds) == 1 or has_batchnorm(nets[0]):
+        return [train_expert(train_x, train_y, test_x, test_y, num_classes, config, s, device, progress, mean, std)
+                for s in seeds]
+    k_nets = len(seeds)
+    flat = FlatModel(nets[0])
+    params, buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
+    base = copy.deepcopy(nets[0]).to("meta")
+    net = nets[0]  # reused as the test-pass network of each expert in turn
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    batched = vmap(one, in_dims=(0, 0, 0))
+    g_perms = [make_generator(derive_seed(s, 1)) for s in seeds]
+    g_dsas = [make_generator(derive_seed(s, 2)) for s in seeds]
+    train_x = train_x.detach().to(device)
+    train_y = train_y.detach().to(device=device, dtype=torch.long)
+    test_x = test_x.detach().to(device)
+    test_y = test_y.detach().to(device=device, dtype=torch.long)
+    opt = torch.optim.SGD(list(params.values()), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    rows = [torch.empty(config.epochs + 1, flat.numel, dtype=torch.float32) for _ in seeds]
+    accs: list[list[float]] = [[] for _ in seeds]
+
+    @torch.no_grad()
+    def snapshot(row: int) -> None:
+        for k in range(k_nets):
+            rows[k][row].copy_(torch.cat([params[name][k].reshape(-1) for name in flat.names]).to(torch.float32))
+            flat.load_flat(rows[k][row])
+            net.eval()
+            accs[k].append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
+            net.train()
+
+    snapshot(0)
+    losses: list[list[float]] = [[] for _ in seeds]
+    bar = tqdm(range(config.epochs), desc=f"experts {seeds[0]}.. (x{k_nets})", disable=not progress, leave=False)
+    for ep in bar:
+        perms = [torch.randperm(n, generator=g).to(device) for g in g_perms]
+        total = torch.zeros(k_nets, device=device)
+        for i in range(0, n, config.batch_size):
+            idx = torch.stack([p[i : i + config.batch_size] for p in perms])  # (K, b)
+            xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], mean, std), config.dsa_strategy, g_dsas[k],
+                                          config.dsa_params) for k in range(k_nets)])  # (K, b, C, H, W)
+            logits = batched(params, buffers, xb)  # (K, b, classes)
+            per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
+            loss_k = per.view(k_nets, -1).mean(1)  # (K,) each expert's mean batch loss
+            opt.zero_grad(set_to_none=True)
+            loss_k.sum().backward()
+            opt.step()
+            total += loss_k.detach() * idx.shape[1]
+        for k in range(k_nets):
+            losses[k].append(float(total[k]) / n)
+        snapshot(ep + 1)
+        bar.set_postfix(loss=f"{losses[0][-1]:.3f}", acc=f"{accs[0][-1]:.1f}")
+    seconds = (time.perf_counter() - t0) / k_nets
+    out = []
+    for k, s in enumerate(seeds):
+        meta = {
+            "seed": s,
+            "arch": dict(config.arch),
+            "num_classes": int(num_classes),
+            "image_shape": [int(c), int(h), int(w)],
+            "config": {key: v for key, v in asdict(config).items() if key != "dsa_params"},
+            "seconds": seconds,
+            "experts_at_once": k_nets,
+        }
+        out.append(Trajectory(params=rows[k].contiguous(), test_acc=accs[k], train_loss=losses[k], meta=meta))
+    return out
 
 
 def expert_path(directory: str | Path, index: int) -> Path:
@@ -262,20 +395,24 @@ def train_experts(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    at_once: int | str = 1,
 ) -> list[Path]:
     """Train ``n_experts`` experts into ``directory`` (expert i uses ``derive_seed(seed, i)``).
 
-    Existing ``expert_i`` files are kept (resumable). Returns the list of file paths.
+    Existing ``expert_i`` files are kept (resumable). The missing ones are trained ``at_once``
+    at a time (:func:`train_expert_group`; ``"auto"``: see :func:`experts_at_once`); the files
+    are the same, to float tolerance, whatever ``at_once``. Returns the list of file paths.
     """
-    paths = []
-    for i in tqdm(range(n_experts), desc="experts", disable=not progress):
-        path = expert_path(directory, i)
-        if not path.exists():
-            traj = train_expert(train_x, train_y, test_x, test_y, num_classes, config, derive_seed(seed, i), device,
-                                progress=progress, mean=mean, std=std)
+    paths = [expert_path(directory, i) for i in range(n_experts)]
+    todo = [i for i, path in enumerate(paths) if not path.exists()]
+    k = experts_at_once(at_once, device, max(1, len(todo)))
+    for j in tqdm(range(0, len(todo), k), desc="experts", disable=not progress):
+        group = todo[j : j + k]
+        trajs = train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,
+                                   [derive_seed(seed, i) for i in group], device, progress=progress, mean=mean, std=std)
+        for i, traj in zip(group, trajs):
             traj.meta["index"] = i
-            save_trajectory(traj, path)
-        paths.append(path)
+            save_trajectory(traj, paths[i])
     return paths
 
 

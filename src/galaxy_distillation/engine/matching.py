@@ -308,7 +308,7 @@ class Distiller:
         loss = self.compute_loss(it, expert, start)
         ok = self._finite(loss) and math.isfinite(alpha_used)
         if ok:
-            loss.backward()
+            loss.backward(inputs=[self.images, self.lr_param])  # not into theta_0: skips step 0's Hessian product
             ok = self._finite(self.images.grad, self.lr_param.grad)
         if ok:
             self.opt_img.step()

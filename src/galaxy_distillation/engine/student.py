@@ -106,8 +106,11 @@ def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, 
     if memory_mode not in MEMORY_MODES:
         raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {memory_mode!r}")
     theta = theta0.detach()
-    if create_graph:
+    if create_graph and memory_mode != "checkpoint":
+        # a leaf, so that a plain ``loss.backward()`` keeps working; a caller that back-propagates
+        # with ``inputs=[images, alpha]`` (the Distiller) skips step 0's Hessian-vector product.
         theta = theta.clone().requires_grad_(True)
+    # checkpoint mode: theta_0 is a constant, so step 0's backward never computes its gradient
     for seed in step_seeds:
         if create_graph and memory_mode == "checkpoint":
             theta = _CheckpointedStep.apply(theta, x_syn, step_size, y_syn, model, int(seed),

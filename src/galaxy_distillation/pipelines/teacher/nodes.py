@@ -13,7 +13,7 @@ from typing import Any
 
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.experts import train_expert
+from galaxy_distillation.engine.experts import experts_at_once, train_expert_group
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import ArchParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
@@ -30,7 +30,8 @@ def train_experts(
     """Train ``teacher.n_experts`` experts; yield each trajectory as soon as it is trained.
 
     A generator node: Kedro saves every expert as it finishes, so 100 experts of 121 MB
-    never sit in memory together.
+    never sit in memory together. ``teacher.experts_at_once`` experts are trained together as
+    one batched program (``auto``: 4 on CUDA, 1 on CPU); each keeps its own seed.
 
     Yields:
         ``{"index": i, "trajectory": Trajectory}`` with parameters at every epoch (row 0 =
@@ -39,14 +40,17 @@ def train_experts(
     data = prepared_data
     dev = pick_device(device)
     config = teacher.engine_config(model)
-    for index in range(teacher.n_experts):
-        trajectory = train_expert(
+    k = experts_at_once(teacher.experts_at_once, dev, teacher.n_experts)
+    for start in range(0, teacher.n_experts, k):
+        indices = list(range(start, min(start + k, teacher.n_experts)))
+        trajectories = train_expert_group(
             data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
-            seed=derive_seed(teacher.seed, index), device=dev, progress=progress,
+            seeds=[derive_seed(teacher.seed, index) for index in indices], device=dev, progress=progress,
         )
-        log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
-                 index + 1, teacher.n_experts, trajectory.test_acc[-1], config.epochs)
-        yield {"index": index, "trajectory": trajectory}
+        for index, trajectory in zip(indices, trajectories):
+            log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
+                     index + 1, teacher.n_experts, trajectory.test_acc[-1], config.epochs)
+            yield {"index": index, "trajectory": trajectory}
 
 
 def summarise_experts(expert_trajectories: Any) -> tuple[dict[str, Any], dict[str, Any]]:
