@@ -29,8 +29,10 @@ def test_paper_environment_is_the_papers_configuration():
     assert (p["curation"]["k_per_class"], p["curation"]["n_train_per_class"]) == (600, 500)
     assert (p["teacher"]["n_experts"], p["teacher"]["epochs"]) == (100, 50)
     assert (p["model"]["width"], p["model"]["depth"]) == (128, 3)
-    d = p["distill"]
-    assert (d["syn_steps"], d["lr_img"], d["lr_init"], d["lam"]) == (50, 10000, 1e-4, 5.0)
+    from galaxy_distillation.params import DistillParams
+
+    d = DistillParams(**p["distill"]).engine_config("stm", 1, "real", dataset="gz2")  # 'preset' values from presets.py
+    assert (d.syn_steps, d.lr_img, d.lr_init, d.lam) == (50, 10000, 1e-4, 5.0)
     assert (p["evaluation"]["n_nets"], p["evaluation"]["epochs"]) == (5, 1000)
 
 

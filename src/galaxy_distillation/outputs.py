@@ -10,7 +10,8 @@ image step leaves the previous catalogue, selections, model input and report tog
 full disk while writing ``history.csv`` leaves the previous ``distilled.safetensors`` beside
 the previous history, not a new one beside a 0-byte file.
 
-Not covered: MLflow artifacts already uploaded (the MLflow run is marked ``FAILED`` /
+Not covered: datasets marked ``resumable`` (the table sweeps' cells and shared experts, kept
+when a sweep is interrupted so that it resumes), MLflow artifacts already uploaded (the MLflow run is marked ``FAILED`` /
 ``KILLED`` instead), distillation checkpoints (kept on purpose, to resume), and a
 ``kill -9`` (nothing can run; the ``.gd-prev`` copies stay and are replaced next run).
 """
@@ -36,6 +37,8 @@ _PATH_ATTRS = ("_filepath", "_path", "_gz2_dir")
 def output_paths(dataset: Any) -> list[Path]:
     """The local files or folders a dataset writes (empty for memory / metrics datasets)."""
     if getattr(dataset, "_protocol", "file") not in ("file", None):
+        return []
+    if getattr(dataset, "resumable", False):  # a sweep's cells and experts: kept so an interrupted sweep resumes
         return []
     if type(dataset).__name__.startswith("PartitionedDataset"):  # a whole folder of other outputs
         return []

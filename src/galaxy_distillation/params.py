@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
@@ -61,6 +61,12 @@ def variant_name(dataset: str, method: str, ipc: Any, init: str, augmented: Any)
     return f"{dataset}_{method}_ipc{ipc}_{init}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
+# A distill value that may be the word ``preset`` (filled by galaxy_distillation.presets).
+_Preset = Literal["preset"]
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,6 +109,7 @@ class CurationParams(_Strict):
     max_missing_fraction: float = Field(0.05, ge=0.0, le=1.0)
     montage_per_class: int = Field(6, gt=0)
     n_workers: int = Field(1, gt=0)
+    rotation_interpolation: Literal["nearest", "bilinear"] = "nearest"  # the reference rotates with PIL nearest
 
     @field_validator("n_train_per_class")
     @classmethod
@@ -143,27 +150,32 @@ class TeacherParams(_Strict):
 
 
 class DistillParams(_Strict):
-    """``distill``: trajectory matching (defaults: STM on CIFAR-like scale; ``docs/method.md``)."""
+    """``distill``: trajectory matching (defaults: STM on CIFAR-like scale; ``docs/method.md``).
 
-    iterations: int = Field(5000, gt=0)
-    syn_steps: int = Field(20, gt=0)
-    expert_epochs: int = Field(3, gt=0)
-    max_start_epoch: int = Field(25, gt=0)
-    lr_img: float = Field(1000.0, gt=0)
-    lr_lr: float | None = Field(None, gt=0)
-    lr_init: float = Field(0.01, gt=0)
+    The values typed ``| _Preset`` may be the word ``preset``: :meth:`engine_config` fills them
+    from :mod:`galaxy_distillation.presets` for (dataset, method, ipc); a value given on the
+    command line replaces the word first, so explicit parameters win.
+    """
+
+    iterations: PosInt | _Preset = 5000
+    syn_steps: PosInt | _Preset = 20
+    expert_epochs: PosInt | _Preset = 3
+    max_start_epoch: PosInt | _Preset = 25
+    lr_img: PosFloat | _Preset = 1000.0
+    lr_lr: PosFloat | _Preset | None = None
+    lr_init: PosFloat | _Preset = 0.01
     log_lr: bool | None = None
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)
-    batch_syn: int | None = Field(None, gt=0)
+    batch_syn: PosInt | _Preset | None = None
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
     lam: float = Field(5.0, gt=0)
     rising_lam: float = Field(3.0, gt=0)
     test_every: int = Field(10, gt=0)
-    max_iter_stage: int = Field(1000, ge=0)  # 0: no stage limit (the paper stop rule never fires)
-    stop_rule: Literal["paper", "code"] = "paper"
+    max_iter_stage: Annotated[int, Field(ge=0)] | _Preset = 1000  # 0: no stage limit (paper rule never fires)
+    stop_rule: Literal["paper", "code", "preset"] = "paper"
     loss_rising_rule: bool = False
-    min_lr_img: float = Field(50.0, gt=0)
+    min_lr_img: PosFloat | _Preset = 50.0
     lr_img_decay: float = Field(0.8, gt=0, le=1)
     lr_img_decay_every: int = Field(50, gt=0)
     max_bad_steps: int = Field(10, gt=0)
@@ -174,13 +186,42 @@ class DistillParams(_Strict):
     checkpoint_root: str = "data/07_model_output/checkpoints"
     eval_every: int = Field(0, ge=0)
     seed: int = 0
+    schedule: Literal["code", "paper"] = "code"  # STM's preset schedule, where a value is 'preset'
+    selection: Literal["final", "best_train"] = "final"
 
     #: Fields of the node only (not of the engine's ``DistillConfig``).
-    NODE_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_root"})
+    NODE_ONLY: ClassVar[frozenset[str]] = frozenset({"checkpoint_root", "schedule"})
+    #: MTT learns alpha linearly: a larger step-size rate is STM's log-space value.
+    MTT_LR_LR_LIMIT: ClassVar[float] = 1e-3
 
-    def engine_config(self, method: str, ipc: int, init: str, **overrides: Any) -> DistillConfig:
-        """The engine's configuration for one run (``overrides`` replace single fields)."""
-        values = {k: v for k, v in self.model_dump().items() if k not in self.NODE_ONLY}
+    def resolved(self, dataset: str | None, method: str, ipc: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The group's values with every ``preset`` filled for (dataset, method, ipc), and the
+        record of the preset used (``None`` when no value asked for one).
+
+        Raises:
+            ParameterError: a ``preset`` without a published setting, or MTT with an ``lr_lr``
+                above 1e-3 (STM's log-space rate used for MTT's linear step size).
+        """
+        from galaxy_distillation.presets import PresetError, resolve_distill
+
+        try:
+            values, record = resolve_distill(self.model_dump(), str(dataset or ""), method, int(ipc))
+        except PresetError as err:
+            raise ParameterError(str(err)) from None
+        lr_lr = values.get("lr_lr")
+        if method == "mtt" and lr_lr is not None and float(lr_lr) > self.MTT_LR_LR_LIMIT and not values.get("log_lr"):
+            raise ParameterError(
+                f"invalid parameter 'distill.lr_lr' = {lr_lr}: MTT learns its step size linearly (published "
+                f"1e-5..1e-7); {lr_lr} is STM's log-space rate. Use 'preset' or null."
+            )
+        return values, record
+
+    def engine_config(self, method: str, ipc: int, init: str, dataset: str | None = None,
+                      **overrides: Any) -> DistillConfig:
+        """The engine's configuration for one run: ``preset`` values resolved for ``dataset``
+        (see :meth:`resolved`), then ``overrides`` replace single fields."""
+        values, _ = self.resolved(dataset, method, ipc)
+        values = {k: v for k, v in values.items() if k not in self.NODE_ONLY}
         values.update(method=method, ipc=int(ipc), init=init)
         values.update(overrides)
         return DistillConfig(**values)
@@ -194,7 +235,7 @@ class EvaluationParams(_Strict):
     full_n_nets: int = Field(2, gt=0)
     full_epochs: int = Field(50, gt=0)
     full_lr: float = Field(0.01, gt=0)
-    random_lr: float | None = Field(None, gt=0)
+    random_lr: PosFloat | Literal["learned"] | None = None  # learned (= null) | a fixed step size (reference GZ2: 1e-4)
     quick_nets: int = Field(2, gt=0)
     quick_epochs_fraction: float = Field(0.2, gt=0, le=1)
     batch_size: int = Field(256, gt=0)
@@ -270,6 +311,14 @@ class ComputeParams(_Strict):
         return "" if v is None else str(v)
 
 
+class SweepParams(_Strict):
+    """``sweep``: run only some cells of ``table``/``table1``/``table2`` (null = all)."""
+
+    ipcs: list[PosInt] | None = None
+    methods: list[Literal["stm", "mtt"]] | None = None
+    inits: list[Literal["real", "noise"]] | None = None
+
+
 class ProjectParams(BaseModel):
     """The top-level run parameters (``--params name=value``)."""
 
@@ -326,6 +375,7 @@ PARAMETER_GROUPS: dict[str, type[BaseModel]] = {
     "compare": CompareParams,
     "compute": ComputeParams,
     "reporting": ReportingParams,
+    "sweep": SweepParams,
 }
 
 _ALLOWED_HINT = {
@@ -378,6 +428,9 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
                 out[group] = model(**raw)
             except ValidationError as err:
                 raise ParameterError(_one_line(group, err, raw)) from None
+    if "distill" in out:  # presets exist and MTT's rate is not STM's, before any compute
+        project = out["project"]
+        out["distill"].resolved(project.dataset, project.method, project.ipc)
     return out
 
 

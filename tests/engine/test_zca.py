@@ -45,3 +45,38 @@ def test_errors():
         zca.transform(torch.zeros(2, 3, 5, 5))
     with pytest.raises(ZCAError, match=r"\(N, C, H, W\)"):
         ZCA().fit(torch.zeros(10, 48))
+
+
+def test_matches_kornia_zca_whitening_as_mtt_uses_it():
+    """MTT: kornia.enhance.ZCAWhitening(eps=0.1) fitted on the [0, 1] images."""
+    from kornia.enhance import ZCAWhitening
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(200, 3, 6, 6, generator=g) * 0.5 + torch.rand(200, 1, 1, 1, generator=g) * 0.5
+    ours = ZCA().fit(x)  # default eps = MTT's 0.1
+    assert ours.reg == 0.1
+    kornia_zca = ZCAWhitening(eps=0.1, compute_inv=True).fit(x)
+    torch.testing.assert_close(ours.transform(x), kornia_zca(x), rtol=1e-4, atol=1e-4)
+    w = ours.transform(x)
+    torch.testing.assert_close(ours.inverse_transform(w), kornia_zca.inverse_transform(w), rtol=1e-4, atol=1e-4)
+
+
+def test_prepare_data_whitens_unnormalised_images_like_mtt():
+    """With ZCA the pipeline fits on x/255 (no mean/std normalisation first), as MTT does."""
+    from kornia.enhance import ZCAWhitening
+
+    from galaxy_distillation.pipelines.prepare.nodes import prepare_data
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (120, 3, 5, 5), generator=g, dtype=torch.uint8)
+    test = torch.randint(0, 256, (20, 3, 5, 5), generator=g, dtype=torch.uint8)
+    model_input = {"train_x": train, "train_y": torch.zeros(120, dtype=torch.long), "test_x": test,
+                   "test_y": torch.zeros(20, dtype=torch.long), "class_names": ["a"], "name": "cifar10",
+                   "mean": [0.3, 0.4, 0.5], "std": [0.2, 0.2, 0.2]}
+    data = prepare_data(model_input, zca="auto")
+    kornia_zca = ZCAWhitening(eps=0.1).fit(train.float() / 255)
+    torch.testing.assert_close(data.train_x, kornia_zca(train.float() / 255), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(data.test_x, kornia_zca(test.float() / 255), rtol=1e-4, atol=1e-4)
+    assert data.mean == [0.0] * 3 and data.std == [1.0] * 3  # display: ZCA inverse gives [0, 1] directly
+    back = data.zca.inverse_transform(data.test_x)
+    torch.testing.assert_close(back, test.float() / 255, rtol=1e-3, atol=1e-3)

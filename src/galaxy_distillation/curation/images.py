@@ -263,8 +263,18 @@ def area_resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
-def rotated_center_half(img: np.ndarray, angle_deg: float) -> np.ndarray:
-    """Central half of the image rotated about its centre (bilinear), uint8.
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}
+
+
+def _resample(interpolation: str) -> Image.Resampling:
+    if interpolation not in _RESAMPLE:
+        raise ParameterError(f"rotation interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+    return _RESAMPLE[interpolation]
+
+
+def rotated_center_half(img: np.ndarray, angle_deg: float, interpolation: str = "bilinear") -> np.ndarray:
+    """Central half of the image rotated about its centre (``interpolation``: bilinear, or
+    nearest as the reference's PIL ``rotate`` does), uint8.
 
     Equivalent to rotating the whole (H, W, 3) image counter-clockwise by
     ``angle_deg`` (as displayed, like ``np.rot90``; Pillow's ``Image.rotate``
@@ -281,6 +291,7 @@ def rotated_center_half(img: np.ndarray, angle_deg: float) -> np.ndarray:
         uint8 (H - 2*(H//4), W - 2*(W//4), 3).
     """
     _check_image(img)
+    resample = _resample(interpolation)
     h, w = img.shape[:2]
     angle = float(angle_deg) % 360.0
     if angle == 0.0:
@@ -300,12 +311,12 @@ def rotated_center_half(img: np.ndarray, angle_deg: float) -> np.ndarray:
     c = cx - a * (cx - left) - b * (cy - top)
     f = cy - d * (cx - left) - e * (cy - top)
     out = Image.fromarray(np.ascontiguousarray(img)).transform(
-        (cw, ch), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BILINEAR
+        (cw, ch), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=resample
     )
     return np.asarray(out, dtype=np.uint8)
 
 
-def rotate_then_crop(img: np.ndarray, angle_deg: float, out_size: int) -> np.ndarray:
+def rotate_then_crop(img: np.ndarray, angle_deg: float, out_size: int, interpolation: str = "bilinear") -> np.ndarray:
     """Rotate the full image about its centre, then crop its central half, then resize.
 
     Rotation is counter-clockwise (as displayed, like ``np.rot90``), bilinear,
@@ -328,11 +339,11 @@ def rotate_then_crop(img: np.ndarray, angle_deg: float, out_size: int) -> np.nda
     half = s - 2 * (s // 4)
     if math.hypot(half / 2, half / 2) > s / 2:  # pragma: no cover - impossible for s >= 2
         raise ParameterError(f"central crop of a {s}px image would show rotated corners")
-    return area_resize(rotated_center_half(sq, angle_deg), out_size)
+    return area_resize(rotated_center_half(sq, angle_deg, interpolation), out_size)
 
 
 def preprocess_galaxy(
-    path: str, image_size: int, rotations: int
+    path: str, image_size: int, rotations: int, interpolation: str = "bilinear"
 ) -> tuple[np.ndarray | None, tuple[int, int] | None, str | None]:
     """Load one galaxy and produce its ``rotations`` views.
 
@@ -340,6 +351,7 @@ def preprocess_galaxy(
         path: image file.
         image_size: output side S.
         rotations: number of views; view k uses angle ``360 / rotations * k``.
+        interpolation: of the rotation, ``bilinear`` or ``nearest`` (the reference's).
 
     Returns:
         ``(views, (H, W), error)``: uint8 (rotations, 3, S, S) and the source
@@ -351,11 +363,11 @@ def preprocess_galaxy(
         return None, None, str(exc)
     views = np.empty((rotations, 3, image_size, image_size), dtype=np.uint8)
     for k in range(rotations):
-        views[k] = rotate_then_crop(img, 360.0 / rotations * k, image_size).transpose(2, 0, 1)
+        views[k] = rotate_then_crop(img, 360.0 / rotations * k, image_size, interpolation).transpose(2, 0, 1)
     return views, (int(img.shape[0]), int(img.shape[1])), None
 
 
-def _preprocess_star(args: tuple[str, int, int]):
+def _preprocess_star(args: tuple[str, int, int, str]):
     """Picklable adapter of :func:`preprocess_galaxy` for process pools."""
     return preprocess_galaxy(*args)
 
@@ -366,6 +378,7 @@ def load_split_tensors(
     rotations: int = 1,
     progress: bool = True,
     n_workers: int = 1,
+    interpolation: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Load, crop, (rotate) and resize the images of one split.
 
@@ -382,6 +395,7 @@ def load_split_tensors(
         rotations: views per galaxy (1: no augmentation; 10: 36 degree steps).
         progress: show a tqdm bar.
         n_workers: processes (1 = in-process).
+        interpolation: of the rotations, ``bilinear`` or ``nearest`` (curation's default, the reference's).
 
     Returns:
         ``(images, labels, report)``: images uint8 tensor (M * rotations, 3, S, S),
@@ -418,7 +432,8 @@ def load_split_tensors(
     paths = [str(p) for p in paths_df["path"]]
     images = torch.empty((n * r, 3, s, s), dtype=torch.uint8)
     labels = torch.empty((n * r,), dtype=torch.int64)
-    jobs = [(p, s, r) for p in paths]
+    _resample(interpolation)
+    jobs = [(p, s, r, interpolation) for p in paths]
 
     if int(n_workers) > 1 and n > 1:
         # fork is fast and safe here: workers only use PIL/numpy, never torch

@@ -12,6 +12,7 @@ __all__ = [
     "METHODS",
     "MEMORY_MODES",
     "STOP_RULES",
+    "SELECTIONS",
     "DistillationError",
     "DistillConfigError",
     "DistillationDivergedError",
@@ -23,6 +24,7 @@ __all__ = [
 METHODS = ("stm", "mtt")
 MEMORY_MODES = ("unrolled", "checkpoint")
 STOP_RULES = ("paper", "code")
+SELECTIONS = ("final", "best_train")
 
 
 class DistillationError(UserError, RuntimeError):
@@ -73,6 +75,9 @@ class DistillConfig:
         init: ``"real"`` or ``"noise"`` initial images.
         log_lr: learn the step size in log space (``None``: True for STM, False for MTT).
         eval_every: call ``eval_hook`` every this many iterations (0 = never).
+        selection: which images :meth:`Distiller.result` returns: ``"final"`` (the last ones) or
+            ``"best_train"`` (those of the quick evaluation with the highest ``train_acc``, the
+            accuracy on the real *training* set as the STM code selects; never test accuracy).
         expert_cache: number of experts kept in memory.
     """
 
@@ -107,6 +112,7 @@ class DistillConfig:
     log_lr: bool | None
     eval_every: int
     expert_cache: int
+    selection: str
 
     def validate(self) -> None:
         """Raise :class:`DistillConfigError` naming the first bad field."""
@@ -114,6 +120,10 @@ class DistillConfig:
             raise DistillConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.memory_mode not in MEMORY_MODES:
             raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
+        if self.selection not in SELECTIONS:
+            raise DistillConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection == "best_train" and self.eval_every < 1:
+            raise DistillConfigError("selection 'best_train' needs eval_every >= 1 (quick evaluations on the train set)")
         if self.stop_rule not in STOP_RULES:
             raise DistillConfigError(f"stop_rule must be one of {STOP_RULES}, got {self.stop_rule!r}")
         for name in ("ipc", "syn_steps", "expert_epochs", "max_start_epoch", "test_every", "max_bad_steps",
@@ -184,6 +194,9 @@ class DistillResult:
         n_rejected_steps: number of rejected (non-finite) steps.
         T: final STM epoch pool (MTT: ``max_start_epoch``).
         iterations_done: iterations completed.
+        selection: ``"final"`` or ``"best_train"`` (how ``images``/``lr`` were chosen).
+        selected_iteration: iterations done when the returned images were taken.
+        selected_train_acc: their quick-evaluation training-set accuracy (``best_train`` only).
     """
 
     images: torch.Tensor
@@ -194,3 +207,6 @@ class DistillResult:
     n_rejected_steps: int
     T: int
     iterations_done: int
+    selection: str = "final"
+    selected_iteration: int | None = None
+    selected_train_acc: float | None = None

@@ -149,6 +149,17 @@ class Distiller:
         self.n_rejected = 0
         self.consecutive_bad = 0
         self.stop_reason: str | None = None
+        # best_train selection: the images of the quick evaluation with the best train accuracy
+        self.best: dict[str, Any] | None = None
+
+    def _consider(self, eval_result: dict[str, Any] | None) -> None:
+        """Keep the current images when their training-set accuracy is the best so far."""
+        if self.config.selection != "best_train" or not eval_result or "train_acc" not in eval_result:
+            return
+        acc = float(eval_result["train_acc"])
+        if self.best is None or acc > self.best["train_acc"]:
+            self.best = {"train_acc": acc, "iteration": self.iteration, "images": self.images.detach().clone(),
+                         "lr_param": self.lr_param.detach().clone()}
 
     @property
     def lr_img(self) -> float:
@@ -199,6 +210,7 @@ class Distiller:
             "n_rejected": self.n_rejected,
             "consecutive_bad": self.consecutive_bad,
             "stop_reason": self.stop_reason,
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -219,6 +231,9 @@ class Distiller:
         self.n_rejected = int(state["n_rejected"])
         self.consecutive_bad = int(state["consecutive_bad"])
         self.stop_reason = state["stop_reason"]
+        best = state.get("best")
+        self.best = None if best is None else {**best, "images": best["images"].to(self.images),
+                                                 "lr_param": best["lr_param"].to(self.lr_param)}
 
     def save_checkpoint(self) -> None:
         """Atomically write the current state to ``checkpoint_dir/state.pt`` (no-op without a dir)."""
@@ -324,6 +339,7 @@ class Distiller:
         if self.eval_hook is not None and cfg.eval_every > 0 and self.iteration % cfg.eval_every == 0:
             eval_result = self.eval_hook(self.iteration, self.images.detach().clone(), self.labels,
                                          float(self.step_size().detach()))
+            self._consider(eval_result)
         record = IterationRecord(
             iteration=it, loss=float(loss.detach()), val_loss=val, T=T_now, r=r, threshold=threshold,
             lr=alpha_used, lr_img=self.lr_img, start_epoch=start, expert=expert,
@@ -336,16 +352,28 @@ class Distiller:
     # ------------------------------------------------------------------ run
 
     def result(self) -> DistillResult:
-        """Current synthetic set and bookkeeping as a :class:`DistillResult`."""
+        """Current synthetic set and bookkeeping as a :class:`DistillResult`.
+
+        With ``selection="best_train"`` the images and step size are those of the quick
+        evaluation with the best training-set accuracy (the last ones if none ran yet).
+        """
+        images, lr_param, selected_it, selected_acc = self.images, self.lr_param, self.iteration, None
+        if self.config.selection == "best_train" and self.best is not None:
+            images, lr_param = self.best["images"], self.best["lr_param"]
+            selected_it, selected_acc = int(self.best["iteration"]), float(self.best["train_acc"])
+        lr = lr_param.detach().exp() if self.config.effective_log_lr else lr_param.detach()
         return DistillResult(
-            images=self.images.detach().to("cpu", torch.float32).clone(),
+            images=images.detach().to("cpu", torch.float32).clone(),
             labels=self.labels.detach().cpu().clone(),
-            lr=float(self.step_size().detach()),
+            lr=float(lr),
             history=list(self.history),
             stop_reason=self.stop_reason or "interrupted",
             n_rejected_steps=self.n_rejected,
             T=self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch,
             iterations_done=self.iteration,
+            selection=self.config.selection,
+            selected_iteration=selected_it,
+            selected_train_acc=selected_acc,
         )
 
     def run(self, progress: bool = True, stop_after: int | None = None, on_mismatch: str = "raise") -> DistillResult:

@@ -1,19 +1,23 @@
-"""ZCA whitening of images (as used by MTT/STM for CIFAR; the galaxy runs use none).
+"""ZCA whitening of images, exactly as MTT does it (the galaxy runs use none).
 
-Fit on training images ``x`` (N, C, H, W) flattened to (N, D):
-``mu = mean(x)``, ``cov = (x - mu)^T (x - mu) / (N - 1)``, ``cov = U diag(S) U^T``,
-``W = U diag(1 / sqrt(S + reg)) U^T`` and ``transform(x) = (x - mu) W``. ``reg`` is additive on
-the eigenvalues (kornia's ``ZCAWhitening(eps=0.1)``, which MTT uses). The eigendecomposition
-is done in float64; D = C*H*W must stay moderate (3x32x32 = 3,072 is fine, 3x128x128 is not).
+MTT (``buffer.py`` / ``distill.py`` with ``--zca``) loads the images with ``ToTensor`` only,
+i.e. in [0, 1] *without* mean/std normalisation, and whitens them with kornia's
+``ZCAWhitening(eps=0.1)``. :meth:`ZCA.fit` calls kornia's own ``zca_mean`` (the function
+behind ``ZCAWhitening.fit``) with the same ``eps`` and the unbiased covariance, so the
+transform is kornia's: ``transform(x) = (x - mu) @ W`` with ``W = U diag(1/sqrt(S + eps)) U^T``
+(``cov = U diag(S) U^T`` over the flattened (N, C*H*W) images), and an exact inverse. The fit
+runs in float64 (kornia accepts any dtype) for a stable inverse; the matrices are stored in
+float32. D = C*H*W must stay moderate (3x32x32 = 3,072 is fine, 3x128x128 is not).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["ZCAError", "ZCA"]
+__all__ = ["ZCAError", "ZCA", "MTT_ZCA_EPS"]
 
 _MAX_DIM = 20_000
+MTT_ZCA_EPS = 0.1  # kornia.enhance.ZCAWhitening(eps=0.1), as in MTT
 
 
 class ZCAError(ValueError):
@@ -30,8 +34,8 @@ class ZCA:
         self.shape: tuple[int, int, int] | None = None  # (C, H, W)
         self.reg: float | None = None
 
-    def fit(self, x: torch.Tensor, reg: float = 0.1) -> ZCA:
-        """Fit on ``x`` (N, C, H, W) float; returns ``self``."""
+    def fit(self, x: torch.Tensor, reg: float = MTT_ZCA_EPS) -> ZCA:
+        """Fit on ``x`` (N, C, H, W) float (MTT: [0, 1] images); ``reg`` is kornia's ``eps``."""
         if x.dim() != 4:
             raise ZCAError(f"ZCA.fit expects (N, C, H, W) images, got shape {tuple(x.shape)}")
         n, c, h, w = x.shape
@@ -42,19 +46,15 @@ class ZCA:
             raise ZCAError(f"ZCA on {d}-dimensional images is too large (max {_MAX_DIM}); downsample or skip ZCA")
         if reg < 0:
             raise ZCAError(f"reg must be >= 0, got {reg}")
-        flat = x.detach().reshape(n, d).to(torch.float64)
-        mu = flat.mean(0)
-        centred = flat - mu
-        cov = centred.T @ centred / (n - 1)
-        evals, evecs = torch.linalg.eigh(cov)
-        evals = evals.clamp_min(0.0)
-        if reg == 0 and bool((evals <= 1e-12).any()):
+        from kornia.enhance import zca_mean
+
+        flat = x.detach().reshape(n, d).to(torch.float32)
+        matrix, mu, inverse = zca_mean(flat, dim=0, unbiased=True, eps=float(reg), return_inverse=True)
+        if reg == 0 and not bool(torch.isfinite(matrix).all()):
             raise ZCAError("covariance is singular: use reg > 0 (or more images than dimensions)")
-        inv_sqrt = torch.rsqrt(evals + reg)
-        sqrt = torch.sqrt(evals + reg)
-        self.mean = mu.to(torch.float32)
-        self.matrix = ((evecs * inv_sqrt) @ evecs.T).to(torch.float32)
-        self.inverse_matrix = ((evecs * sqrt) @ evecs.T).to(torch.float32)
+        self.mean = mu.reshape(d).to(torch.float32)
+        self.matrix = matrix.to(torch.float32)
+        self.inverse_matrix = inverse.to(torch.float32)
         self.shape = (c, h, w)
         self.reg = float(reg)
         return self

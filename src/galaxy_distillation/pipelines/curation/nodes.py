@@ -96,6 +96,7 @@ def load_images(
         rotations=rotations,
         progress=True,
         n_workers=int(curation.n_workers),
+        interpolation=curation.rotation_interpolation,
     )
     return {"images": images, "labels": labels}, report
 
@@ -131,6 +132,7 @@ def package_model_input(
         "class_names": list(CLASS_NAMES),
         "image_size": int(curation.image_size),
         "rotations": int(curation.rotations),
+        "rotation_interpolation": curation.rotation_interpolation,
         "normalisation": normalisation,
         "sizes": {
             "train": int(train["labels"].numel()),

@@ -32,6 +32,7 @@ def distill_dataset(
     variant: str,
     device: str,
     progress: bool,
+    dataset: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Distil the training set into ``ipc`` images per class.
 
@@ -41,7 +42,10 @@ def distill_dataset(
     other settings is discarded with a warning).
     Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
     ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
-    iteration for the curves.
+    iteration for the curves; with ``distill.selection: best_train`` the same nets are also
+    scored on the real training set, and the images of the best such score are returned.
+    Values ``preset`` are filled for (``dataset``, method, ipc) from
+    :mod:`galaxy_distillation.presets`; the preset used goes into the meta.
 
     Returns:
         ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
@@ -49,16 +53,24 @@ def distill_dataset(
     """
     data = prepared_data
     dev = pick_device(device)
-    config = distill.engine_config(method, ipc, init)
+    config = distill.engine_config(method, ipc, init, dataset=dataset)
     check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
                                       getattr(expert_trajectories, "num_params", 0), config.syn_steps,
                                       expert_trajectories.num_epochs, config.batch_syn), dev)
+    _, preset = distill.resolved(dataset, method, ipc)
+    if preset is not None:
+        log.info("preset (%s) for %s %s IPC %d: %s", preset["source"], dataset, method.upper(), int(ipc),
+                 preset["applied"])
     quick = evaluation.quick_config(model)
     evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
+    on_train = quick_evaluator(data.train_x, data.train_y, data.num_classes, quick, evaluation.seed, dev)
 
     def hook(iteration: int, images, labels, lr: float) -> dict[str, float]:  # noqa: ANN001 - the engine's hook
         result = evaluate(iteration, images, labels, lr)
-        log.info("iteration %d: quick evaluation %.1f%% (%d nets x %d epochs)", iteration, result["test_acc"],
+        if config.selection == "best_train":  # the same nets (same seeds), scored on the real training set
+            result["train_acc"] = on_train(iteration, images, labels, lr)["test_acc"]
+        log.info("iteration %d: quick evaluation %s (%d nets x %d epochs)", iteration,
+                 ", ".join(f"{k} {v:.1f}%" for k, v in result.items() if not k.endswith("_std")),
                  quick.n_nets, quick.epochs)
         shown = images.detach().cpu()
         shown = data.zca.inverse_transform(shown) if data.zca is not None else shown
@@ -79,6 +91,8 @@ def distill_dataset(
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
         "iterations": len(result.history), "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
+        "selection": result.selection, "selected_iteration": result.selected_iteration,
+        "selected_train_acc": result.selected_train_acc, "preset": preset,
         "initial_eval": initial,
         "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
     }
@@ -98,6 +112,7 @@ def history_table(records: list[Any]) -> pd.DataFrame:
         row = asdict(record)
         quick = row.pop("eval", None) or {}
         row["test_acc"] = quick.get("test_acc")
+        row["train_acc"] = quick.get("train_acc")
         row["test_acc_std"] = quick.get("test_acc_std")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -105,7 +120,7 @@ def history_table(records: list[Any]) -> pd.DataFrame:
 
 def history_metrics(history: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
     """MLflow metric histories (loss, validation loss, T, r, threshold, step size...) by iteration."""
-    columns = ["loss", "val_loss", "T", "r", "threshold", "lr", "lr_img", "test_acc"]
+    columns = ["loss", "val_loss", "T", "r", "threshold", "lr", "lr_img", "test_acc", "train_acc"]
     metrics: dict[str, list[dict[str, float]]] = {}
     for column in columns:
         if column not in history:

@@ -13,7 +13,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 distill_dataset,
                 ["prepared_data", "expert_trajectories", "params:distill", "params:evaluation", "params:model",
-                 "params:method", "params:ipc", "params:init", "params:variant", "params:device", "params:progress"],
+                 "params:method", "params:ipc", "params:init", "params:variant", "params:device", "params:progress",
+                 "params:dataset"],
                 ["distilled_set", "distill_history", "distill_metrics"],
                 name="distill_dataset",
             ),

@@ -43,13 +43,22 @@ def evaluate_distilled(prepared_data: PreparedData, distilled_set: dict[str, Any
     return _summary(res, lr, len(distilled_set["labels"]), cfg.epochs)
 
 
+def random_step_size(random_lr: Any, learned_lr: float) -> float:
+    """``evaluation.random_lr``: ``learned`` (or null) = the distilled set's learned step size,
+    otherwise the fixed value (the reference's GZ2 Random script: 1e-4)."""
+    if random_lr is None or random_lr == "learned":
+        return float(learned_lr)
+    return float(random_lr)
+
+
 def evaluate_random(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
                     model: ArchParams, ipc: int, device: str, progress: bool) -> dict[str, Any]:
     """The "Random" baseline: each of ``evaluation.n_nets`` nets trains on its own random real
     subset of ``ipc`` images per class (so the figure measures random selection rather than one
-    lucky draw), with ``evaluation.random_lr`` or, when it is null, the distilled set's step size."""
+    lucky draw), with ``evaluation.random_lr`` (a fixed value) or, when it is ``learned``/null, the
+    distilled set's step size."""
     data = prepared_data
-    lr = float(evaluation.random_lr) if evaluation.random_lr else float(distilled_set["meta"]["lr"])
+    lr = random_step_size(evaluation.random_lr, float(distilled_set["meta"]["lr"]))
     cfg = evaluation.engine_config(model)
     one_net, dev = replace(cfg, n_nets=1), pick_device(device)
     accs: list[float] = []
@@ -100,6 +109,9 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
         "full_lr": full_baseline["lr"],
         "distill_iterations": meta.get("iterations"),
         "stop_reason": meta.get("stop_reason"),
+        "selection": meta.get("selection", "final"),
+        "selected_iteration": meta.get("selected_iteration"),
+        "preset": meta.get("preset"),
         "arch": model.spec(),
     }
     if cross_arch:

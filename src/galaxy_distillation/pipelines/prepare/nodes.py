@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from galaxy_distillation.engine.data import to_display, to_float
-from galaxy_distillation.engine.zca import ZCA
+from galaxy_distillation.engine.zca import MTT_ZCA_EPS, ZCA
 from galaxy_distillation.params import TeacherParams
 
 _ZCA_PREFIX = "zca."
@@ -47,14 +47,21 @@ def wants_zca(zca: Any, dataset_name: str) -> bool:
 
 
 def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
-    """Normalise the model input with its training-set statistics; fit ZCA on train if asked
-    (``zca`` as in :func:`wants_zca`)."""
+    """Normalise the model input with its training-set statistics, or, with ZCA (``zca`` as
+    in :func:`wants_zca`), exactly as MTT: scale to [0, 1] *without* mean/std normalisation and
+    whiten with kornia's ``ZCAWhitening(eps=0.1)`` fitted on the training images. The returned
+    ``mean``/``std`` are those :func:`display_images` undoes after the ZCA inverse (0 and 1
+    with ZCA)."""
     zca = wants_zca(zca, str(model_input.get("name", "")))
-    train_x = to_float(model_input["train_x"], model_input["mean"], model_input["std"])
-    test_x = to_float(model_input["test_x"], model_input["mean"], model_input["std"])
+    mean, std = list(model_input["mean"]), list(model_input["std"])
+    if zca:
+        channels = int(model_input["train_x"].shape[1])
+        mean, std = [0.0] * channels, [1.0] * channels
+    train_x = to_float(model_input["train_x"], mean, std)
+    test_x = to_float(model_input["test_x"], mean, std)
     whitener = None
     if zca:
-        whitener = ZCA().fit(train_x)
+        whitener = ZCA().fit(train_x, reg=MTT_ZCA_EPS)
         train_x, test_x = whitener.transform(train_x), whitener.transform(test_x)
     names = list(model_input["class_names"])
     return PreparedData(
@@ -64,8 +71,8 @@ def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:
         test_y=model_input["test_y"].long(),
         num_classes=len(names),
         class_names=names,
-        mean=list(model_input["mean"]),
-        std=list(model_input["std"]),
+        mean=mean,
+        std=std,
         zca=whitener,
     )
 

@@ -1,0 +1,75 @@
+"""Build a table sweep as namespaced Kedro pipelines from the existing stages.
+
+Per training set (namespace ``plain`` / ``aug``): prepare, the teacher (experts shared by every
+cell on it) and the Full baseline. Per cell (namespace = the cell's name, e.g.
+``stm_ipc1_real_plain``): distill and evaluation. Then one table node (namespace = the table's
+name). Wiring only.
+"""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from galaxy_distillation.pipelines import prepare
+from galaxy_distillation.pipelines._sweep_nodes import (
+    distill_cell_node,
+    evaluate_cell_node,
+    full_baseline,
+    pass_on,
+    table_node,
+    train_missing_experts,
+)
+from galaxy_distillation.sweep import cells, groups
+
+_RUN = ["params:device", "params:progress"]
+
+
+def _namespaced(nodes: list | Pipeline, namespace: str, inputs: set[str] | dict[str, str]) -> Pipeline:
+    """``nodes`` in ``namespace``: datasets prefixed, parameters and ``inputs`` shared."""
+    node_list = nodes.nodes if isinstance(nodes, Pipeline) else nodes
+    params = {name for n in node_list for name in n.inputs if name.startswith("params:")}
+    return pipeline(nodes, namespace=namespace, parameters=params, inputs=inputs)
+
+
+def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
+    """The sweep of ``table`` (see :mod:`galaxy_distillation.sweep`); ``after`` is a dataset the
+    training-set nodes wait for (``curation_report`` when curation runs in the same pipeline)."""
+    wait = [after] if after else []
+    parts: list[Pipeline] = []
+    flags = groups(table)
+    for flag in flags:
+        prep = prepare.create_pipeline()
+        if wait:  # the model input exists only once curation has written it
+            prep = pipeline([node(pass_on, ["model_input_files", *wait], "model_input_loaded", name="after_curation")]
+                            ) + pipeline(prep, inputs={"model_input": "model_input_loaded"})
+        parts.append(_namespaced(
+            list(prep.nodes) + [
+                node(train_missing_experts, ["prepared_data", "experts_existing", "params:teacher", "params:model",
+                                             *_RUN], "expert_trajectories", name="teacher"),
+                node(full_baseline, ["prepared_data", "full_previous", "params:evaluation", "params:teacher",
+                                     "params:model", *_RUN], "full_baseline", name="full_baseline"),
+            ],
+            flag, set(wait),
+        ))
+    for cell in cells(table):
+        shared = {name: f"{cell.flag}.{name}" for name in ("prepared_data", "expert_trajectories", "full_baseline")}
+        parts.append(_namespaced(
+            [
+                node(distill_cell_node(table, cell),
+                     ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
+                      "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN],
+                     ["distilled_set", "distill_history"], name="distill"),
+                node(evaluate_cell_node(table, cell),
+                     ["prepared_data", "distilled_set", "evaluation_previous", "full_baseline", "params:evaluation",
+                      "params:model", "params:dataset", "params:sweep", *_RUN],
+                     "evaluation_results", name="evaluate"),
+            ],
+            cell.name, shared,
+        ))
+    results = [f"{flag}.full_baseline" for flag in flags] + [f"{c.name}.evaluation_results" for c in cells(table)]
+    parts.append(_namespaced(
+        [node(table_node(table, flags), ["params:dataset", "params:evaluation", *results],
+              ["results_markdown", "results_csv"], name="results_table")],
+        table, set(results),
+    ))
+    return sum(parts, Pipeline([]))

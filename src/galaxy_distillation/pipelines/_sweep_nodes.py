@@ -1,0 +1,172 @@
+"""Nodes of the table sweeps (``table``, ``table1``, ``table2``): the existing stages, each
+skipping work an earlier run already finished with the same settings.
+
+A cell's nodes receive their own earlier outputs through ``*_previous`` catalog entries on the
+same files (:class:`~galaxy_distillation.sweep_datasets.OptionalDataset`); when those carry the
+same settings key the node returns them instead of recomputing, so an interrupted sweep resumes
+where it stopped and a finished one only rewrites its table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from galaxy_distillation.engine.data import pick_device
+from galaxy_distillation.engine.experts import train_expert
+from galaxy_distillation.engine.seeding import derive_seed
+from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, SweepParams, TeacherParams
+from galaxy_distillation.pipelines.distill.nodes import distill_dataset
+from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
+from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, train_experts
+from galaxy_distillation.sweep import Cell, applies, cell_key, cells, results_table
+from galaxy_distillation.sweep_datasets import is_skipped
+
+log = logging.getLogger(__name__)
+
+__all__ = ["pass_on", "train_missing_experts", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
+
+
+def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
+    """Pass the model input on once the datasets it waits for exist (ordering only)."""
+    return model_input
+
+
+def _same_experts(existing: dict[str, Any], teacher: TeacherParams, model: ArchParams, data: PreparedData) -> bool:
+    """Whether the experts in the folder were trained with these settings (any number of them)."""
+    cfg = existing.get("config") or {}
+    return (existing["n"] > 0 and existing["epochs"] == teacher.epochs
+            and float(cfg.get("lr", -1)) == teacher.lr and int(cfg.get("batch_size", -1)) == teacher.batch_size
+            and dict(existing.get("arch") or {}) == model.spec()
+            and list(existing.get("image_shape") or []) == list(data.train_x.shape[1:]))
+
+
+def train_missing_experts(prepared_data: PreparedData, existing: dict[str, Any], teacher: TeacherParams,
+                          model: ArchParams, device: str, progress: bool) -> Iterator[dict[str, Any]]:
+    """The teacher stage, resumable: experts already in the folder with the same epochs, rate,
+    batch, network and image shape are kept and only the missing indices are trained (the
+    same seeds as one uninterrupted run); other experts are all retrained (clears the folder)."""
+    if not _same_experts(existing, teacher, model, prepared_data):
+        yield from train_experts(prepared_data, teacher, model, device, progress)
+        return
+    if existing["n"] >= teacher.n_experts:
+        log.info("experts: %d finished experts found, skipped", existing["n"])
+        return
+    log.info("experts: %d of %d found, training the rest", existing["n"], teacher.n_experts)
+    data, dev, config = prepared_data, pick_device(device), teacher.engine_config(model)
+    for index in range(existing["n"], teacher.n_experts):
+        trajectory = train_expert(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
+                                  seed=derive_seed(teacher.seed, index), device=dev, progress=progress)
+        yield {"index": index, "trajectory": trajectory}
+
+
+def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, evaluation: EvaluationParams,
+                  teacher: TeacherParams, model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
+    """The "Full dataset" baseline of one training set (``teacher.evaluate_full_set``), shared
+    by every cell on it; skipped when an earlier one has the same settings."""
+    key = cell_key(n=evaluation.full_n_nets, epochs=evaluation.full_epochs, lr=evaluation.full_lr,
+                   evaluation=evaluation.model_dump(exclude={"n_nets", "epochs", "random_lr", "cross_arch"}),
+                   zca=teacher.zca, model=model.spec(), shape=list(prepared_data.train_x.shape))
+    if previous and previous.get("key") == key:
+        log.info("full baseline: finished, skipped (%.1f%%)", previous["mean"])
+        return previous
+    return {**evaluate_full_set(prepared_data, evaluation, model, device, progress), "key": key}
+
+
+def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
+    """The distill stage of one cell (the variant ``<dataset>_<cell>``: same files and
+    checkpoints as a single run of it), skipped when its earlier result has the same settings."""
+
+    def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
+                     previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
+                     model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool
+                     ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
+        if not applies(table, dataset, cell, sweep.model_dump()):
+            log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
+            return {"skipped": "not in table"}, {"skipped": "not in table"}
+        config = distill.engine_config(cell.method, cell.ipc, cell.init, dataset=dataset)
+        key = cell_key(config=asdict(config), model=model.spec(), dataset=dataset, cell=cell.name,
+                       quick=evaluation.model_dump(include={"quick_nets", "quick_epochs_fraction", "epochs", "seed"}),
+                       n_experts=len(expert_trajectories), shape=list(prepared_data.train_x.shape))
+        if previous_set is not None and previous_history is not None and previous_set["meta"].get("cell_key") == key:
+            log.info("%s: distilled set finished, skipped", cell.name)
+            return previous_set, previous_history
+        distilled, history, _ = distill_dataset(prepared_data, expert_trajectories, distill, evaluation, model,
+                                                cell.method, cell.ipc, cell.init, cell.variant(dataset), device,
+                                                progress, dataset=dataset)
+        distilled["meta"]["cell_key"] = key
+        return distilled, history
+
+    distill_cell.__name__ = distill_cell.__qualname__ = "distill_cell"
+    return distill_cell
+
+
+def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
+    """The evaluation stage of one cell: the distilled set and the Random baseline of its IPC,
+    collected with the shared Full baseline into the fields of ``evaluation_<variant>.json``."""
+
+    def evaluate_cell(prepared_data: PreparedData, distilled_set: dict[str, Any] | None,
+                      previous: dict[str, Any] | None, full: dict[str, Any], evaluation: EvaluationParams,
+                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool
+                      ) -> dict[str, Any]:
+        if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
+            return {"skipped": "not in table"}
+        key = cell_key(distilled=distilled_set["meta"].get("cell_key"), full=full.get("key"),
+                       evaluation=evaluation.model_dump(exclude={"full_n_nets", "full_epochs", "full_lr", "cross_arch"}))
+        if previous and previous.get("cell_key") == key:
+            log.info("%s: evaluation finished, skipped (%.1f%%)", cell.name, previous["distilled_acc_mean"])
+            return previous
+        distilled = evaluate_distilled(prepared_data, distilled_set, evaluation, model, device, progress)
+        random = evaluate_random(prepared_data, distilled_set, evaluation, model, cell.ipc, device, progress)
+        results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
+                                        cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
+        rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
+        return {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
+
+    evaluate_cell.__name__ = evaluate_cell.__qualname__ = "evaluate_cell"
+    return evaluate_cell
+
+
+def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:
+    """The protocol under the table: evaluation, Random, Full, presets, stop reasons, selection."""
+    rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
+    random = "the distilled set's learned step size" if rule == "learned" else f"a fixed step size {float(rule):g}"
+    stops = sorted({str(r.get("stop_reason")) for r in records})
+    selections = sorted({str(r.get("selection")) for r in records})
+    sources = sorted({(r.get("preset") or {}).get("source", "none (the env's values)") for r in records})
+    return (
+        f"Distilled: {evaluation.n_nets} fresh nets x {evaluation.epochs} epochs at the learned step size "
+        f"(SGD momentum {evaluation.momentum:g}, weight decay {evaluation.weight_decay:g}, lr x0.1 at "
+        f"{evaluation.lr_decay_at:g} of the epochs, DSA). Random: a fresh random real subset of the same IPC per "
+        f"net, trained the same way with {random}. Full: the whole training set, {evaluation.full_n_nets} nets x "
+        f"{evaluation.full_epochs} epochs at lr {evaluation.full_lr:g} (the project's protocol; neither paper nor "
+        f"code states one). Presets: {'; '.join(sources) or '-'}. Stop reasons: {', '.join(stops) or '-'}. "
+        f"Image selection: {', '.join(selections) or '-'}."
+    )
+
+
+def table_node(table: str, flags: tuple[str, ...]) -> Callable[..., tuple[str, pd.DataFrame]]:
+    """The table in the paper's layout, ours beside the paper's numbers and the difference.
+    Inputs after the parameters: the Full baselines of ``flags``, then every cell's evaluation
+    in :func:`~galaxy_distillation.sweep.cells` order."""
+
+    def results_table_node(dataset: str, evaluation: EvaluationParams, *results: Any) -> tuple[str, pd.DataFrame]:
+        full = {flag: (None if is_skipped(r) else {"full_acc_mean": r["mean"], "full_acc_std": r["std"]})
+                for flag, r in zip(flags, results[: len(flags)], strict=True)}
+        evaluations = {c.name: (None if is_skipped(r) else r)
+                       for c, r in zip(cells(table), results[len(flags):], strict=True)}
+        done = [r for r in evaluations.values() if r is not None]
+        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done))
+        frame = pd.DataFrame(rows, columns=["table", "dataset", "ipc", "column", "ours_mean", "ours_std",
+                                            "paper_mean", "paper_std", "difference"])
+        log.info("%s (%s):\n%s", table, dataset, markdown)
+        return markdown, frame.replace({np.nan: None})
+
+    results_table_node.__name__ = results_table_node.__qualname__ = "results_table_node"
+    return results_table_node

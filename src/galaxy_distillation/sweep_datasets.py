@@ -1,0 +1,81 @@
+"""Kedro datasets that let a sweep skip finished work: read what an earlier run left, if anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset
+
+from galaxy_distillation.datasets import ExpertTrajectoriesDataset
+
+__all__ = ["OptionalDataset", "ExistingExpertsDataset", "SweepExpertsDataset", "is_skipped"]
+
+
+def is_skipped(data: Any) -> bool:
+    """The marker a sweep node returns for a cell that is not part of the table."""
+    return data is None or (isinstance(data, dict) and bool(data.get("skipped")))
+
+
+class OptionalDataset(AbstractDataset[Any, Any]):
+    """Wraps a dataset: ``load`` gives ``None`` when it does not exist; ``save`` of a skip
+    marker (``{"skipped": reason}``) writes nothing.
+
+    Two catalog entries on the same file (``<cell>.evaluation_results`` and
+    ``<cell>.evaluation_previous``) let a node see its own earlier output without a cycle.
+    ``resumable``: the run-outputs guard (:mod:`galaxy_distillation.outputs`) leaves it alone,
+    so the cells a sweep finished stay when it is interrupted.
+    """
+
+    resumable = True
+
+    def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self._inner = AbstractDataset.from_config("inner", dict(dataset))
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return self._inner.load() if self._inner.exists() else None
+
+    def save(self, data: Any) -> None:
+        if not is_skipped(data):
+            self._inner.save(data)
+
+    def _exists(self) -> bool:
+        return self._inner.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"inner": self._inner._describe()}
+
+
+class SweepExpertsDataset(ExpertTrajectoriesDataset):
+    """The expert folder of a sweep's training set: kept when the sweep is interrupted (each
+    expert is a complete file), so a resumed sweep reuses the experts already trained."""
+
+    resumable = True
+
+
+class ExistingExpertsDataset(AbstractDataset[None, dict[str, Any]]):
+    """What an expert folder already holds: ``{"n": count, "epochs": E, "config": ...}``
+    (``n`` 0 when empty). Read-only."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Any]:
+        from galaxy_distillation.engine.experts import ExpertBank
+
+        if not self._path.is_dir() or not any(self._path.glob("expert_*.safetensors")):
+            return {"n": 0, "epochs": None, "config": None, "seed": None}
+        bank = ExpertBank(self._path)
+        return {"n": len(bank), "epochs": int(bank.num_epochs), "config": bank.meta.get("config"),
+                "arch": bank.meta.get("arch"), "image_shape": bank.meta.get("image_shape")}
+
+    def save(self, data: None) -> None:  # pragma: no cover - read-only
+        raise NotImplementedError("ExistingExpertsDataset is read-only")
+
+    def _exists(self) -> bool:
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
