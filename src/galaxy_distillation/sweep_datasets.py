@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset
 
 from galaxy_distillation.datasets import ExpertTrajectoriesDataset
 
-__all__ = ["OptionalDataset", "ExistingExpertsDataset", "SweepExpertsDataset", "is_skipped"]
+__all__ = ["OptionalDataset", "SweepExpertsDataset", "is_skipped"]
 
 
 def is_skipped(data: Any) -> bool:
@@ -52,30 +51,3 @@ class SweepExpertsDataset(ExpertTrajectoriesDataset):
     expert is a complete file), so a resumed sweep reuses the experts already trained."""
 
     resumable = True
-
-
-class ExistingExpertsDataset(AbstractDataset[None, dict[str, Any]]):
-    """What an expert folder already holds: ``{"n": count, "epochs": E, "config": ...}``
-    (``n`` 0 when empty). Read-only."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._path = Path(path)
-        self.metadata = metadata
-
-    def load(self) -> dict[str, Any]:
-        from galaxy_distillation.engine.experts import ExpertBank
-
-        if not self._path.is_dir() or not any(self._path.glob("expert_*.safetensors")):
-            return {"n": 0, "epochs": None, "config": None, "seed": None}
-        bank = ExpertBank(self._path)
-        return {"n": len(bank), "epochs": int(bank.num_epochs), "config": bank.meta.get("config"),
-                "arch": bank.meta.get("arch"), "image_shape": bank.meta.get("image_shape")}
-
-    def save(self, data: None) -> None:  # pragma: no cover - read-only
-        raise NotImplementedError("ExistingExpertsDataset is read-only")
-
-    def _exists(self) -> bool:
-        return True
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}

@@ -17,8 +17,8 @@ from galaxy_distillation.pipelines._sweep_nodes import (
     full_baseline,
     pass_on,
     table_node,
-    train_missing_experts,
 )
+from galaxy_distillation.pipelines.teacher.nodes import train_experts
 from galaxy_distillation.sweep import cells, groups
 
 _RUN = ["params:device", "params:progress"]
@@ -44,8 +44,8 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
                             ) + pipeline(prep, inputs={"model_input": "model_input_loaded"})
         parts.append(_namespaced(
             list(prep.nodes) + [
-                node(train_missing_experts, ["prepared_data", "experts_existing", "params:teacher", "params:model",
-                                             *_RUN], "expert_trajectories", name="teacher"),
+                node(train_experts, ["prepared_data", "params:teacher", "params:model", *_RUN, "expert_inventory",
+                                     "params:compute"], "expert_trajectories", name="teacher"),
                 node(full_baseline, ["prepared_data", "full_previous", "params:evaluation", "params:teacher",
                                      "params:model", *_RUN], "full_baseline", name="full_baseline"),
             ],

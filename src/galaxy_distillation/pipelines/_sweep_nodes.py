@@ -10,60 +10,29 @@ where it stopped and a finished one only rewrites its table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from galaxy_distillation.engine.data import pick_device
-from galaxy_distillation.engine.experts import train_expert
-from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, SweepParams, TeacherParams
 from galaxy_distillation.pipelines.distill.nodes import distill_dataset
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
-from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, train_experts
+from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set
 from galaxy_distillation.sweep import Cell, applies, cell_key, cells, results_table
 from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pass_on", "train_missing_experts", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
+__all__ = ["pass_on", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
 
 
 def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
     """Pass the model input on once the datasets it waits for exist (ordering only)."""
     return model_input
-
-
-def _same_experts(existing: dict[str, Any], teacher: TeacherParams, model: ArchParams, data: PreparedData) -> bool:
-    """Whether the experts in the folder were trained with these settings (any number of them)."""
-    cfg = existing.get("config") or {}
-    return (existing["n"] > 0 and existing["epochs"] == teacher.epochs
-            and float(cfg.get("lr", -1)) == teacher.lr and int(cfg.get("batch_size", -1)) == teacher.batch_size
-            and dict(existing.get("arch") or {}) == model.spec()
-            and list(existing.get("image_shape") or []) == list(data.train_x.shape[1:]))
-
-
-def train_missing_experts(prepared_data: PreparedData, existing: dict[str, Any], teacher: TeacherParams,
-                          model: ArchParams, device: str, progress: bool) -> Iterator[dict[str, Any]]:
-    """The teacher stage, resumable: experts already in the folder with the same epochs, rate,
-    batch, network and image shape are kept and only the missing indices are trained (the
-    same seeds as one uninterrupted run); other experts are all retrained (clears the folder)."""
-    if not _same_experts(existing, teacher, model, prepared_data):
-        yield from train_experts(prepared_data, teacher, model, device, progress)
-        return
-    if existing["n"] >= teacher.n_experts:
-        log.info("experts: %d finished experts found, skipped", existing["n"])
-        return
-    log.info("experts: %d of %d found, training the rest", existing["n"], teacher.n_experts)
-    data, dev, config = prepared_data, pick_device(device), teacher.engine_config(model)
-    for index in range(existing["n"], teacher.n_experts):
-        trajectory = train_expert(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
-                                  seed=derive_seed(teacher.seed, index), device=dev, progress=progress)
-        yield {"index": index, "trajectory": trajectory}
 
 
 def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, evaluation: EvaluationParams,

@@ -3,28 +3,34 @@ with other settings."""
 
 import torch
 
-from galaxy_distillation.datasets import ExpertTrajectoriesDataset
-from galaxy_distillation.pipelines._sweep_nodes import full_baseline, train_missing_experts
+from galaxy_distillation.datasets import ExpertInventoryDataset
+from galaxy_distillation.pipelines._sweep_nodes import full_baseline
 from galaxy_distillation.pipelines.prepare.nodes import prepare
 from galaxy_distillation.pipelines.teacher.nodes import train_experts
-from galaxy_distillation.sweep_datasets import ExistingExpertsDataset
+from galaxy_distillation.sweep_datasets import SweepExpertsDataset
+
+
+def _trained(outputs):
+    return [o for o in outputs if "index" in o]
 
 
 def test_an_interrupted_teacher_resumes_with_the_same_experts(tiny_model_input, tiny_params, tmp_path):
+    """The sweep's teacher node is the teacher's own: it keeps the experts already in the
+    folder (same seed, settings and data) and trains only the missing ones."""
     data, _ = prepare(tiny_model_input, tiny_params["teacher"])
     teacher, model = tiny_params["teacher"], tiny_params["model"]
-    full = list(train_experts(data, teacher, model, "cpu", False))
-    folder = ExpertTrajectoriesDataset(str(tmp_path / "experts"))
-    existing = ExistingExpertsDataset(str(tmp_path / "experts"))
-    assert existing.load()["n"] == 0
+    full = _trained(train_experts(data, teacher, model, "cpu", False))
+    folder = SweepExpertsDataset(str(tmp_path / "experts"))
+    inventory = ExpertInventoryDataset(str(tmp_path / "experts"))
+    assert inventory.load() == {}
     folder.save(full[0])  # interrupted after the first expert
-    resumed = list(train_missing_experts(data, existing.load(), teacher, model, "cpu", False))
+    resumed = _trained(train_experts(data, teacher, model, "cpu", False, inventory.load()))
     assert [r["index"] for r in resumed] == [1]
     assert torch.equal(resumed[0]["trajectory"].params, full[1]["trajectory"].params)
     folder.save(resumed[0])
-    assert list(train_missing_experts(data, existing.load(), teacher, model, "cpu", False)) == []  # all there
+    assert _trained(train_experts(data, teacher, model, "cpu", False, inventory.load())) == []  # all there
     other = teacher.model_copy(update={"lr": teacher.lr * 2})
-    assert [r["index"] for r in train_missing_experts(data, existing.load(), other, model, "cpu", False)] == [0, 1]
+    assert [r["index"] for r in _trained(train_experts(data, other, model, "cpu", False, inventory.load()))] == [0, 1]
 
 
 def test_full_baseline_is_reused_only_with_the_same_settings(tiny_model_input, tiny_params):
