@@ -18,7 +18,7 @@ from galaxy_distillation.datasets import (
     TensorDictDataset,
     VoteCatalogueDataset,
 )
-from galaxy_distillation.engine.experts import Trajectory
+from galaxy_distillation.engine.trajectories import Trajectory
 
 BUCKET = "gd-datasets"
 

@@ -70,7 +70,7 @@ def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
     out = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK},sweep.inits=[real]")
     distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_aug/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 128, 128)
-    from galaxy_distillation.engine.experts import ExpertBank
+    from galaxy_distillation.engine.trajectories import ExpertBank
 
     bank = ExpertBank(project / "data/06_models/experts/gz2_plain")
     assert (len(bank), bank.num_epochs, bank.num_params) == (2, 2, 594_441)  # ConvNet-3 width 128 at 128 px

@@ -210,7 +210,7 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
     written as they finish and never all held in memory): ``{"index": i, "trajectory":
     Trajectory}`` writes expert ``i``; ``{"keep": [i, ...]}`` deletes every other expert
     file (experts of an earlier run with other settings). ``load`` returns an
-    :class:`~galaxy_distillation.engine.experts.ExpertBank`; from an object store the
+    :class:`~galaxy_distillation.engine.trajectories.ExpertBank`; from an object store the
     experts are first mirrored into a local cache folder (only new or changed files are
     downloaded).
     """
@@ -222,7 +222,7 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
         self.metadata = metadata
 
     def load(self) -> Any:
-        from galaxy_distillation.engine.experts import ExpertBank
+        from galaxy_distillation.engine.trajectories import ExpertBank
 
         files = _expert_files(self._loc)
         if not files:
@@ -256,7 +256,7 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
                     self._loc.fs.rm_file(path)
             self._loc.invalidate()
             return
-        from galaxy_distillation.engine.experts import save_trajectory
+        from galaxy_distillation.engine.trajectories import save_trajectory
 
         index = int(data["index"])
         target = self._loc.join(f"expert_{index:04d}.safetensors")

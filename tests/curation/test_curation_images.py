@@ -21,11 +21,10 @@ from galaxy_distillation.curation.images import (
     crop_center_half,
     load_image,
     load_split_tensors,
-    read_filename_mapping,
-    resolve_image_paths,
     rotate_then_crop,
     rotated_center_half,
 )
+from galaxy_distillation.curation.paths import read_filename_mapping, resolve_image_paths
 
 
 def save(path: Path, arr: np.ndarray, mode: str | None = None, fmt: str = "JPEG") -> Path:

@@ -87,7 +87,7 @@ def curation_report(
         catalogue_info: from :func:`~.catalogue.read_vote_catalogue`.
         label_stats: from :func:`~.labels.label_galaxies`.
         selection_report: from :func:`~.selection.select_and_split`.
-        image_reports: split name -> report of :func:`~.images.resolve_image_paths`
+        image_reports: split name -> report of :func:`~.paths.resolve_image_paths`
             or :func:`~.images.load_split_tensors` (e.g. ``{"resolve": ..., "train": ...}``).
         stats: from :func:`~.stats.channel_stats`.
         **extra: further plain entries (e.g. parameters).

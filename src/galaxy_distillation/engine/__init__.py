@@ -1,8 +1,8 @@
 """Plain-PyTorch engine (no Kedro, no Ray).
 
 One home per concept: ``networks``/``functional`` (nets, flat parameters), ``dsa``, ``zca``,
-``seeding`` (every seed derivation), ``experts`` (training, the expert bank, in-memory
-sources), ``distill_config`` (DistillConfig, records, errors), ``schedule`` (STM's epoch-pool
+``seeding`` (every seed derivation), ``experts`` (training), ``trajectories`` (the format, the
+expert bank, in-memory sources), ``distill_config`` (DistillConfig, records, errors), ``schedule`` (STM's epoch-pool
 schedule: trend test, stages, stop rules), ``student`` (inner unroll, memory-flat backward,
 matching loss), ``matching`` (the Distiller), ``checkpoint``, ``evaluation``, ``synthetic``.
 """
@@ -27,21 +27,7 @@ from .evaluation import (
     init_network,
     quick_evaluator,
 )
-from .experts import (
-    ExpertBank,
-    ExpertConfig,
-    ExpertError,
-    ExpertSource,
-    InMemoryExperts,
-    Trajectory,
-    expert_path,
-    load_trajectory,
-    read_trajectory_meta,
-    save_trajectory,
-    train_expert,
-    train_expert_group,
-    train_experts,
-)
+from .experts import ExpertConfig, train_expert, train_expert_group, train_experts
 from .functional import FlatModel, FlatModelError
 from .matching import Distiller
 from .networks import (
@@ -55,6 +41,17 @@ from .networks import (
 from .schedule import StageDecision, StageState, STMSchedule, TrendTest, pearson_trend, trend_test
 from .seeding import clone_generator, derive_seed, make_generator, mix_seed
 from .student import matching_loss, unroll_student
+from .trajectories import (
+    ExpertBank,
+    ExpertError,
+    ExpertSource,
+    InMemoryExperts,
+    Trajectory,
+    expert_path,
+    load_trajectory,
+    read_trajectory_meta,
+    save_trajectory,
+)
 from .zca import ZCA, ZCAError
 
 __all__ = [

@@ -35,13 +35,13 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state, state_path
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
 from .dsa import DSAParams
-from .experts import ExpertSource
 from .functional import FlatModel
 from .networks import build_from_spec
 from .schedule import StageState, STMSchedule
 from .seeding import mix_seed
 from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
+from .trajectories import ExpertSource
 
 __all__ = ["Distiller"]
 

@@ -14,8 +14,9 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from galaxy_distillation.curation.images import clean_filename_mapping, load_split_tensors, resolve_image_paths
+from galaxy_distillation.curation.images import load_split_tensors
 from galaxy_distillation.curation.labels import CLASS_NAMES, label_galaxies
+from galaxy_distillation.curation.paths import clean_filename_mapping, resolve_image_paths
 from galaxy_distillation.curation.report import curation_report, make_montage, summary_line
 from galaxy_distillation.curation.selection import require_every_class, select_and_split
 from galaxy_distillation.curation.stats import channel_stats
