@@ -28,6 +28,9 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r".*Add type hints to the `predict` method", UserWarning),
     # Pydantic/MLflow/pkg_resources deprecations raised while importing plugins.
     (r"pkg_resources is deprecated", UserWarning),
+    # Kedro's hint when a namespaced node reads another namespace's dataset: the table sweeps
+    # do so by design (every cell reads its training set's shared experts, ``plain.*``/``aug.*``).
+    (r"One or more dataset names contain '\.' characters", UserWarning),
 )
 
 #: The order of the project's stages, for the stage headers.
