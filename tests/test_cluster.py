@@ -222,8 +222,17 @@ def _local_reference(services, project) -> dict[str, object]:
 
     teacher = TeacherParams(**{**yaml.safe_load(TINY["parameters_teacher.yml"])["teacher"], "n_experts": 4})
     model = ArchParams(**yaml.safe_load(TINY["parameters.yml"])["model"])
+    import torch
+
+    from galaxy_distillation.compute import task_threads
+
     data, _ = prepare(model_input, teacher)
-    chunks = list(train_experts(data, teacher, model, "cpu", False, {}, ComputeParams()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(task_threads(ComputeParams().cpus_per_task))  # a Ray task's thread count
+    try:
+        chunks = list(train_experts(data, teacher, model, "cpu", False, {}, ComputeParams()))
+    finally:
+        torch.set_num_threads(before)
     return {f"expert_{c['index']:04d}.safetensors": c["trajectory"].params for c in chunks[1:]}
 
 

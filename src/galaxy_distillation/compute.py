@@ -118,9 +118,23 @@ def connect(compute: dict[str, Any] | None) -> Any:
     return ray
 
 
-def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, *args: Any) -> tuple[str, Any]:
-    """What a Ray task runs: note the attempt, run ``fn(*args)``, return the node's address with the result."""
+def task_threads(cpus_per_task: float) -> int:
+    """Intra-op threads of a Ray task: its CPU allocation (``compute.cpus_per_task``), at least 1.
+
+    Fixed by the configuration, never by the worker's environment, because the thread count
+    changes the order of floating-point reductions: a local run with ``threads`` set to the
+    same number gives bit-identical results.
+    """
+    return max(1, int(cpus_per_task))
+
+
+def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, threads: int, *args: Any) -> tuple[str, Any]:
+    """What a Ray task runs: note the attempt, set ``threads`` intra-op threads, run ``fn(*args)``,
+    return the node's address with the result."""
     import ray
+    import torch
+
+    torch.set_num_threads(int(threads))
 
     node = ray.util.get_node_ip_address()
     try:
@@ -225,7 +239,8 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
     )
     fn_ref = ray.put(fn)
     shared_refs = [ray.put(x) for x in shared]
-    pending = {remote.remote(fn_ref, attempts, i, *shared_refs, *args): i for i, args in enumerate(tasks)}
+    threads = task_threads(cfg["cpus_per_task"])
+    pending = {remote.remote(fn_ref, attempts, i, threads, *shared_refs, *args): i for i, args in enumerate(tasks)}
 
     def count_retries() -> None:
         try:
