@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from _project import copy_project
 
 ray = pytest.importorskip("ray", reason="the cluster extra is not installed (pip install -e '.[cluster]')")
 boto3 = pytest.importorskip("boto3")
@@ -163,17 +164,7 @@ def services(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cluster_project")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    if (ROOT / ".telemetry").exists():
-        shutil.copy(ROOT / ".telemetry", root / ".telemetry")
-    (root / "src").mkdir()
-    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    (root / "conf" / "tiny").mkdir()
-    for name, text in TINY.items():
-        (root / "conf" / "tiny" / name).write_text(text)
-    return root
+    return copy_project(tmp_path_factory.mktemp("cluster_project"), {"tiny": TINY})
 
 
 def kedro(project: Path, env: dict, *params: str, wait: bool = True):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from _project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -40,16 +41,6 @@ def kedro(project: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def _copy_project(root: Path) -> Path:
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    if (ROOT / ".telemetry").exists():
-        shutil.copy(ROOT / ".telemetry", root / ".telemetry")
-    (root / "src").mkdir()
-    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    return root
-
-
 def _tiny_cifar10(path: Path) -> None:
     """A CIFAR-10-shaped model input (10 classes, 3x32x32 uint8, 2 train + 1 test per class)."""
     g = torch.Generator().manual_seed(0)
@@ -66,7 +57,7 @@ def _tiny_cifar10(path: Path) -> None:
 
 
 def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
-    project = _copy_project(tmp_path)
+    project = copy_project(tmp_path)
     out = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK},sweep.inits=[real]")
     distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_aug/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 128, 128)
@@ -91,7 +82,7 @@ def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
 
 
 def test_cifar10_env_runs_table1_with_both_methods_at_width_128(tmp_path):
-    project = _copy_project(tmp_path)
+    project = copy_project(tmp_path)
     _tiny_cifar10(project / "data/05_model_input/tiny_cifar10.pkl")
     (project / "conf/cifar10/catalog.yml").write_text(
         "plain.model_input: {type: pickle.PickleDataset, filepath: data/05_model_input/tiny_cifar10.pkl}\n")

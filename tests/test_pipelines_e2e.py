@@ -16,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from _project import copy_project
+
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
@@ -78,16 +80,7 @@ def kedro(project: Path, *args: str, check: bool = True, hide_warnings: bool = T
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A copy of the project's configuration with the `smoke` environment, after `kedro run`."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    (root / ".telemetry").write_text("consent: false\n")  # no telemetry prompt (.telemetry is not in git)
-    (root / "src").mkdir()  # the package itself is installed (editable) in the environment
-    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    smoke = root / "conf" / "smoke"
-    smoke.mkdir()
-    for name, text in SMOKE.items():
-        (smoke / name).write_text(text)
+    root = copy_project(tmp_path_factory.mktemp("project"), {"smoke": SMOKE})
     kedro(root, "run", "--env", "smoke")
     return root
 

@@ -6,12 +6,13 @@ without a traceback, and leave MLflow consistent. A bare copy of the project's c
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from _project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -20,12 +21,7 @@ PREFIX = "galaxy-distillation: "
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bare")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    (root / "src").mkdir()  # the package itself is installed (editable) in the environment
-    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    return root
+    return copy_project(tmp_path_factory.mktemp("bare"))
 
 
 def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
