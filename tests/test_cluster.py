@@ -37,7 +37,7 @@ HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 BUCKET = "gd-bucket"
 
 TINY = {
-    "parameters_sky.yml": "sky: {out_dir: data/01_raw/mock_sky, n_galaxies: 110, seed: 3, n_workers: 1, progress: false}\n",
+    "parameters_sky.yml": "sky: {n_galaxies: 110, seed: 3, n_workers: 1, progress: false}\n",
     "parameters_curation.yml": """
 curation: {fraction: fraction, k_per_class: 6, n_train_per_class: 4, seed: 1, on_shortfall: take, image_size: 16,
            rotations: 2, max_missing_fraction: 0.05, montage_per_class: 2, n_workers: 1}

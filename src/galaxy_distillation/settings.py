@@ -10,6 +10,7 @@ from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warn
 from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import experts_key, parse_flag, variant_name
 from galaxy_distillation.preflight import ClusterHook
+from galaxy_distillation.storage import rooted
 from galaxy_distillation.tracking import RunStoryHook
 
 # Quiet logs: no third-party deprecation blocks, no tqdm redraws in log files, MLflow at WARNING.
@@ -39,7 +40,7 @@ def _env(name: str, default: object = None) -> object:
 
 
 for _name, _resolver in {"gd.flag": _flag, "gd.variant": variant_name, "gd.experts": experts_key,
-                         "gd.env": _env}.items():
+                         "gd.env": _env, "gd.rooted": rooted}.items():
     OmegaConf.register_resolver(_name, _resolver, replace=True)
 
 CONFIG_LOADER_ARGS = {

@@ -86,6 +86,7 @@ def resolve_image_paths(
     mapping: pd.DataFrame,
     image_dir: str | Path,
     max_missing_fraction: float,
+    shown_as: str | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Attach an existing image path to every selected galaxy.
 
@@ -99,6 +100,8 @@ def resolve_image_paths(
         mapping: output of :func:`read_filename_mapping`.
         image_dir: folder holding ``<asset_id>.jpg``.
         max_missing_fraction: largest tolerated fraction of dropped galaxies, 0..1.
+        shown_as: the folder's name in the report and messages (default ``image_dir``; the
+            URL of a remote folder whose local mirror ``image_dir`` is).
 
     Returns:
         ``(resolved, report)``: ``selection`` rows that have an image, plus
@@ -160,14 +163,14 @@ def resolve_image_paths(
         "n_no_mapping": int(n_no_map),
         "n_no_file": int(n_no_file),
         "missing_fraction": float(frac),
-        "image_dir": str(image_dir),
+        "image_dir": shown_as or str(image_dir),
         "missing_ids_sample": missing_ids[:20],
     }
     if frac > max_missing_fraction:
         where = "" if image_dir.is_dir() else " (folder does not exist)"
         raise MissingImagesError(
             f"{n_missing} of {n_sel} selected galaxies have no image ({n_no_map} without "
-            f"mapping, {n_no_file} without file in {image_dir}{where}): fraction "
+            f"mapping, {n_no_file} without file in {shown_as or image_dir}{where}): fraction "
             f"{frac:.3f} > max_missing_fraction={max_missing_fraction}"
         )
     return resolved, report

@@ -1,30 +1,38 @@
 """Atomic, ``weights_only``-safe checkpoints for distillation runs.
 
-A checkpoint is one file ``<checkpoint_dir>/state.pt`` holding only tensors and plain
-Python types (dict, list, tuple, str, int, float, bool, None), so it loads with
-``torch.load(weights_only=True)``. Writes go through the project's one atomic-write helper
-(:func:`galaxy_distillation.io.atomic_write`: a temporary file in the same directory, fsync,
-``os.replace``; the temporary file removed on any error), so a crash or a full disk never
-leaves a half-written checkpoint or a stray ``.tmp`` behind.
+A checkpoint is one file ``state.pt`` holding only tensors and plain Python types (dict,
+list, tuple, str, int, float, bool, None), so it loads with ``torch.load(weights_only=True)``.
+Where it lives is a *store*: anything with ``load() -> bytes | None``, ``save(bytes)`` and
+``delete()`` (:class:`CheckpointStore`). A local folder (a path) is the store
+:class:`FolderStore` (``<folder>/state.pt``), written through the project's one atomic-write
+helper (:func:`galaxy_distillation.io.atomic_write`: a temporary file in the same directory,
+fsync, ``os.replace``; the temporary file removed on any error), so a crash or a full disk
+never leaves a half-written checkpoint or a stray ``.tmp`` behind. Other stores (an object
+store: ``galaxy_distillation.storage.FileStore``) are built outside the engine, which knows
+no fsspec; they must save atomically too (one PUT).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from galaxy_distillation.errors import UserError
-from galaxy_distillation.io import atomic_write, os_error_of
+from galaxy_distillation.io import atomic_write, os_error_of, write_bytes
 
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "CheckpointStore",
+    "FolderStore",
+    "as_store",
     "STATE_FILE",
     "FORMAT_VERSION",
     "config_fingerprint",
@@ -51,6 +59,52 @@ class CheckpointMismatchError(CheckpointError):
 def state_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """Path of the state file inside ``checkpoint_dir``."""
     return Path(checkpoint_dir) / STATE_FILE
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where one checkpoint lives; ``str(store)`` names it in messages."""
+
+    def load(self) -> bytes | None:
+        """The stored bytes, or ``None`` when there is no checkpoint."""
+
+    def save(self, data: bytes) -> None:
+        """Replace the checkpoint with ``data`` atomically."""
+
+    def delete(self) -> None:
+        """Remove the checkpoint (no error when there is none)."""
+
+
+class FolderStore:
+    """``<folder>/state.pt`` on the local disk (the store of a checkpoint folder path)."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.path = state_path(self.folder)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def load(self) -> bytes | None:
+        return self.path.read_bytes() if self.path.exists() else None
+
+    def save(self, data: bytes) -> None:
+        write_bytes(self.path, data)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def as_store(checkpoint: str | os.PathLike[str] | CheckpointStore | None) -> CheckpointStore | None:
+    """A store for ``checkpoint``: a folder path becomes a :class:`FolderStore`; a store is kept."""
+    if checkpoint is None or isinstance(checkpoint, CheckpointStore):
+        return checkpoint
+    return FolderStore(checkpoint)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def config_fingerprint(payload: Mapping[str, Any]) -> str:
@@ -96,56 +150,68 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def save_state(checkpoint_dir: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
-    """Atomically write ``state`` to ``checkpoint_dir/state.pt``.
+def save_state(checkpoint: str | os.PathLike[str] | CheckpointStore, state: Mapping[str, Any]) -> Path | str:
+    """Atomically write ``state`` to the checkpoint: ``<folder>/state.pt`` for a folder path, or a store.
 
     Args:
-        checkpoint_dir: folder (created if missing).
+        checkpoint: folder (created if missing) or a :class:`CheckpointStore`.
         state: mapping of tensors and plain types; tensors are moved to CPU.
 
     Returns:
-        The path written.
+        The path written (a folder), or the store's name (``str(store)``).
 
     Raises:
         CheckpointError: ``state`` holds a non-plain object or the write failed.
     """
-    folder = Path(checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    store = as_store(checkpoint)
     payload = {"format_version": FORMAT_VERSION, **_to_cpu(dict(state))}
     check_plain(payload)
+    where = str(store)
     try:
-        with atomic_write(state_path(folder)) as fh:
-            torch.save(payload, fh)
+        if isinstance(store, FolderStore):  # streamed to disk through the atomic-write helper
+            store.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_write(store.path) as fh:
+                torch.save(payload, fh)
+        else:
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+            store.save(buffer.getvalue())
     except Exception as exc:  # torch reports a full disk as RuntimeError on close
-        os_err = os_error_of(exc, state_path(folder))
-        if os_err is None:
+        os_err = os_error_of(exc, where)
+        if os_err is None and isinstance(store, FolderStore):
             raise
+        cause = _one_line(exc) if os_err is None else f"OSError: {os_err.strerror} (errno {os_err.errno})"
         raise CheckpointError(
-            f"could not write checkpoint {state_path(folder)}: OSError: {os_err.strerror} "
-            f"(errno {os_err.errno}); free space or set distill.checkpoint_root elsewhere, then rerun to resume"
+            f"could not write checkpoint {where}: {cause}; "
+            f"free space or set distill.checkpoint_root elsewhere, then rerun to resume"
         ) from None
-    return state_path(folder)
+    return store.path if isinstance(store, FolderStore) else where
 
 
-def load_state(checkpoint_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """Load ``checkpoint_dir/state.pt`` with ``weights_only=True`` (tensors on CPU).
+def load_state(checkpoint: str | os.PathLike[str] | CheckpointStore) -> dict[str, Any] | None:
+    """Load the checkpoint (``<folder>/state.pt`` or a store) with ``weights_only=True`` (tensors on CPU).
 
     Returns:
         The state dict, or ``None`` if there is no checkpoint.
 
     Raises:
-        CheckpointError: the file exists but is unreadable or has an unknown format version.
+        CheckpointError: the checkpoint exists but is unreadable or has an unknown format version.
     """
-    path = state_path(checkpoint_dir)
-    if not path.exists():
-        return None
-    advice = f"delete {path} to start this variant from scratch (or restore a good copy)"
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes; an interrupted write?): {advice}")
+    store = as_store(checkpoint)
+    where = str(store)
+    advice = f"delete {where} to start this variant from scratch (or restore a good copy)"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = store.load()
+    except Exception as exc:  # noqa: BLE001 - every filesystem raises its own kinds; report one line
+        raise CheckpointError(f"could not read checkpoint {where} ({_one_line(exc)})") from None
+    if data is None:
+        return None
+    if len(data) == 0:
+        raise CheckpointError(f"checkpoint {where} is empty (0 bytes; an interrupted write?): {advice}")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; report one line
-        raise CheckpointError(f"could not read checkpoint {path} ({type(exc).__name__}: {exc}): {advice}") from None
+        raise CheckpointError(f"could not read checkpoint {where} ({type(exc).__name__}: {exc}): {advice}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has an unknown format (expected version {FORMAT_VERSION})")
+        raise CheckpointError(f"checkpoint {where} has an unknown format (expected version {FORMAT_VERSION})")
     return state

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointMismatchError, config_fingerprint, load_state, save_state, state_path
+from .checkpoint import CheckpointMismatchError, CheckpointStore, as_store, config_fingerprint, load_state, save_state
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
 from .dsa import DSAParams
 from .functional import FlatModel
@@ -65,8 +65,10 @@ class Distiller:
         device: where the student runs.
         arch: network spec for ``build_from_spec`` (e.g. ``{"arch": "convnet", "width": 128}``);
             must have the experts' parameter count.
-        checkpoint_dir: folder for ``state.pt``; ``run`` resumes from it when present. A
-            checkpoint written with a different configuration raises ``CheckpointMismatchError``.
+        checkpoint_dir: folder for ``state.pt``, or a checkpoint store (``load() -> bytes | None``,
+            ``save(bytes)``, ``delete()``; e.g. ``galaxy_distillation.storage.FileStore`` on an
+            object store); ``run`` resumes from it when present. A checkpoint written with a
+            different configuration raises ``CheckpointMismatchError``.
         callback: called with each :class:`IterationRecord`.
         eval_hook: ``eval_hook(iteration, images, labels, lr) -> dict | None`` every
             ``config.eval_every`` iterations; its result is stored in the record.
@@ -75,7 +77,7 @@ class Distiller:
 
     def __init__(self, experts: ExpertSource, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
                  config: DistillConfig, device: torch.device | str, arch: dict[str, Any],
-                 checkpoint_dir: str | Path | None = None,
+                 checkpoint_dir: str | Path | CheckpointStore | None = None,
                  callback: Callable[[IterationRecord], None] | None = None,
                  eval_hook: Callable[[int, torch.Tensor, torch.Tensor, float], dict[str, float] | None] | None = None,
                  dsa_params: DSAParams | None = None) -> None:
@@ -91,7 +93,8 @@ class Distiller:
         self.device = torch.device(device)
         self.arch = dict(arch)
         self.num_classes = int(num_classes)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_store = as_store(checkpoint_dir)
+        self.checkpoint_dir = Path(checkpoint_dir) if isinstance(checkpoint_dir, (str, Path)) else checkpoint_dir
         self.callback = callback
         self.eval_hook = eval_hook
         self.dsa_params = dsa_params
@@ -236,9 +239,9 @@ class Distiller:
                                                  "lr_param": best["lr_param"].to(self.lr_param)}
 
     def save_checkpoint(self) -> None:
-        """Atomically write the current state to ``checkpoint_dir/state.pt`` (no-op without a dir)."""
-        if self.checkpoint_dir is not None:
-            save_state(self.checkpoint_dir, self.state_dict())
+        """Atomically write the current state to the checkpoint store (no-op without one)."""
+        if self.checkpoint_store is not None:
+            save_state(self.checkpoint_store, self.state_dict())
 
     # ------------------------------------------------------------------ one iteration
 
@@ -379,7 +382,8 @@ class Distiller:
     def run(self, progress: bool = True, stop_after: int | None = None, on_mismatch: str = "raise") -> DistillResult:
         """Distil until a stop rule fires or ``config.iterations`` is reached.
 
-        Resumes from ``checkpoint_dir/state.pt`` when it exists (same fingerprint required).
+        Resumes from the checkpoint (``checkpoint_dir/state.pt`` or the store) when it exists (same
+        fingerprint required).
         Saves a checkpoint every ``checkpoint_every`` iterations and when the call returns.
 
         Args:
@@ -392,17 +396,17 @@ class Distiller:
         """
         if on_mismatch not in ("raise", "restart"):
             raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
-        if self.checkpoint_dir is not None:
-            state = load_state(self.checkpoint_dir)
+        if self.checkpoint_store is not None:
+            state = load_state(self.checkpoint_store)
             if state is not None:
                 try:
                     self.load_state_dict(state)
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
-                    log.warning("The checkpoint in %s was made with other settings: starting afresh.",
-                                self.checkpoint_dir)
-                    state_path(self.checkpoint_dir).unlink()
+                    log.warning("The checkpoint %s was made with other settings: starting afresh.",
+                                self.checkpoint_store)
+                    self.checkpoint_store.delete()
                     self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
             self.stop_reason = None  # resumed with a larger budget

@@ -296,6 +296,21 @@ def _write_table(frame: pd.DataFrame, path: Path, marker_path: Path, marker: dic
     write_text(marker_path, json.dumps(marker, indent=2))
 
 
+def sky_spec(n_galaxies: int, seed: int, class_fractions: Sequence[float] | None = None,
+             jpeg_quality: tuple[int, int] = (75, 90), n_workers: int = 1) -> dict[str, Any]:
+    """The marker fields a mock sky made with these arguments has (checked: :class:`MockSkyError`)."""
+    fr = _check_args(n_galaxies, seed, class_fractions, jpeg_quality)
+    if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
+        raise MockSkyError(f"n_workers must be a positive int, got {n_workers!r}")
+    return {
+        "seed": int(seed),
+        "n_galaxies": int(n_galaxies),
+        "version": MOCK_SKY_VERSION,
+        "class_fractions": list(fr),
+        "jpeg_quality": list(jpeg_quality),
+    }
+
+
 def write_mock_sky(
     out_dir: str | Path,
     n_galaxies: int,
@@ -326,17 +341,9 @@ def write_mock_sky(
         RealDataProtectedError: out_dir holds a catalogue or images/ without marker.
         MockSkyError: invalid arguments.
     """
-    fr = _check_args(n_galaxies, seed, class_fractions, jpeg_quality)
-    if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
-        raise MockSkyError(f"n_workers must be a positive int, got {n_workers!r}")
+    wanted = sky_spec(n_galaxies, seed, class_fractions, jpeg_quality, n_workers)
+    fr = tuple(wanted["class_fractions"])
     out = Path(out_dir)
-    wanted = {
-        "seed": int(seed),
-        "n_galaxies": int(n_galaxies),
-        "version": MOCK_SKY_VERSION,
-        "class_fractions": list(fr),
-        "jpeg_quality": list(jpeg_quality),
-    }
     t0 = time.perf_counter()
     old = _guard(out)
     if old is not None and not overwrite and _complete(out, old, wanted):

@@ -7,7 +7,6 @@ reports are plain dicts, merged into one curation report at the end.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +20,7 @@ from galaxy_distillation.curation.report import curation_report, make_montage, s
 from galaxy_distillation.curation.selection import require_every_class, select_and_split
 from galaxy_distillation.curation.stats import channel_stats
 from galaxy_distillation.params import CurationParams
+from galaxy_distillation.storage import exists, is_local, mirror_files, sibling
 
 
 def label_catalogue(vote_catalogue: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -74,12 +74,19 @@ def locate_images(
     """Join the selection to the filename mapping and keep galaxies whose image exists.
 
     The mapping is read as text (catalog ``load_args``) and parsed here by the tolerant reader:
-    a row with a non-integer id is dropped and counted, never fatal.
+    a row with a non-integer id is dropped and counted, never fatal. An ``image_dir`` on an
+    object store (any fsspec URL) is mirrored first: only the selected galaxies' images, into
+    a local cache folder (:func:`galaxy_distillation.storage.mirror_files`).
     """
     mapping, mapping_report = clean_filename_mapping(filename_mapping)
     limit = float(curation.max_missing_fraction)
-    train, train_report = resolve_image_paths(selected_train_galaxies, mapping, image_dir, limit)
-    test, test_report = resolve_image_paths(selected_test_galaxies, mapping, image_dir, limit)
+    folder, shown = image_dir, None
+    if not is_local(image_dir):
+        ids = set(selected_train_galaxies["dr7objid"].tolist()) | set(selected_test_galaxies["dr7objid"].tolist())
+        assets = mapping.loc[mapping["objid"].isin(ids), "asset_id"].tolist()
+        folder, shown = str(mirror_files(image_dir, [f"{a}.jpg" for a in assets])), image_dir
+    train, train_report = resolve_image_paths(selected_train_galaxies, mapping, folder, limit, shown)
+    test, test_report = resolve_image_paths(selected_test_galaxies, mapping, folder, limit, shown)
     return train, test, {"train": train_report, "test": test_report, "mapping": mapping_report}
 
 
@@ -182,7 +189,7 @@ def report_curation(
 def montage(train: dict[str, torch.Tensor], curation: CurationParams, votes_path: str | None = None) -> Figure:
     """A few curated training galaxies per class, one row per class; marked "mock sky" when the
     votes come from the built-in mock sky (its ``MOCK_SKY.json`` marker beside the catalogue)."""
-    mock = votes_path is not None and (Path(str(votes_path)).parent / "MOCK_SKY.json").exists()
+    mock = votes_path is not None and exists(sibling(str(votes_path), "MOCK_SKY.json"))
     return make_montage(
         train["images"], train["labels"], CLASS_NAMES, per_class=int(curation.montage_per_class), seed=0,
         mock_sky=mock,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +15,7 @@ from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.storage import checkpoint_location
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,11 @@ def distill_dataset(
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Distil the training set into ``ipc`` images per class.
 
-    The run checkpoints to ``<distill.checkpoint_root>/<variant>`` every
-    ``distill.checkpoint_every`` iterations and resumes from there if it was interrupted (a
-    finished variant is returned from its final checkpoint at once; a checkpoint made with
-    other settings is discarded with a warning).
+    The run checkpoints to ``<distill.checkpoint_root>/<variant>/state.pt`` (a local folder or
+    any fsspec URL; by default under ``storage_root``) every ``distill.checkpoint_every``
+    iterations and resumes from there if it was interrupted (a finished variant is returned
+    from its final checkpoint at once; a checkpoint made with other settings is discarded with
+    a warning).
     Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
     ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
     iteration for the curves; with ``distill.selection: best_train`` the same nets are also
@@ -79,7 +80,7 @@ def distill_dataset(
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
-                          checkpoint_dir=Path(distill.checkpoint_root) / variant, eval_hook=hook)
+                          checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook)
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
     initial_images = distiller.images.detach().clone()

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from galaxy_distillation.curation.report import to_plain
 from galaxy_distillation.params import SkyParams
 from galaxy_distillation.sky.writer import write_mock_sky
+from galaxy_distillation.storage import inside, is_local, local_path
 
 log = logging.getLogger(__name__)
 
 
 def render_mock_sky(sky: SkyParams, votes_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write the mock sky into ``sky.out_dir`` unless real data is configured.
+    """Write the mock sky into ``sky.out_dir`` (a local folder or any fsspec URL) unless real data is configured.
 
     Real data is configured when the vote catalogue path does not lie inside the mock sky
     folder; then nothing is rendered and the manifest says so. Re-running with the same seed
     and size is a no-op (the writer checks its marker file), and a folder holding a
-    catalogue the renderer did not make is never written into.
+    catalogue the renderer did not make is never written into. On an object store the sky is
+    rendered into a local staging folder and then uploaded, the marker last
+    (:func:`galaxy_distillation.sky.remote.publish_mock_sky`).
 
     Returns:
         The manifest: ``mode`` ("mock" or "real"), and for the mock sky the writer's summary;
@@ -27,16 +29,15 @@ def render_mock_sky(sky: SkyParams, votes_path: str) -> tuple[dict[str, Any], di
         catalogue is in place), so ``--pipelines=sky,curation`` orders curation after the sky
         by data.
     """
-    out_dir = Path(sky.out_dir).resolve()
-    votes = Path(votes_path).resolve()
-    if out_dir not in votes.parents:
-        log.info("Real GZ2 data configured (%s): the mock sky is not rendered.", votes)
+    if not inside(votes_path, sky.out_dir):
+        log.info("Real GZ2 data configured (%s): the mock sky is not rendered.", votes_path)
         return {"mode": "real", "votes_path": str(votes_path)}, {"mode": "real", "votes_path": str(votes_path)}
-    summary = write_mock_sky(
-        out_dir=out_dir,
-        n_galaxies=int(sky.n_galaxies),
-        seed=int(sky.seed),
-        n_workers=int(sky.n_workers),
-        progress=bool(sky.progress),
-    )
+    settings = {"n_galaxies": int(sky.n_galaxies), "seed": int(sky.seed), "n_workers": int(sky.n_workers),
+                "progress": bool(sky.progress)}
+    if is_local(sky.out_dir):
+        summary = write_mock_sky(out_dir=local_path(sky.out_dir).resolve(), **settings)
+    else:
+        from galaxy_distillation.sky.remote import publish_mock_sky
+
+        summary = publish_mock_sky(sky.out_dir, **settings)
     return {"mode": "mock", **to_plain(summary)}, {"mode": "mock", "votes_path": str(votes_path)}
