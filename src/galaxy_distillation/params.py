@@ -89,7 +89,7 @@ class ArchParams(_Strict):
 class SkyParams(_Strict):
     """``sky``: the built-in mock sky."""
 
-    out_dir: str = "data/01_raw/mock_sky"
+    out_dir: str = "{storage_root}/01_raw/mock_sky"  # "{storage_root}": replaced by storage_root (storage.rooted)
     n_galaxies: int = Field(2000, gt=0)
     seed: int = 0
     n_workers: int = Field(1, gt=0)

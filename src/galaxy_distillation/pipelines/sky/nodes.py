@@ -8,13 +8,14 @@ from typing import Any
 from galaxy_distillation.curation.report import to_plain
 from galaxy_distillation.params import SkyParams
 from galaxy_distillation.sky.writer import write_mock_sky
-from galaxy_distillation.storage import inside, is_local, local_path
+from galaxy_distillation.storage import inside, is_local, local_path, rooted
 
 log = logging.getLogger(__name__)
 
 
-def render_mock_sky(sky: SkyParams, votes_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write the mock sky into ``sky.out_dir`` (a local folder or any fsspec URL) unless real data is configured.
+def render_mock_sky(sky: SkyParams, votes_path: str, storage_root: str = "data") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the mock sky into ``sky.out_dir`` (a local folder or any fsspec URL; ``{storage_root}``
+    in it stands for ``storage_root``) unless real data is configured.
 
     Real data is configured when the vote catalogue path does not lie inside the mock sky
     folder; then nothing is rendered and the manifest says so. Re-running with the same seed
@@ -29,15 +30,16 @@ def render_mock_sky(sky: SkyParams, votes_path: str) -> tuple[dict[str, Any], di
         catalogue is in place), so ``--pipelines=sky,curation`` orders curation after the sky
         by data.
     """
-    if not inside(votes_path, sky.out_dir):
+    out_dir = rooted(sky.out_dir, storage_root)
+    if not inside(votes_path, out_dir):
         log.info("Real GZ2 data configured (%s): the mock sky is not rendered.", votes_path)
         return {"mode": "real", "votes_path": str(votes_path)}, {"mode": "real", "votes_path": str(votes_path)}
     settings = {"n_galaxies": int(sky.n_galaxies), "seed": int(sky.seed), "n_workers": int(sky.n_workers),
                 "progress": bool(sky.progress)}
-    if is_local(sky.out_dir):
-        summary = write_mock_sky(out_dir=local_path(sky.out_dir).resolve(), **settings)
+    if is_local(out_dir):
+        summary = write_mock_sky(out_dir=local_path(out_dir).resolve(), **settings)
     else:
         from galaxy_distillation.sky.remote import publish_mock_sky
 
-        summary = publish_mock_sky(sky.out_dir, **settings)
+        summary = publish_mock_sky(out_dir, **settings)
     return {"mode": "mock", **to_plain(summary)}, {"mode": "mock", "votes_path": str(votes_path)}

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 render_mock_sky,
-                inputs=["params:sky", "params:votes_path"],
+                inputs=["params:sky", "params:votes_path", "params:storage_root"],
                 outputs=["mock_sky_manifest", "vote_catalogue"],
                 name="render_mock_sky",
             )
