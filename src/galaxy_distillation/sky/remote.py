@@ -10,9 +10,10 @@
   into a local staging folder (the URL's cache folder, so an interrupted upload is resumed
   without rendering again), then uploaded one PUT per file: first the marker with status
   ``in_progress`` (a half-uploaded folder stays recognisably the mock sky's, never "real
-  data"), then the tables and the images, images of an earlier mock sky that are no longer
-  part of it removed, and the complete marker last. A reader that finds a complete marker
-  finds every file.
+  data"), the old tables removed, each table followed by its checksum in that marker (as the
+  local writer records them), then the images, images of an earlier mock sky that are no
+  longer part of it removed, and the complete marker last. A reader that finds a complete
+  marker finds every file.
 """
 
 from __future__ import annotations
@@ -148,15 +149,23 @@ def publish_mock_sky(
                    jpeg_quality=jpeg_quality, n_workers=n_workers, progress=progress)
     marker_bytes = (stage / MARKER_NAME).read_bytes()
     marker = json.loads(marker_bytes)
-    claim = {**marker, "status": "in_progress"}
-    fs.pipe_file(f"{root}/{MARKER_NAME}", json.dumps(claim, indent=2).encode())
+    # as the local writer: claim the folder, drop the old tables (proven ours above), then each
+    # table followed at once by its checksum in the claim, so every table there is always vouched for
+    claim_path = f"{root}/{MARKER_NAME}"
+    claim = {**marker, "status": "in_progress", "sha256": {}}
+    fs.pipe_file(claim_path, json.dumps(claim, indent=2).encode())
+    old_tables = [f"{root}/{name}" for name in _tables(entries)]
+    if old_tables:
+        fs.rm(old_tables)
+    for name in _TABLES:
+        fs.put_file(str(stage / name), f"{root}/{name}")
+        claim["sha256"][name] = marker["sha256"][name]
+        fs.pipe_file(claim_path, json.dumps(claim, indent=2).encode())
     images = sorted(p.name for p in (stage / IMAGES_DIR).glob("*.jpg"))
     stale = sorted(_images(fs, root) - set(images))
-    local = [str(stage / name) for name in _TABLES] + [str(stage / IMAGES_DIR / name) for name in images]
-    remote = [f"{root}/{name}" for name in _TABLES] + [f"{root}/{IMAGES_DIR}/{name}" for name in images]
-    fs.put(local, remote)
+    fs.put([str(stage / IMAGES_DIR / name) for name in images], [f"{root}/{IMAGES_DIR}/{name}" for name in images])
     if stale:
         fs.rm([f"{root}/{IMAGES_DIR}/{name}" for name in stale])
-    fs.pipe_file(f"{root}/{MARKER_NAME}", marker_bytes)  # last: the folder is complete
+    fs.pipe_file(claim_path, marker_bytes)  # last: the folder is complete
     fs.invalidate_cache()
     return _remote_summary(url, stage, marker, time.perf_counter() - t0, skipped=False)
