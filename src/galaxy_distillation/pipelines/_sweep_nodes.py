@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             log.info("%s: distilled set finished, skipped", cell.name)
             return previous_set, previous_history
         compute = compute or ComputeParams()
+        if "://" not in distill.checkpoint_root:  # a task on a Ray node: this machine's folder, not its own cwd
+            distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
             (prepared_data, expert_trajectories, distill, evaluation, model, cell, cell.variant(dataset), device,
