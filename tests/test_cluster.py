@@ -167,8 +167,8 @@ def project(tmp_path_factory) -> Path:
     return copy_project(tmp_path_factory.mktemp("cluster_project"), {"tiny": TINY})
 
 
-def kedro(project: Path, env: dict, *params: str, wait: bool = True):
-    cmd = [str(BIN / "kedro"), "run", "--env", "tiny", "--pipelines=sky,curation,teacher"]
+def kedro(project: Path, env: dict, *params: str, wait: bool = True, pipelines: str = "sky,curation,teacher"):
+    cmd = [str(BIN / "kedro"), "run", "--env", "tiny", f"--pipelines={pipelines}"]
     if params:
         cmd += ["--params", ",".join(params)]
     proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -277,6 +277,70 @@ def test_ray_run_on_s3_survives_a_dead_node_equals_local_and_reruns_nothing(serv
     assert "experts: 4 kept, 0 to train" in out, out[-3000:]
     assert _bucket_experts(services["s3"]) == remote
     print(f"re-run done after {time.monotonic() - t0:.1f}s")
+
+
+#: a table sweep cut to the bone: IPC 1 only (an MTT and an STM cell), a few iterations and epochs
+SWEEP = ["sweep.ipcs=[1]", "distill.iterations=3", "distill.syn_steps=2", "distill.expert_epochs=1",
+         "distill.max_start_epoch=2", "distill.eval_every=0", "evaluation.n_nets=1", "evaluation.epochs=4",
+         "evaluation.full_n_nets=1", "evaluation.full_epochs=2"]
+CELLS = ("mtt_ipc1_real_plain", "stm_ipc1_real_plain")
+
+
+def _cell_outputs(s3) -> dict[str, bytes]:
+    keys = [o["Key"] for prefix in ("run/07_model_output/", "run/08_reporting/")
+            for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+            if any(cell in o["Key"] for cell in CELLS) or "full_gz2_plain" in o["Key"]]
+    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
+
+
+def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(services, project):
+    """The cells of a sweep are Ray tasks in flight at once (one per node), logged as MLflow child
+    runs; deleting their outputs and running the same sweep locally gives the same bytes."""
+    env, s3 = services["env"], services["s3"]
+    code, out = kedro(project, env, *_ray_params(services), *SWEEP, pipelines="table")
+    assert code == 0, out[-4000:]
+    assert "experts: 4 kept, 0 to train" in out, out[-3000:]  # the experts of the first test, from the bucket
+    for cell in CELLS:
+        assert f"cell {cell}: 1 done, 0 failed" in out and f"evaluate {cell}: 1 done, 0 failed" in out, out[-3000:]
+    # two 1-CPU nodes, two cells submitted together: one cell's task on each node
+    nodes = {line.rsplit(" ", 1)[1].strip() for line in out.splitlines() if "task distill_cell_task 0 started on" in line}
+    assert nodes == {HEAD, WORKER}, out[-3000:]
+    ray_outputs = _cell_outputs(s3)
+    for cell in CELLS:
+        assert f"run/07_model_output/gz2_{cell}/distilled.safetensors" in ray_outputs
+    assert s3.get_object(Bucket=BUCKET, Key="run/08_reporting/results_table.md")["Body"].read().startswith(b"# table: gz2")
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=services["mlflow"])
+    experiment = client.get_experiment_by_name("galaxy_distillation").experiment_id
+    parent = client.search_runs([experiment], "attributes.run_name = 'table'")
+    assert len(parent) == 1 and parent[0].data.tags.get("runner") == "ThreadRunner", parent
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    assert {r.info.run_name for r in children} == {f"cell {cell}" for cell in CELLS}
+    assert all(0 <= r.data.metrics["distilled_acc_mean"] <= 100 for r in children)
+    assert all(client.get_metric_history(r.info.run_id, "loss") for r in children)
+
+    # the same cells on the local backend, with a Ray task's thread count: the same bytes
+    for key in ray_outputs:
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="run/07_model_output/checkpoints/").get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=o["Key"])
+    local = [p for p in _ray_params(services) if not p.startswith("compute.")]
+    code, out = kedro(project, env, *local, *SWEEP, "threads=1", pipelines="table")
+    assert code == 0, out[-4000:]
+    local_outputs = _cell_outputs(s3)
+    assert sorted(local_outputs) == sorted(ray_outputs)
+    for key, blob in ray_outputs.items():
+        if key.endswith((".safetensors", ".csv")) and not key.endswith("history.csv"):
+            assert local_outputs[key] == blob, key
+    for cell in CELLS:
+        import json
+
+        ray_eval = json.loads(ray_outputs[f"run/08_reporting/evaluation_gz2_{cell}.json"])
+        local_eval = json.loads(local_outputs[f"run/08_reporting/evaluation_gz2_{cell}.json"])
+        assert ray_eval["distilled_accs"] == local_eval["distilled_accs"], cell
+        assert ray_eval["random_accs"] == local_eval["random_accs"], cell
 
 
 def test_bad_cluster_settings_fail_before_training_with_one_line(services, project):

@@ -68,3 +68,67 @@ def test_teacher_trains_only_missing_or_stale_experts(tiny_model_input, tiny_par
     assert _run(data, teacher.model_copy(update={"lr": 0.02}), model, inventory)[0] == []    # other settings
     other = {**tiny_model_input, "train_x": tiny_model_input["train_x"].flip(0)}
     assert _run(prepare(other, teacher)[0], teacher, model, inventory)[0] == []            # other data
+
+
+def test_run_one_is_one_task_and_local_tasks_never_run_side_by_side():
+    import threading
+    import time
+
+    from galaxy_distillation.compute import run_one
+
+    assert run_one(_square, (3, 1), {"backend": "local"}, progress=False) == 10
+    inside, overlaps = [0], []
+
+    def work(x: int) -> int:
+        inside[0] += 1
+        overlaps.append(inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+        return x
+
+    threads = [threading.Thread(target=run_one, args=(work, (i,), None), kwargs={"progress": False}) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [1, 1, 1, 1]  # what the ThreadRunner runs at once still computes one task at a time
+
+
+def test_one_bar_counts_the_tasks_of_every_call_in_flight(caplog):
+    from galaxy_distillation.compute import _BOARD
+
+    first = _BOARD.open(3, "experts", progress=False)
+    second = _BOARD.open(2, "cell a", progress=False)
+    assert _BOARD.bar.total == 5 and _BOARD.bar.desc.startswith("experts + cell a")
+    first.update(done=3, running=0)
+    second.update(done=1, running=1)
+    assert _BOARD.done == 4
+    with caplog.at_level("INFO", logger="galaxy_distillation.compute"):
+        first.close("experts")
+        assert _BOARD.done == 4 and _BOARD.bar.desc.startswith("cell a")
+        second.update(done=1, running=0)
+        second.close("cell a")
+    assert _BOARD.bar is None and _BOARD.calls == []
+    assert "experts: 3 done, 0 failed, 0 retried" in caplog.text and "cell a: 2 done, 0 failed" in caplog.text
+
+
+def test_kedro_run_picks_the_thread_runner_only_for_sweeps_on_the_ray_backend(tmp_path):
+    from galaxy_distillation.cli import configured_backend
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    assert configured_backend(None, str(root / "conf"), {}) == "local"
+    assert configured_backend(None, str(root / "conf"), {"compute": {"backend": "ray"}}) == "ray"
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "base" / "parameters.yml").write_text("compute: {backend: ray}\n")
+    assert configured_backend(None, str(tmp_path / "conf"), None) == "ray"
+    assert configured_backend(None, str(tmp_path / "missing"), None) == ""
+    from galaxy_distillation.cli import pick_runner
+
+    ray = {"conf_source": str(tmp_path / "conf"), "params": {}}
+    assert pick_runner({**ray, "pipelines": ["table2"]}) == "ThreadRunner"
+    assert pick_runner({**ray, "pipelines": ["table", "compare"]}) == "ThreadRunner"
+    assert pick_runner({**ray, "pipelines": ["table2"], "runner": "SequentialRunner"}) is None  # the user's choice
+    assert pick_runner({**ray, "pipelines": ["sky", "teacher"]}) is None   # single runs stay sequential
+    assert pick_runner({**ray, "pipelines": []}) is None                     # __default__
+    assert pick_runner({"conf_source": str(root / "conf"), "params": {}, "pipelines": ["table"]}) is None  # local

@@ -158,3 +158,26 @@ def test_artifact_dataset_round_trip_and_logs_to_mlflow(root, tmp_path, mlflow_s
     assert [a.path for a in client.list_artifacts(run.info.run_id, "rep")] == ["rep/report.json"]
     local = client.download_artifacts(run.info.run_id, "rep/report.json", str(tmp_path))
     assert json.loads(open(local).read()) == {"a": 2}
+
+
+def test_an_expert_bank_is_pickled_as_where_it_came_from(tmp_path):
+    """A Ray task on another node reopens the bank from its dataset, not from this machine's paths."""
+    import pickle
+
+    import torch
+
+    from galaxy_distillation.datasets import ExpertTrajectoriesDataset, StoredExperts
+    from galaxy_distillation.engine.trajectories import Trajectory
+
+    folder = tmp_path / "experts"
+    dataset = ExpertTrajectoriesDataset(str(folder))
+    for i in range(2):
+        trajectory = Trajectory(params=torch.full((3, 4), float(i)), test_acc=[1.0, 2.0, 3.0], train_loss=[1.0, 0.5],
+                                meta={"seed": i})
+        dataset.save({"index": i, "trajectory": trajectory})
+    bank = dataset.load()
+    assert isinstance(bank, StoredExperts) and bank.source[0] == str(folder)
+    blob = pickle.dumps(bank)
+    assert str(folder).encode() in blob and b"params" not in blob  # the source, not the tensors
+    again = pickle.loads(blob)
+    assert len(again) == 2 and again.load(1).equal(bank.load(1))

@@ -8,6 +8,12 @@ command stays ``kedro run`` (and ``python -m galaxy_distillation``). Around Kedr
 - prints a user-facing failure (:class:`galaxy_distillation.errors.UserError`, an operating
   system error such as a full disk, a Kedro dataset error) as one or two lines and exits 1
   (2 for a parameter), with the full traceback only under ``--verbose`` or ``GD_VERBOSE=1``;
+- runs the sweeps (``table``, ``table1``, ``table2``, ``compare``) with Kedro's
+  ``ThreadRunner`` when ``compute.backend`` is ``ray`` and no ``--runner`` is given: their heavy
+  nodes only wait on their Ray tasks (every cell of a table, the two training sets' teachers),
+  so they wait side by side and the cluster runs their tasks at once (their work goes through
+  :mod:`galaxy_distillation.compute`, which runs local tasks one at a time whatever the
+  runner, so the numbers do not depend on it);
 - turns ``SIGTERM`` (like Ctrl-C) into an interrupt, outside MLflow's store code, so a killed or Ctrl-C'd run marks its MLflow run
   ``KILLED`` and puts back the outputs it had already replaced (see
   :mod:`galaxy_distillation.outputs`), then exits 130.
@@ -29,7 +35,7 @@ from kedro.framework.cli.project import run as _kedro_run
 
 from galaxy_distillation.errors import UserError
 
-__all__ = ["cli", "run", "guarded_run", "check_environment", "user_message"]
+__all__ = ["cli", "run", "guarded_run", "check_environment", "user_message", "configured_backend", "pick_runner"]
 
 _PREFIX = "galaxy-distillation: "
 _HINT = "(rerun with --verbose or GD_VERBOSE=1 for the full traceback)"
@@ -59,6 +65,41 @@ def check_environment(env: str | None, conf_source: str | None, project: Path | 
             f"environment '{env}' not found: there is no folder {conf / env}; "
             f"available environments: {available} (use --env NAME, or create the folder)"
         )
+
+
+#: Pipelines whose heavy nodes only hand their work to :mod:`galaxy_distillation.compute`.
+PARALLEL_PIPELINES = frozenset({"table", "table1", "table2", "compare"})
+
+
+def pick_runner(kwargs: dict[str, Any]) -> str | None:
+    """``ThreadRunner`` for a sweep on the Ray backend when ``--runner`` is not given, else ``None``."""
+    if kwargs.get("runner"):
+        return None
+    names = [kwargs["pipeline"]] if kwargs.get("pipeline") else list(kwargs.get("pipelines") or [])
+    if not names or not set(names) <= PARALLEL_PIPELINES:
+        return None
+    backend = configured_backend(kwargs.get("env"), kwargs.get("conf_source"), kwargs.get("params"))
+    return "ThreadRunner" if backend == "ray" else None
+
+
+def configured_backend(env: str | None, conf_source: str | None, params: dict[str, Any] | None,
+                       project: Path | None = None) -> str:
+    """``compute.backend`` as the run will see it (``conf/base``, the environment, ``--params``);
+    empty when the configuration cannot be read here (Kedro then reports why)."""
+    from kedro.config import OmegaConfigLoader
+
+    from galaxy_distillation import settings
+
+    conf = Path(conf_source) if conf_source else (project or Path.cwd()) / "conf"
+    if not conf.is_dir():
+        return ""
+    try:
+        loader = OmegaConfigLoader(conf_source=str(conf), env=env or os.environ.get("KEDRO_ENV"),
+                                   runtime_params=params or {}, **settings.CONFIG_LOADER_ARGS)
+        compute = loader["parameters"].get("compute") or {}
+        return str(compute.get("backend") or "")
+    except Exception:  # noqa: BLE001 - a broken configuration is Kedro's to report, with its own message
+        return ""
 
 
 def user_message(exc: BaseException) -> tuple[str, int] | None:
@@ -136,6 +177,7 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         check_environment(kwargs.get("env"), kwargs.get("conf_source"))
+        kwargs["runner"] = pick_runner(kwargs) or kwargs.get("runner")  # a sweep's tasks in flight side by side
         return _kedro_run.callback(**kwargs)
     except KeyboardInterrupt:
         restored = OUTPUTS.rollback()

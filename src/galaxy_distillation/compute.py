@@ -9,8 +9,10 @@ The local backend is a plain loop; the Ray backend submits one remote task per i
 imported only when ``backend`` is ``ray``; the tasks call the same functions with the same
 arguments as the local loop, so both backends give the same results.
 
-One tqdm bar over the tasks shows done / running / failed / retried (quiet when stderr is
-not a terminal; a summary line is logged at the end either way).
+One tqdm bar over all the tasks in flight in this process shows done / running / failed /
+retried (quiet when stderr is not a terminal; each call logs a summary line at the end
+either way). :func:`run_one` runs a single task and waits for it: a node that hands its work
+to Ray that way lets Kedro's ``ThreadRunner`` keep several such nodes' tasks in flight.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -93,8 +96,16 @@ def connect(compute: dict[str, Any] | None) -> Any:
     """
     cfg = _settings(compute)
     ray = _import_ray()
-    if ray.is_initialized():
-        return ray
+    with _CONNECT:
+        if not ray.is_initialized():
+            _init(ray, cfg)
+    return ray
+
+
+_CONNECT = threading.Lock()
+
+
+def _init(ray: Any, cfg: dict[str, Any]) -> None:
     address = str(cfg["address"] or "").strip()
     _check_reachable(address)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
@@ -115,7 +126,6 @@ def connect(compute: dict[str, Any] | None) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ComputeError(f"compute.address {address or '(local Ray)'!r}: cannot connect to Ray: {first}") from None
     log.info("Ray: %s", "connected to " + address if address else "started a local Ray")
-    return ray
 
 
 def task_threads(cpus_per_task: float) -> int:
@@ -128,7 +138,8 @@ def task_threads(cpus_per_task: float) -> int:
     return max(1, int(cpus_per_task))
 
 
-def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, threads: int, *args: Any) -> tuple[str, Any]:
+def _call_on_node(fn: Callable[..., Any], attempts: Any, name: str, index: int, threads: int, *args: Any
+                  ) -> tuple[str, Any]:
     """What a Ray task runs: note the attempt, set ``threads`` intra-op threads, run ``fn(*args)``,
     return the node's address with the result."""
     import ray
@@ -141,7 +152,7 @@ def _call_on_node(fn: Callable[..., Any], attempts: Any, index: int, threads: in
         ray.get(attempts.start.remote(index), timeout=30)  # recorded before the task does anything else
     except Exception:  # noqa: BLE001 - counting attempts is best effort; the task itself must run
         pass
-    print(f"task {index} started on {node}", file=sys.stderr, flush=True)  # Ray forwards it to the driver
+    print(f"task {name} {index} started on {node}", file=sys.stderr, flush=True)  # Ray forwards it to the driver
     return node, fn(*args)
 
 
@@ -158,25 +169,79 @@ class _Attempts:
         return sum(1 for n in self.counts.values() if n > 1)
 
 
-class _Bar:
-    """One tqdm bar over tasks with done / running / failed / retried in the postfix."""
+class _Board:
+    """The process's one tqdm bar over every task in flight, with done / running / failed /
+    retried in the postfix. Under Kedro's ``ThreadRunner`` several nodes wait on their tasks at
+    once; each ``run_tasks`` call adds its tasks to this bar and keeps its own counts for its
+    summary line."""
 
-    def __init__(self, total: int, desc: str, progress: bool) -> None:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.calls: list[_Tasks] = []
+        self.bar: Any = None
+
+    def open(self, total: int, desc: str, progress: bool) -> _Tasks:
         from tqdm.auto import tqdm
 
+        with self.lock:
+            if self.bar is None:
+                self.bar = tqdm(total=0, desc="tasks", disable=not (progress and sys.stderr.isatty()), leave=False)
+            calls = _Tasks(self, total, desc)
+            self.calls.append(calls)
+            self.bar.total += total
+            self.refresh()
+            return calls
+
+    def refresh(self) -> None:
+        with self.lock:
+            if self.bar is None:
+                return
+            totals = {key: sum(c.counts[key] for c in self.calls) for key in ("done", "running", "failed", "retried")}
+            self.bar.set_description(" + ".join(dict.fromkeys(c.desc for c in self.calls)) or "tasks", refresh=False)
+            self.done = totals["done"] + self.finished
+            self.bar.update(self.done - self.bar.n)
+            self.bar.set_postfix(totals, refresh=False)
+
+    def release(self, calls: _Tasks) -> None:
+        with self.lock:
+            self.calls.remove(calls)
+            self.finished += calls.counts["done"]
+            if not self.calls:
+                self.bar.close()
+                self.bar, self.finished = None, 0
+            else:
+                self.refresh()
+
+    finished = 0  # tasks done by calls already released, while the bar is still open
+    done = 0  # tasks done while the bar is open (what it shows)
+
+
+_BOARD = _Board()
+
+
+class _Tasks:
+    """The counts of one ``run_tasks`` call (shown on the process's bar; a summary line at the end)."""
+
+    def __init__(self, board: _Board, total: int, desc: str) -> None:
+        self.board, self.total, self.desc = board, total, desc
         self.counts = {"done": 0, "running": 0, "failed": 0, "retried": 0}
-        self.bar = tqdm(total=total, desc=desc, disable=not (progress and sys.stderr.isatty()), leave=False)
 
     def update(self, done: int = 0, **counts: int) -> None:
-        self.counts["done"] += done
-        self.counts.update(counts)
-        self.bar.update(done)
-        self.bar.set_postfix(self.counts, refresh=False)
+        with self.board.lock:
+            self.counts["done"] += done
+            self.counts.update(counts)
+            self.board.refresh()
 
     def close(self, desc: str) -> None:
-        self.bar.close()
+        self.board.release(self)
         c = self.counts
         log.info("%s: %d done, %d failed, %d retried", desc, c["done"], c["failed"], c["retried"])
+
+
+#: Tasks of the local backend run one at a time in this process, even when Kedro's
+#: ``ThreadRunner`` runs several nodes at once: the engine's seeding uses torch's global
+#: generator in places, so two tasks side by side in one process would not be reproducible.
+_LOCAL = threading.Lock()
 
 
 def run_tasks(
@@ -207,13 +272,16 @@ def run_tasks(
         Whatever ``fn`` raised, for a task that failed after its retries.
     """
     cfg = _settings(compute)
-    bar = _Bar(len(tasks), desc, progress)
+    if cfg["backend"] == "ray":
+        connect(cfg)  # a bad address fails here, before the bar or any task
+    bar = _BOARD.open(len(tasks), desc, progress)
     try:
         if cfg["backend"] == "local":
             for i, args in enumerate(tasks):
-                bar.update(running=1)
-                result = fn(*shared, *args)
-                bar.update(done=1, running=0)
+                with _LOCAL:
+                    bar.update(running=1)
+                    result = fn(*shared, *args)
+                    bar.update(done=1, running=0)
                 if on_result is not None:
                     on_result(i, result)
                 yield i, result
@@ -240,7 +308,7 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
     fn_ref = ray.put(fn)
     shared_refs = [ray.put(x) for x in shared]
     threads = task_threads(cfg["cpus_per_task"])
-    pending = {remote.remote(fn_ref, attempts, i, threads, *shared_refs, *args): i for i, args in enumerate(tasks)}
+    pending = {remote.remote(fn_ref, attempts, name, i, threads, *shared_refs, *args): i for i, args in enumerate(tasks)}
 
     def count_retries() -> None:
         try:
@@ -270,6 +338,17 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
         count_retries()
     finally:
         ray.kill(attempts)
+
+
+def run_one(fn: Callable[..., Any], args: tuple, compute: dict[str, Any] | None = None, desc: str = "task",
+            progress: bool = True) -> Any:
+    """``fn(*args)`` as one task (:func:`run_tasks` with a single item): in this process, or on
+    the Ray cluster while this thread waits for it. Kedro's ``ThreadRunner`` (chosen by
+    ``kedro run`` when ``compute.backend`` is ``ray``) then keeps one such task in flight per
+    node that is ready, e.g. every cell of a table sweep at once."""
+    for _, result in run_tasks(fn, [args], compute, desc=desc, progress=progress):
+        return result
+    raise RuntimeError(f"{desc}: the task returned nothing")  # pragma: no cover - run_tasks yields once per task
 
 
 def desc_name(fn: Callable[..., Any]) -> str:

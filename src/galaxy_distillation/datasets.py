@@ -30,6 +30,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
+from galaxy_distillation.engine.trajectories import ExpertBank
 from galaxy_distillation.io import atomic_path, write_bytes
 from galaxy_distillation.params import parse_flag
 
@@ -203,6 +204,22 @@ def _expert_files(loc: _Location) -> dict[int, str]:
     return out
 
 
+class StoredExperts(ExpertBank):
+    """An :class:`ExpertBank` that remembers the dataset it came from (``source``: URL,
+    credentials, cache folder) and is pickled as that, never as this machine's paths."""
+
+    def __init__(self, directory: str | Path, source: tuple[str, dict[str, Any] | None, str | None]) -> None:
+        super().__init__(directory)
+        self.source = source
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return _open_experts, self.source
+
+
+def _open_experts(path: str, credentials: dict[str, Any] | None, cache_dir: str | None) -> ExpertBank:
+    return ExpertTrajectoriesDataset(path, credentials, cache_dir).load()
+
+
 class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
     """A folder of expert trajectories, saved one expert at a time, loaded lazily.
 
@@ -212,24 +229,23 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
     file (experts of an earlier run with other settings). ``load`` returns an
     :class:`~galaxy_distillation.engine.trajectories.ExpertBank`; from an object store the
     experts are first mirrored into a local cache folder (only new or changed files are
-    downloaded).
+    downloaded). The bank is pickled as where it was loaded from, so a Ray task on another
+    node opens the same experts there (mirroring them into that node's cache).
     """
 
     def __init__(self, path: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         self._loc = _Location(path, credentials)
+        self._credentials = credentials
         self._cache_dir = cache_dir
         self.metadata = metadata
 
     def load(self) -> Any:
-        from galaxy_distillation.engine.trajectories import ExpertBank
-
         files = _expert_files(self._loc)
         if not files:
             raise DatasetError(f"no experts in {self._loc.url}: run `kedro run --pipelines=teacher` first")
-        if self._loc.local:
-            return ExpertBank(Path(self._loc.path))
-        return ExpertBank(self._mirror(files))
+        folder = Path(self._loc.path) if self._loc.local else self._mirror(files)
+        return StoredExperts(folder, (self._loc.url, self._credentials, self._cache_dir))
 
     def _mirror(self, files: dict[int, str]) -> Path:
         key = hashlib.sha256(self._loc.url.encode()).hexdigest()[:16]

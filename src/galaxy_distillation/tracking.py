@@ -24,6 +24,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -180,6 +181,23 @@ def child_run(name: str, params: Mapping[str, Any] | None = None) -> Iterator[An
             mlflow.log_params({k: v for k, v in params.items() if v is not None and not (
                 isinstance(v, float) and math.isnan(v))})
         yield run
+
+
+def log_histories(metrics: Mapping[str, Sequence[Mapping[str, float]]]) -> int:
+    """Metric histories (``{name: [{"step", "value"}, ...]}``, the format of the catalog's
+    metric-history datasets) into the active run in one batch; the number of points logged."""
+    run = _active_run()
+    if run is None:
+        return 0
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [Metric(name, float(p["value"]), now, int(p["step"])) for name, history in metrics.items() for p in history
+              if p.get("value") is not None and not math.isnan(float(p["value"]))]
+    for start in range(0, len(points), 1000):  # MLflow's batch limit
+        mlflow.MlflowClient().log_batch(run.info.run_id, metrics=points[start:start + 1000])
+    return len(points)
 
 
 def log_curve(rows: Iterable[Mapping[str, Any]], keys: Sequence[str] = ("test_acc", "test_acc_std", "T", "loss",

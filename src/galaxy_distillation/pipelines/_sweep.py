@@ -3,7 +3,8 @@
 Per training set (namespace ``plain`` / ``aug``): prepare, the teacher (experts shared by every
 cell on it) and the Full baseline. Per cell (namespace = the cell's name, e.g.
 ``stm_ipc1_real_plain``): distill and evaluation. Then one table node (namespace = the table's
-name). Wiring only.
+name). Wiring only. The cells depend only on their training set, so with ``compute.backend:
+ray`` (and the ``ThreadRunner`` ``kedro run`` picks then) every cell's task is in flight at once.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
                 node(train_experts, ["prepared_data", "params:teacher", "params:model", *_RUN, "expert_inventory",
                                      "params:compute"], "expert_trajectories", name="teacher"),
                 node(full_baseline, ["prepared_data", "full_previous", "params:evaluation", "params:teacher",
-                                     "params:model", *_RUN], "full_baseline", name="full_baseline"),
+                                     "params:model", *_RUN, "params:compute"], "full_baseline", name="full_baseline"),
             ],
             flag, set(wait),
         ))
@@ -57,11 +58,12 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
             [
                 node(distill_cell_node(table, cell),
                      ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
-                      "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN],
+                      "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN,
+                      "params:compute"],
                      ["distilled_set", "distill_history"], name="distill"),
                 node(evaluate_cell_node(table, cell),
-                     ["prepared_data", "distilled_set", "evaluation_previous", "full_baseline", "params:evaluation",
-                      "params:model", "params:dataset", "params:sweep", *_RUN],
+                     ["prepared_data", "distilled_set", "distill_history", "evaluation_previous", "full_baseline",
+                      "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN, "params:compute"],
                      "evaluation_results", name="evaluate"),
             ],
             cell.name, shared,

@@ -5,6 +5,13 @@ A cell's nodes receive their own earlier outputs through ``*_previous`` catalog 
 same files (:class:`~galaxy_distillation.sweep_datasets.OptionalDataset`); when those carry the
 same settings key the node returns them instead of recomputing, so an interrupted sweep resumes
 where it stopped and a finished one only rewrites its table.
+
+The work of each node (a cell's distillation, its evaluation, a training set's Full baseline)
+is one task of :func:`galaxy_distillation.compute.run_one`: in this process, or one Ray task
+with ``compute.backend: ray``, which Kedro's ``ThreadRunner`` (chosen by ``kedro run`` then)
+keeps in flight beside the other cells' tasks. The tasks are module-level functions calling
+the same node functions as a single run, with the same seeds. Each finished cell is logged to
+MLflow as a child run of the sweep's run (its curves and its accuracies).
 """
 
 from __future__ import annotations
@@ -12,13 +19,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, SweepParams, TeacherParams
-from galaxy_distillation.pipelines.distill.nodes import distill_dataset
+from galaxy_distillation import tracking
+from galaxy_distillation.compute import run_one
+from galaxy_distillation.params import (
+    ArchParams,
+    ComputeParams,
+    DistillParams,
+    EvaluationParams,
+    SweepParams,
+    TeacherParams,
+)
+from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history_metrics
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set
@@ -27,7 +44,31 @@ from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pass_on", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node"]
+__all__ = ["pass_on", "full_baseline", "distill_cell_node", "evaluate_cell_node", "table_node",
+           "distill_cell_task", "evaluate_cell_task"]
+
+
+def _in_task(progress: bool, compute: ComputeParams) -> bool:
+    """Per-epoch / per-iteration bars inside a task: only in this process (a Ray worker has no terminal)."""
+    return bool(progress) and compute.backend == "local"
+
+
+def distill_cell_task(prepared_data: PreparedData, expert_trajectories: Any, distill: DistillParams,
+                      evaluation: EvaluationParams, model: ArchParams, cell: Cell, variant: str, device: str,
+                      progress: bool, dataset: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One cell's distillation (a task: module level, so Ray can ship it): the distill node's function."""
+    distilled, history, _ = distill_dataset(prepared_data, expert_trajectories, distill, evaluation, model,
+                                            cell.method, cell.ipc, cell.init, variant, device, progress,
+                                            dataset=dataset)
+    return distilled, history
+
+
+def evaluate_cell_task(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
+                       model: ArchParams, ipc: int, device: str, progress: bool
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One cell's evaluation (a task): fresh nets on the distilled set, and the Random baseline of its IPC."""
+    return (evaluate_distilled(prepared_data, distilled_set, evaluation, model, device, progress),
+            evaluate_random(prepared_data, distilled_set, evaluation, model, ipc, device, progress))
 
 
 def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
@@ -36,16 +77,20 @@ def pass_on(model_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
 
 
 def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, evaluation: EvaluationParams,
-                  teacher: TeacherParams, model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
-    """The "Full dataset" baseline of one training set (``teacher.evaluate_full_set``), shared
-    by every cell on it; skipped when an earlier one has the same settings."""
+                  teacher: TeacherParams, model: ArchParams, device: str, progress: bool,
+                  compute: ComputeParams | None = None) -> dict[str, Any]:
+    """The "Full dataset" baseline of one training set (``teacher.evaluate_full_set``, one
+    task), shared by every cell on it; skipped when an earlier one has the same settings."""
     key = cell_key(n=evaluation.full_n_nets, epochs=evaluation.full_epochs, lr=evaluation.full_lr,
                    evaluation=evaluation.model_dump(exclude={"n_nets", "epochs", "random_lr", "cross_arch"}),
                    zca=teacher.zca, model=model.spec(), shape=list(prepared_data.train_x.shape))
     if previous and previous.get("key") == key:
         log.info("full baseline: finished, skipped (%.1f%%)", previous["mean"])
         return previous
-    return {**evaluate_full_set(prepared_data, evaluation, model, device, progress), "key": key}
+    compute = compute or ComputeParams()
+    result = run_one(evaluate_full_set, (prepared_data, evaluation, model, device, _in_task(progress, compute)),
+                     compute.model_dump(), desc="full baseline", progress=progress)
+    return {**result, "key": key}
 
 
 def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
@@ -54,8 +99,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
 
     def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
-                     model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool
-                     ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
+                     model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
+                     compute: ComputeParams | None = None) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
             return {"skipped": "not in table"}, {"skipped": "not in table"}
@@ -66,9 +111,14 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
         if previous_set is not None and previous_history is not None and previous_set["meta"].get("cell_key") == key:
             log.info("%s: distilled set finished, skipped", cell.name)
             return previous_set, previous_history
-        distilled, history, _ = distill_dataset(prepared_data, expert_trajectories, distill, evaluation, model,
-                                                cell.method, cell.ipc, cell.init, cell.variant(dataset), device,
-                                                progress, dataset=dataset)
+        compute = compute or ComputeParams()
+        if "://" not in distill.checkpoint_root:  # a task on a Ray node: this machine's folder, not its own cwd
+            distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
+        distilled, history = run_one(
+            distill_cell_task,
+            (prepared_data, expert_trajectories, distill, evaluation, model, cell, cell.variant(dataset), device,
+             _in_task(progress, compute), dataset),
+            compute.model_dump(), desc=f"cell {cell.name}", progress=progress)
         distilled["meta"]["cell_key"] = key
         return distilled, history
 
@@ -78,11 +128,13 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
 
 def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
     """The evaluation stage of one cell: the distilled set and the Random baseline of its IPC,
-    collected with the shared Full baseline into the fields of ``evaluation_<variant>.json``."""
+    collected with the shared Full baseline into the fields of ``evaluation_<variant>.json``;
+    the finished cell (its curves and accuracies) is logged as an MLflow child run."""
 
     def evaluate_cell(prepared_data: PreparedData, distilled_set: dict[str, Any] | None,
-                      previous: dict[str, Any] | None, full: dict[str, Any], evaluation: EvaluationParams,
-                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool
+                      history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
+                      full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
+                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None
                       ) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}
@@ -90,16 +142,38 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                        evaluation=evaluation.model_dump(exclude={"full_n_nets", "full_epochs", "full_lr", "cross_arch"}))
         if previous and previous.get("cell_key") == key:
             log.info("%s: evaluation finished, skipped (%.1f%%)", cell.name, previous["distilled_acc_mean"])
-            return previous
-        distilled = evaluate_distilled(prepared_data, distilled_set, evaluation, model, device, progress)
-        random = evaluate_random(prepared_data, distilled_set, evaluation, model, cell.ipc, device, progress)
-        results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
-                                        cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
-        rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
-        return {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
+            results = previous
+        else:
+            compute = compute or ComputeParams()
+            distilled, random = run_one(
+                evaluate_cell_task,
+                (prepared_data, distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
+                compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress)
+            results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
+                                            cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
+            rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
+            results = {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
+        log_cell(cell, results, history)
+        return results
 
     evaluate_cell.__name__ = evaluate_cell.__qualname__ = "evaluate_cell"
     return evaluate_cell
+
+
+def log_cell(cell: Cell, results: dict[str, Any], history: pd.DataFrame | dict[str, Any] | None) -> None:
+    """A finished cell as an MLflow child run of the sweep's run (nothing without an active run):
+    its settings, its distillation curves by iteration and its accuracies."""
+    params = {"cell": cell.name, "method": cell.method, "ipc": cell.ipc, "init": cell.init, "training_set": cell.flag,
+              "stop_reason": results.get("stop_reason"), "selection": results.get("selection"),
+              "preset": (results.get("preset") or {}).get("source")}
+    with tracking.child_run(f"cell {cell.name}", params) as run:
+        if run is None:
+            return
+        if isinstance(history, pd.DataFrame):
+            tracking.log_histories(history_metrics(history))
+        tracking.log_histories({k: [{"step": 0, "value": float(results[k])}] for k in (
+            "distilled_acc_mean", "distilled_acc_std", "random_acc_mean", "random_acc_std", "full_acc_mean")
+            if results.get(k) is not None})
 
 
 def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:

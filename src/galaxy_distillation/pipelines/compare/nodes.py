@@ -8,6 +8,10 @@ evaluation trains ``compare.eval_nets`` fresh nets for ``compare.eval_epochs`` e
 current synthetic set with its current step size. The evaluation seeds depend only on the
 distillation seed and the iteration, so MTT and STM (and every lambda) are evaluated with the
 same network initialisations: the curves differ by the images and step sizes alone.
+
+Every run (method x seed, or lambda) is one task of :func:`galaxy_distillation.compute.run_tasks`:
+one after another here, or side by side on a Ray cluster with ``compute.backend: ray``; each
+run's curve is logged as an MLflow child run as it comes back.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import torch
 from matplotlib.figure import Figure
 
 from galaxy_distillation import figures, tracking
+from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
-from galaxy_distillation.params import ArchParams, CompareParams, DistillParams, EvaluationParams
+from galaxy_distillation.params import ArchParams, CompareParams, ComputeParams, DistillParams, EvaluationParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 
 log = logging.getLogger(__name__)
@@ -90,13 +95,37 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
     return rows
 
 
+def curve_task(data: PreparedData, expert_trajectories: Any, model: ArchParams, evaluation: EvaluationParams,
+               compare: CompareParams, device: str, progress: bool, config: DistillConfig) -> list[dict[str, Any]]:
+    """One comparison run as a task (module level, so Ray can ship it): :func:`curve_run` on this node's device."""
+    return curve_run(data, expert_trajectories, config, model, evaluation, compare, pick_device(device), progress)
+
+
+def run_curves(data: PreparedData, expert_trajectories: Any, runs: list[tuple[str, dict[str, Any], DistillConfig]],
+               model: ArchParams, evaluation: EvaluationParams, compare: CompareParams, device: str, progress: bool,
+               compute: ComputeParams | None) -> list[dict[str, Any]]:
+    """Every ``(name, params, config)`` run as one task; each curve is logged as the child run
+    ``name`` when it comes back. Returns the rows of all runs, in the order of ``runs``."""
+    compute = compute or ComputeParams()
+    shared = (data, expert_trajectories, model, evaluation, compare, device,
+              bool(progress) and compute.backend == "local")
+    curves: list[list[dict[str, Any]]] = [[] for _ in runs]
+    for i, rows in run_tasks(curve_task, [(config,) for _, _, config in runs], compute.model_dump(), shared=shared,
+                             desc="comparison runs", progress=bool(progress)):
+        name, params, _ = runs[i]
+        with tracking.child_run(name, params):
+            tracking.log_curve(rows)
+        curves[i] = rows
+    return [row for rows in curves for row in rows]
+
+
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
-                    progress: bool, dataset: str | None = None) -> pd.DataFrame:
+                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None) -> pd.DataFrame:
     """Distil with every method in ``compare.methods`` for every seed in ``compare.seeds``
     (the paper's Figure 2: MTT vs STM test accuracy against iteration, several trials).
 
@@ -104,22 +133,16 @@ def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compa
         ``compare_curves``: one row per (method, seed, iteration), columns
         :data:`CURVE_COLUMNS` (``lam`` is NaN for MTT).
     """
-    dev = pick_device(device)
-    rows: list[dict[str, Any]] = []
-    for method in compare.methods:
-        for seed in compare.seeds:
-            config = run_config(distill, compare, method, ipc, seed, compare.iterations, dataset=dataset)
-            with tracking.child_run(f"{method} seed {seed}", {"method": method, "seed": seed}):
-                run_rows = curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev,
-                                     progress)
-                tracking.log_curve(run_rows)
-            rows += run_rows
-    return _table(rows)
+    runs = [(f"{method} seed {seed}", {"method": method, "seed": seed},
+             run_config(distill, compare, method, ipc, seed, compare.iterations, dataset=dataset))
+            for method in compare.methods for seed in compare.seeds]
+    return _table(run_curves(prepared_data, expert_trajectories, runs, model, evaluation, compare, device, progress,
+                             compute))
 
 
 def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
-                    progress: bool, dataset: str | None = None) -> pd.DataFrame:
+                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None) -> pd.DataFrame:
     """STM with every lambda in ``compare.lambdas`` on the seed ``compare.lambda_seed`` for
     ``compare.lambda_iterations`` iterations (default ``compare.iterations``): the paper's
     Figure 3 (test accuracy and the epoch pool T against iteration).
@@ -129,17 +152,12 @@ def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compa
     """
     if not compare.lambdas:
         return _table([])
-    dev = pick_device(device)
     iterations = compare.lambda_iterations or compare.iterations
-    rows: list[dict[str, Any]] = []
-    for lam in compare.lambdas:
-        config = run_config(distill, compare, "stm", ipc, compare.lambda_seed, iterations, lam=lam, dataset=dataset)
-        with tracking.child_run(f"stm lambda {lam:g} seed {compare.lambda_seed}",
-                                {"method": "stm", "seed": compare.lambda_seed, "lam": lam}):
-            run_rows = curve_run(prepared_data, expert_trajectories, config, model, evaluation, compare, dev, progress)
-            tracking.log_curve(run_rows)
-        rows += run_rows
-    return _table(rows)
+    runs = [(f"stm lambda {lam:g} seed {compare.lambda_seed}", {"method": "stm", "seed": compare.lambda_seed, "lam": lam},
+             run_config(distill, compare, "stm", ipc, compare.lambda_seed, iterations, lam=lam, dataset=dataset))
+            for lam in compare.lambdas]
+    return _table(run_curves(prepared_data, expert_trajectories, runs, model, evaluation, compare, device, progress,
+                             compute))
 
 
 _evaluated = figures._evaluated

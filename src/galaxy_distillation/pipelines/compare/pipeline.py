@@ -8,7 +8,8 @@ from galaxy_distillation.pipelines import prepare
 from .nodes import compare_methods, lambda_ablation, plot_comparison, plot_lambda, summarise_comparison
 
 _INPUTS = ["prepared_data", "expert_trajectories", "params:compare", "params:distill", "params:evaluation",
-           "params:model", "params:ipc", "params:device", "params:progress", "params:dataset"]
+           "params:model", "params:ipc", "params:device", "params:progress", "params:dataset",
+           "params:compute"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
