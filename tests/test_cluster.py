@@ -150,7 +150,7 @@ def services(tmp_path_factory):
         # RAY_DEDUP_LOGS=0: the driver prints each task's "task i started" line at once
         env = {**base_env, **aws, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}", "RAY_DEDUP_LOGS": "0"}
         yield {"env": env, "s3": s3, "ray_address": f"{HEAD}:{ray_port}", "mlflow": env["MLFLOW_TRACKING_URI"],
-               "s3_port": s3_port}
+               "s3_port": s3_port, "ray_env": ray_env}
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=ray_env)
         for proc in procs:
@@ -297,6 +297,8 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
     """The cells of a sweep are Ray tasks in flight at once (one per node), logged as MLflow child
     runs; deleting their outputs and running the same sweep locally gives the same bytes."""
     env, s3 = services["env"], services["s3"]
+    if _raylet_pid(WORKER) is None:  # the first test killed it: the worker node joins again
+        _ray_start(services["ray_env"], f"--address={services['ray_address']}", f"--node-ip-address={WORKER}")
     code, out = kedro(project, env, *_ray_params(services), *SWEEP, pipelines="table")
     assert code == 0, out[-4000:]
     assert "experts: 4 kept, 0 to train" in out, out[-3000:]  # the experts of the first test, from the bucket
@@ -308,7 +310,7 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
     ray_outputs = _cell_outputs(s3)
     for cell in CELLS:
         assert f"run/07_model_output/gz2_{cell}/distilled.safetensors" in ray_outputs
-    assert s3.get_object(Bucket=BUCKET, Key="run/08_reporting/results_table.md")["Body"].read().startswith(b"# table: gz2")
+    assert s3.get_object(Bucket=BUCKET, Key="run/08_reporting/table_gz2.md")["Body"].read().startswith(b"# table: gz2")
 
     import mlflow
 
@@ -329,6 +331,8 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
     local = [p for p in _ray_params(services) if not p.startswith("compute.")]
     code, out = kedro(project, env, *local, *SWEEP, "threads=1", pipelines="table")
     assert code == 0, out[-4000:]
+    assert all(f"cell {cell}: 1 done, 0 failed" in out for cell in CELLS), out[-3000:]  # computed again, here
+    assert "started on" not in out  # no Ray task this time
     local_outputs = _cell_outputs(s3)
     assert sorted(local_outputs) == sorted(ray_outputs)
     for key, blob in ray_outputs.items():
