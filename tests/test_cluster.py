@@ -347,6 +347,38 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
         assert ray_eval["random_accs"] == local_eval["random_accs"], cell
 
 
+def test_compare_runs_every_trial_as_a_ray_task(services, project):
+    """Figure 2's runs (method x seed) and Figure 3's (each lambda) are Ray tasks, each curve an MLflow child run."""
+    env, s3 = services["env"], services["s3"]
+    if _raylet_pid(WORKER) is None:
+        _ray_start(services["ray_env"], f"--address={services['ray_address']}", f"--node-ip-address={WORKER}")
+    compare = ["compare.seeds=[0]", "compare.iterations=2", "compare.eval_every=2",
+               "compare.eval_nets=1", "compare.eval_epochs=2", "compare.lambdas=[5]", "distill.syn_steps=2",
+               "distill.expert_epochs=1", "distill.max_start_epoch=2"]
+    code, out = kedro(project, env, *_ray_params(services), *compare, pipelines="compare")
+    assert code == 0, out[-4000:]
+    assert "comparison runs: 2 done, 0 failed" in out and "comparison runs: 1 done, 0 failed" in out, out[-3000:]
+    import re
+
+    # three Ray tasks, one worker process each (Ray may forward a task's line more than once)
+    assert len(set(re.findall(r"pid=(\d+).*task curve_task \d started on 127\.0\.0\.", out))) == 3, out[-3000:]
+    import pandas as pd
+
+    body = s3.get_object(Bucket=BUCKET, Key="run/08_reporting/compare_gz2_ipc1_plain.csv")["Body"]
+    curves = pd.read_csv(body)
+    assert set(curves["method"]) == {"mtt", "stm"} and curves["iteration"].max() == 2
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=services["mlflow"])
+    experiment = client.get_experiment_by_name("galaxy_distillation").experiment_id
+    parent = client.search_runs([experiment], "attributes.run_name LIKE 'compare%'")
+    assert len(parent) == 1 and parent[0].data.tags.get("runner") == "ThreadRunner"
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    assert {r.info.run_name for r in children} == {"mtt seed 0", "stm seed 0", "stm lambda 5 seed 0"}
+    assert all(client.get_metric_history(r.info.run_id, "test_acc") for r in children)
+
+
 def test_bad_cluster_settings_fail_before_training_with_one_line(services, project):
     cases = {}
     for case in ("address", "bucket", "credential"):
