@@ -17,6 +17,7 @@ to Ray that way lets Kedro's ``ThreadRunner`` keep several such nodes' tasks in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -179,6 +180,8 @@ class _Board:
         self.lock = threading.RLock()
         self.calls: list[_Tasks] = []
         self.bar: Any = None
+        self.finished = 0  # tasks done by calls already released, while the bar is still open
+        self.done = 0  # tasks done while the bar is open (what it shows)
 
     def open(self, total: int, desc: str, progress: bool) -> _Tasks:
         from tqdm.auto import tqdm
@@ -211,9 +214,6 @@ class _Board:
                 self.bar, self.finished = None, 0
             else:
                 self.refresh()
-
-    finished = 0  # tasks done by calls already released, while the bar is still open
-    done = 0  # tasks done while the bar is open (what it shows)
 
 
 _BOARD = _Board()
@@ -344,10 +344,11 @@ def run_one(fn: Callable[..., Any], args: tuple, compute: dict[str, Any] | None 
             progress: bool = True) -> Any:
     """``fn(*args)`` as one task (:func:`run_tasks` with a single item): in this process, or on
     the Ray cluster while this thread waits for it. Kedro's ``ThreadRunner`` (chosen by
-    ``kedro run`` when ``compute.backend`` is ``ray``) then keeps one such task in flight per
-    node that is ready, e.g. every cell of a table sweep at once."""
-    for _, result in run_tasks(fn, [args], compute, desc=desc, progress=progress):
-        return result
+    ``kedro run`` for a sweep when ``compute.backend`` is ``ray``) then keeps one such task in
+    flight per node that is ready, e.g. every cell of a table sweep at once."""
+    with contextlib.closing(run_tasks(fn, [args], compute, desc=desc, progress=progress)) as results:
+        for _, result in results:
+            return result
     raise RuntimeError(f"{desc}: the task returned nothing")  # pragma: no cover - run_tasks yields once per task
 
 
