@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from _project import copy_project
+from _s3 import free_port as _free_port
 
 ray = pytest.importorskip("ray", reason="the cluster extra is not installed (pip install -e '.[cluster]')")
 boto3 = pytest.importorskip("boto3")
@@ -49,12 +50,6 @@ progress: false
 device: cpu
 """,
 }
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:

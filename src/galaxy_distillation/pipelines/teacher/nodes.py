@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import torch
 
+from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
@@ -102,18 +102,8 @@ def train_experts(
 
 def log_expert_metrics(index: int, test_acc: list[float]) -> None:
     """Per-expert test accuracy per epoch into the active MLflow run (the ``kedro run``'s), if any."""
-    try:
-        import mlflow
-    except ImportError:  # pragma: no cover
-        return
-    from mlflow.entities import Metric
-
-    run = mlflow.active_run()
-    if run is None:
-        return
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"teacher.expert_{index:04d}.test_acc", float(acc), now, epoch) for epoch, acc in enumerate(test_acc)]
-    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+    tracking.log_histories({f"teacher.expert_{index:04d}.test_acc": [
+        {"step": epoch, "value": float(acc)} for epoch, acc in enumerate(test_acc)]})
 
 
 def summarise_experts(expert_trajectories: Any) -> tuple[dict[str, Any], dict[str, Any]]:
