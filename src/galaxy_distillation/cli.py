@@ -47,7 +47,16 @@ def cli() -> None:
 
 
 def verbose_from_env() -> bool:
-    return os.environ.get("GD_VERBOSE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """``GD_VERBOSE`` read by the project's one boolean parser (:func:`params.parse_flag`); unset,
+    empty or not a boolean word: ``False`` (the last with a one-line warning)."""
+    from galaxy_distillation.params import parse_flag
+
+    value = os.environ.get("GD_VERBOSE", "").strip()
+    try:
+        return bool(value) and parse_flag(value)
+    except ValueError:
+        click.echo(f"{_PREFIX}GD_VERBOSE={value!r} is not true or false; ignored", err=True)
+        return False
 
 
 def check_environment(env: str | None, conf_source: str | None, project: Path | None = None) -> None:
@@ -171,10 +180,14 @@ def _close_mlflow_runs(status: str) -> int:
 
 def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
     """Kedro's ``run`` (same options) behind the error boundary described in the module."""
+    from galaxy_distillation.errors import short
+    from galaxy_distillation.logs import quiet_node_failures
     from galaxy_distillation.outputs import OUTPUTS
 
     verbose = verbose or verbose_from_env()
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    quiet_node_failures(not verbose)  # Kedro's own node-failure records: the message below says it once
+    OUTPUTS.last_restored = 0
     try:
         check_environment(kwargs.get("env"), kwargs.get("conf_source"))
         kwargs["runner"] = pick_runner(kwargs) or kwargs.get("runner")  # a sweep's tasks in flight side by side
@@ -190,10 +203,13 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
             raise
         message, code = found
         _close_mlflow_runs("FAILED")  # kedro-mlflow already does after a node failed; not after a hook
-        click.echo(f"{_PREFIX}{message}", err=True)
-        click.echo(_HINT, err=True)
+        restored = OUTPUTS.last_restored
+        click.echo(f"{_PREFIX}{short(message, 2)}", err=True)
+        note = f"{restored} output(s) put back as before the run; " if restored else ""
+        click.echo(f"({note}{_HINT[1:]}", err=True)
         sys.exit(code)
     finally:
+        quiet_node_failures(False)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
