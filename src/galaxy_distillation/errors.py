@@ -43,7 +43,7 @@ def _phrase(error: dict) -> str:
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "")
-        return f"a number {sign} {bound}"
+        return f"a number {sign} {bound:g}" if isinstance(bound, (int, float)) else f"a number {sign} {bound}"
     if kind.startswith(("float", "int")):
         return "an integer" if kind.startswith("int") else "a number"
     if kind.startswith("bool"):

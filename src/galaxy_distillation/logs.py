@@ -31,6 +31,8 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # Kedro's hint when a namespaced node reads another namespace's dataset: the table sweeps
     # do so by design (every cell reads its training set's shared experts, ``plain.*``/``aug.*``).
     (r"One or more dataset names contain '\.' characters", UserWarning),
+    # torch, before refusing a checkpoint that is not a plain tensor pickle: the refusal is reported in one line.
+    (r"Detected pickle protocol", UserWarning),
 )
 
 #: The order of the project's stages, for the stage headers.

@@ -161,7 +161,7 @@ def _distill_cells(params: dict[str, Any], pipeline: Any) -> list[tuple[str, int
                 found[(str(method), int(params.get("ipc", 1)))] = None
         else:
             found[(str(params.get("method", "stm")), int(params.get("ipc", 1)))] = None
-    return list(found)
+    return sorted(found)
 
 
 def check_epochs(params: dict[str, Any], pipeline: Any) -> None:
