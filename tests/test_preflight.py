@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from _project import copy_project
-from galaxy_distillation.errors import ParameterError, UserError
+from galaxy_distillation.errors import ParameterError
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 PREFIX = "galaxy-distillation: "
@@ -283,12 +283,11 @@ def test_one_boolean_parser():
 
 def test_two_runs_on_one_root_never_restore_each_others_files(tmp_path, monkeypatch):
     """Before: both used `.<name>.gd-prev`; run B deleted run A's backup, A's rollback lost the file."""
+    import torch
     from kedro.io import DataCatalog
 
     from galaxy_distillation.datasets import TensorDictDataset
     from galaxy_distillation.outputs import RunOutputsGuard
-
-    import torch
 
     monkeypatch.chdir(tmp_path)
     ds = TensorDictDataset("out/a.safetensors")
@@ -354,3 +353,47 @@ def test_log_curve_sends_metric_histories_in_a_few_requests(tmp_path, monkeypatc
     assert calls == {"log_batch": 2, "log_metrics": 0, "log_metric": 0}  # 1800 points, 1000 per request
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "test_acc")
     assert sorted((m.step, m.value) for m in history) == [(i, float(i)) for i in range(600)]
+
+
+@pytest.mark.parametrize(("runtime", "dataset", "words"), [
+    ({"seed": 3}, "gz2", "'seed' = 3: does nothing; no stage reads the top-level seed"),
+    ({"variant": "mine"}, "gz2", "'variant' = 'mine': does nothing; the variant name is made from"),
+    ({"mock_sky_dir": "x"}, "gz2", "'mock_sky_dir' = 'x': does nothing; the mock sky folder is sky.out_dir"),
+    ({"data_root": "d"}, "gz2", "'data_root' = 'd': does nothing with dataset=gz2"),
+    ({"fraction": "debiased"}, "cifar10", "'fraction' = 'debiased': does nothing with dataset=cifar10"),
+    ({"augmented": True}, "imagefolder", "'augmented' = True: does nothing with dataset=imagefolder"),
+])
+def test_a_top_level_parameter_no_stage_reads_is_refused(runtime, dataset, words):
+    from galaxy_distillation.preflight import refuse_ignored
+
+    with pytest.raises(ParameterError) as info:
+        refuse_ignored(runtime, {"dataset": dataset})
+    assert str(info.value).startswith(f"invalid parameter {words}") and "\n" not in str(info.value)
+
+
+def test_top_level_parameters_that_act_pass():
+    from galaxy_distillation.preflight import refuse_ignored
+
+    refuse_ignored({"data_root": "d", "augmented": False}, {"dataset": "imagefolder"})
+    refuse_ignored({"fraction": "debiased", "augmented": "yes"}, {"dataset": "gz2"})
+
+
+def test_a_full_disk_under_a_kedro_dataset_names_the_file(tmp_path, monkeypatch):
+    """pandas writes through a file handle: its ENOSPC carries no file name; the dataset's does."""
+    import errno
+
+    import pandas as pd
+    from kedro.io import DatasetError
+    from kedro_datasets.pandas import CSVDataset
+
+    from galaxy_distillation.cli import user_message
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    path = tmp_path / "history.csv"
+    with pytest.raises(DatasetError) as info:
+        CSVDataset(filepath=str(path)).save(pd.DataFrame({"a": [1]}))
+    message, code = user_message(info.value)
+    assert message == f"OSError writing or reading {path}: [Errno 28] No space left on device" and code == 1

@@ -24,6 +24,7 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -131,7 +132,8 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
             return str(err).strip(), int(getattr(err, "exit_code", 1))
     os_err = os_error_of(exc)
     if os_err is not None:
-        where = f" writing or reading {os_err.filename}" if os_err.filename else ""
+        filename = os_err.filename or _path_in(chain)
+        where = f" writing or reading {filename}" if filename else ""
         return f"OSError{where}: [Errno {os_err.errno}] {os_err.strerror}", 1
     for err in chain:
         if isinstance(err, DatasetError):
@@ -140,6 +142,19 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
             first = f"{type(root).__name__}: {lines[-1]}" if root is not err else lines[-1]
             where = f"\n  ({lines[0][:300]})" if len(lines) > 1 else ""
             return first + where, 1
+    return None
+
+
+_PATH_RE = re.compile(r"\b(?:filepath|path|gz2_dir)=(?:\w*Path\()?['\"]?([^,()'\"\s]+)")
+
+
+def _path_in(chain: list[BaseException]) -> str | None:
+    """The file a Kedro dataset error names (``...(filepath=PurePosixPath('/x/history.csv'), ...)``), for an OS
+    error that carries no file name (a full disk while pandas writes through a file handle)."""
+    for err in chain:
+        match = _PATH_RE.search(str(err))
+        if match:
+            return match.group(1)
     return None
 
 

@@ -8,6 +8,7 @@ import copy
 from kedro.framework.hooks import hook_impl
 
 from galaxy_distillation.params import check_known_names, validate_parameters
+from galaxy_distillation.preflight import refuse_ignored
 from galaxy_distillation.runtime import apply_threads
 
 
@@ -39,8 +40,10 @@ class ParameterValidationHook:
         except Exception:  # noqa: BLE001 - no parameters at all: Kedro reports that itself
             return
         # ParameterError: printed in one line (exit 2) by galaxy_distillation.cli, the one boundary
-        check_known_names(getattr(context.config_loader, "runtime_params", None) or {}, configured_names(context))
+        runtime = getattr(context.config_loader, "runtime_params", None) or {}
+        check_known_names(runtime, configured_names(context))
         validate_parameters(params)
+        refuse_ignored(runtime, params)  # a --params value no stage would read
         apply_threads(params.get("threads", "auto"))  # torch intra-op threads (docs/performance.md)
 
 

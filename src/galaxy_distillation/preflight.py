@@ -164,6 +164,46 @@ def _distill_cells(params: dict[str, Any], pipeline: Any) -> list[tuple[str, int
     return sorted(found)
 
 
+#: ``--params`` names that no stage reads (or reads only for some datasets): name -> why / what to set.
+IGNORED = {
+    "seed": "no stage reads the top-level seed; set teacher.seed, distill.seed, evaluation.seed, curation.seed or sky.seed",
+    "variant": "the variant name is made from dataset, method, ipc, init and augmented; set those",
+    "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
+}
+
+
+def _on(value: Any) -> bool:
+    from galaxy_distillation.params import parse_flag
+
+    try:
+        return parse_flag(value)
+    except ValueError:
+        return True  # not a boolean word: validate_parameters names it
+
+
+def refuse_ignored(runtime: dict[str, Any], params: dict[str, Any]) -> None:
+    """Refuse a ``--params`` value that would do nothing (every parameter acts or is refused).
+
+    Raises:
+        ParameterError: one line naming the parameter and why.
+    """
+    runtime = runtime or {}
+    dataset = str(params.get("dataset", "gz2"))
+    for name, why in IGNORED.items():
+        if name in runtime:
+            raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing; {why}")
+    only_gz2 = {"fraction": "the vote fraction of GZ2 curation", "augmented": "GZ2's rotation-augmented training set"}
+    for name, what in only_gz2.items():
+        if dataset == "gz2" or name not in runtime or (name == "augmented" and not _on(runtime[name])):
+            continue
+        raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing with dataset={dataset} "
+                             f"(it selects {what})")
+    if dataset == "gz2" and "data_root" in runtime:
+        raise ParameterError(f"invalid parameter 'data_root' = {runtime['data_root']!r}: does nothing with dataset=gz2 "
+                             "(it is the folder of cifar10, cifar100 and imagefolder data; GZ2 reads votes_path, "
+                             "mapping_path and image_dir)")
+
+
 def check_epochs(params: dict[str, Any], pipeline: Any) -> None:
     """When the run trains experts and distils: every distillation's start epochs fit in
     ``teacher.epochs`` (MTT: ``max_start_epoch - 1 + expert_epochs``; STM: at least 2 epochs),
@@ -274,8 +314,8 @@ class MissingInputError(UserError, FileNotFoundError):
 
 
 def check_required_files(params: dict[str, Any], pipeline: Any) -> None:
-    """The filename mapping and the image folder exist (local paths) when the run reads them and
-    the mock sky of this run does not render them.
+    """The vote catalogue, the filename mapping and the image folder exist (local paths) when the
+    run reads them and the mock sky of this run does not render them.
 
     Raises:
         MissingInputError: one line naming the path and its parameter.
@@ -283,6 +323,8 @@ def check_required_files(params: dict[str, Any], pipeline: Any) -> None:
     from galaxy_distillation.storage import inside, is_local, local_path, rooted
 
     wanted = []
+    if "vote_catalogue" in pipeline.inputs():
+        wanted.append(("votes_path", "vote catalogue", False))
     if "filename_mapping" in pipeline.inputs():
         wanted.append(("mapping_path", "filename mapping", False))
     if any("params:image_dir" in n.inputs for n in pipeline.nodes):
@@ -295,8 +337,9 @@ def check_required_files(params: dict[str, Any], pipeline: Any) -> None:
         if not path or not is_local(path) or (mock and inside(path, sky_dir)):
             continue
         found = local_path(path).is_dir() if folder else local_path(path).is_file()
-        if not found:
-            raise MissingInputError(f"{what} not found: {path} (parameter {name}; see docs/data.md)")
+        if not found:  # the vote catalogue's message is the one its dataset gives
+            where = "" if name == "votes_path" else f" (parameter {name}; see docs/data.md)"
+            raise MissingInputError(f"{what} not found: {path}{where}")
 
 
 def _dataset(catalog: Any, name: str) -> Any:
