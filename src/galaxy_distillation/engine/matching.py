@@ -38,7 +38,7 @@ from .dsa import DSAParams
 from .functional import FlatModel
 from .networks import build_from_spec
 from .schedule import StageState, STMSchedule
-from .seeding import mix_seed
+from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
 from .trajectories import ExpertSource
@@ -103,7 +103,9 @@ class Distiller:
         self.dtype = train_x.dtype
 
         channels, h, w = train_x.shape[1:]
-        module = build_from_spec(self.arch, int(channels), self.num_classes, (int(h), int(w)))
+        # the template's own weights are never used (every forward gets a flat parameter vector)
+        module = build_from_spec(self.arch, int(channels), self.num_classes, (int(h), int(w)),
+                                 generator=make_generator(0))
         self.model = FlatModel(module.to(device=self.device, dtype=self.dtype))
 
         E = int(experts.num_epochs)
