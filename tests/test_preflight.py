@@ -364,7 +364,7 @@ def test_log_curve_sends_metric_histories_in_a_few_requests(tmp_path, monkeypatc
     ({"augmented": True}, "imagefolder", "'augmented' = True: does nothing with dataset=imagefolder"),
 ])
 def test_a_top_level_parameter_no_stage_reads_is_refused(runtime, dataset, words):
-    from galaxy_distillation.preflight import refuse_ignored
+    from galaxy_distillation.hooks import refuse_ignored
 
     with pytest.raises(ParameterError) as info:
         refuse_ignored(runtime, {"dataset": dataset})
@@ -372,7 +372,7 @@ def test_a_top_level_parameter_no_stage_reads_is_refused(runtime, dataset, words
 
 
 def test_top_level_parameters_that_act_pass():
-    from galaxy_distillation.preflight import refuse_ignored
+    from galaxy_distillation.hooks import refuse_ignored
 
     refuse_ignored({"data_root": "d", "augmented": False}, {"dataset": "imagefolder"})
     refuse_ignored({"fraction": "debiased", "augmented": "yes"}, {"dataset": "gz2"})

@@ -1,21 +1,16 @@
 """Checks before any node runs: everything the parameters and the file system alone decide.
 
-:class:`ClusterHook` runs, before the first node (one line and exit 2 or 1 on failure):
-
-* :func:`check_run` -- the checks the parameters decide: the experts' epochs against every
-  distillation's start epochs (``distill.max_start_epoch`` + ``expert_epochs`` against
-  ``teacher.epochs``, presets resolved per cell), a local ``storage_root`` or
-  ``distill.checkpoint_root`` with a remote Ray cluster (``compute.address``), an
-  ``image_size`` that would do nothing, the input files that must exist (the filename mapping,
-  the image folder), and a writable folder for every local output and checkpoint;
-* ``check_storage(root)`` -- an object-store ``storage_root`` that cannot be used (its
-  filesystem package is missing, no credentials, the endpoint or the bucket cannot be reached);
-* the connection to Ray (when ``compute.backend`` is ``ray`` and the pipeline has tasks to
-  submit), stopped again at the end when it was started here.
-
-When the context is created it exports a ``storage`` entry of ``conf/<env>/credentials.yml`` as
-the standard ``AWS_*`` variables (so the catalog, the driver and every Ray task use the same
-credentials); a credentials file that cannot be read is named (no file at all is fine).
+:class:`ClusterHook`, before the first node (one line, exit 2 or 1, on failure), runs
+:func:`check_run` (the experts' epochs against every distillation's start epochs, presets
+resolved per cell; a local ``storage_root`` or ``distill.checkpoint_root`` with a remote Ray
+cluster; an ``image_size`` that would do nothing; input files that must exist; a writable folder
+for every local output and checkpoint), then ``check_storage(root)`` (an object-store root that
+cannot be used: no filesystem package, no credentials, endpoint or bucket unreachable), then
+connects to Ray when ``compute.backend`` is ``ray`` and the pipeline submits tasks (stopped at
+the end when started here). When the context is created it exports a ``storage`` entry of
+``credentials.yml`` as the ``AWS_*`` variables (catalog, driver and Ray tasks share them) and
+names a credentials file that cannot be read. ``--params`` values no stage reads are refused
+earlier, with the parameter validation (:func:`galaxy_distillation.hooks.refuse_ignored`).
 """
 
 from __future__ import annotations
@@ -103,6 +98,16 @@ def check_storage(root: str) -> None:
         raise StorageError(f"storage_root {root!r}: cannot reach the bucket {bucket!r} ({_one_line(exc)})") from None
 
 
+def _yaml_ok(path: Path) -> bool:
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text())
+    except Exception:  # noqa: BLE001 - any reason: this is the file to name
+        return False
+    return True
+
+
 def read_credentials(loader: Any) -> dict[str, Any]:
     """The ``credentials`` configuration; ``{}`` when there is no credentials file.
 
@@ -120,15 +125,7 @@ def read_credentials(loader: Any) -> dict[str, Any]:
         envs = [getattr(loader, "base_env", None) or "base", getattr(loader, "default_run_env", None) or "local",
                 getattr(loader, "env", None)]
         files = [f for env in dict.fromkeys(e for e in envs if e) for f in sorted((conf / env).glob("credentials*"))]
-        broken = files
-        for f in files:
-            try:
-                import yaml
-
-                yaml.safe_load(f.read_text())
-            except Exception:  # noqa: BLE001 - this is the file to name
-                broken = [f]
-                break
+        broken = [f for f in files if not _yaml_ok(f)] or files
         where = ", ".join(str(f) for f in broken) or f"credentials under {conf}"
         raise StorageError(f"credentials file {where} cannot be read ({_one_line(exc)})") from None
 
@@ -162,46 +159,6 @@ def _distill_cells(params: dict[str, Any], pipeline: Any) -> list[tuple[str, int
         else:
             found[(str(params.get("method", "stm")), int(params.get("ipc", 1)))] = None
     return sorted(found)
-
-
-#: ``--params`` names that no stage reads (or reads only for some datasets): name -> why / what to set.
-IGNORED = {
-    "seed": "no stage reads the top-level seed; set teacher.seed, distill.seed, evaluation.seed, curation.seed or sky.seed",
-    "variant": "the variant name is made from dataset, method, ipc, init and augmented; set those",
-    "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
-}
-
-
-def _on(value: Any) -> bool:
-    from galaxy_distillation.params import parse_flag
-
-    try:
-        return parse_flag(value)
-    except ValueError:
-        return True  # not a boolean word: validate_parameters names it
-
-
-def refuse_ignored(runtime: dict[str, Any], params: dict[str, Any]) -> None:
-    """Refuse a ``--params`` value that would do nothing (every parameter acts or is refused).
-
-    Raises:
-        ParameterError: one line naming the parameter and why.
-    """
-    runtime = runtime or {}
-    dataset = str(params.get("dataset", "gz2"))
-    for name, why in IGNORED.items():
-        if name in runtime:
-            raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing; {why}")
-    only_gz2 = {"fraction": "the vote fraction of GZ2 curation", "augmented": "GZ2's rotation-augmented training set"}
-    for name, what in only_gz2.items():
-        if dataset == "gz2" or name not in runtime or (name == "augmented" and not _on(runtime[name])):
-            continue
-        raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing with dataset={dataset} "
-                             f"(it selects {what})")
-    if dataset == "gz2" and "data_root" in runtime:
-        raise ParameterError(f"invalid parameter 'data_root' = {runtime['data_root']!r}: does nothing with dataset=gz2 "
-                             "(it is the folder of cifar10, cifar100 and imagefolder data; GZ2 reads votes_path, "
-                             "mapping_path and image_dir)")
 
 
 def check_epochs(params: dict[str, Any], pipeline: Any) -> None:
