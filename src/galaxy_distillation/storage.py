@@ -163,6 +163,19 @@ class FileStore:
         fs, path = self._remote()
         fs.pipe_file(path, data)
 
+    def move_aside(self, suffix: str) -> str:
+        """Rename the file to ``<stem>.<suffix><ext>`` in its folder (kept, never deleted); the new URL."""
+        name = PurePosixPath(split(self.url)[1]).name
+        stem, dot, ext = name.rpartition(".")
+        target = sibling(self.url, f"{stem}.{suffix}.{ext}" if dot else f"{name}.{suffix}")
+        if is_local(self.url):
+            local_path(self.url).replace(local_path(target))
+            return target
+        fs, path = self._remote()
+        fs.mv(path, split(target)[1])  # an object store copies, then removes the original
+        fs.invalidate_cache()
+        return target
+
     def delete(self) -> None:
         """Remove the file (no error when it is not there)."""
         if is_local(self.url):
