@@ -18,7 +18,7 @@ from galaxy_distillation.datasets import (
     TensorDictDataset,
     VoteCatalogueDataset,
 )
-from galaxy_distillation.engine.trajectories import ExpertError, Trajectory
+from galaxy_distillation.engine.trajectories import Trajectory
 
 BUCKET = "gd-datasets"
 
@@ -95,7 +95,7 @@ def test_expert_trajectories_and_inventory_round_trip(root, tmp_path):
     assert sorted(inventory.load().inventory("bank-a")) == [0, 1, 2]
     first = ds.load().bank("bank-a", 2)
     assert len(first) == 2 and first.load(1).equal(_trajectory(1).params)
-    with pytest.raises(ExpertError, match="append-only"):
+    with pytest.raises(DatasetError, match="append-only"):
         ds.save({"bank": "bank-a", "index": 1, "trajectory": _trajectory(5)})
     assert ds.load().bank("bank-a").load(1).equal(_trajectory(1).params)
     with pytest.raises(DatasetError, match="read-only"):

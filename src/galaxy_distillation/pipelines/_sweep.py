@@ -59,7 +59,7 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
                 node(distill_cell_node(table, cell),
                      ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
                       "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN,
-                      "params:compute"],
+                      "params:compute", "params:teacher"],
                      ["distilled_set", "distill_history"], name="distill"),
                 node(evaluate_cell_node(table, cell),
                      ["prepared_data", "distilled_set", "distill_history", "evaluation_previous", "full_baseline",
