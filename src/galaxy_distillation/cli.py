@@ -11,12 +11,14 @@ command stays ``kedro run`` (and ``python -m galaxy_distillation``). Around Kedr
 - runs the sweeps (``table``, ``table1``, ``table2``, ``compare``) with Kedro's
   ``ThreadRunner`` when ``compute.backend`` is ``ray`` and no ``--runner`` is given: their heavy
   nodes only wait on their Ray tasks (every cell of a table, the two training sets' teachers),
-  so they wait side by side and the cluster runs their tasks at once (their work goes through
-  :mod:`galaxy_distillation.compute`, which runs local tasks one at a time whatever the
-  runner, so the numbers do not depend on it);
+  so they wait side by side and the cluster runs their tasks at once (the engine draws every
+  random number from explicit generators, so the numbers do not depend on the runner);
 - turns ``SIGTERM`` (like Ctrl-C) into an interrupt, outside MLflow's store code, so a killed or Ctrl-C'd run marks its MLflow run
   ``KILLED`` and puts back the outputs it had already replaced (see
-  :mod:`galaxy_distillation.outputs`), then exits 130.
+  :mod:`galaxy_distillation.outputs`), then exits 130. The first signal also stops
+  :mod:`galaxy_distillation.compute`: Ray tasks pending or running are cancelled within
+  seconds (finished cells, experts and checkpoints are kept); a second signal while node
+  threads still finish (and save) is ignored with a note, so nothing is put back under them.
 
 Anything else is a bug and keeps its traceback.
 """
@@ -146,13 +148,27 @@ def _in_store_code(frame: Any) -> bool:
     return False
 
 
+#: set by the first SIGTERM / SIGINT of a run: later ones are noted, not raised
+_STOPPING = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM / SIGINT: raise ``KeyboardInterrupt``, but never inside MLflow's store code (an
-    interrupted database write leaves the store locked and the run unmarkable): there, the
-    signal is sent again 0.1 s later."""
+    """SIGTERM / SIGINT: stop the run's Ray tasks (:func:`galaxy_distillation.compute.request_stop`)
+    and raise ``KeyboardInterrupt``, but never inside MLflow's store code (an interrupted database
+    write leaves the store locked and the run unmarkable): there, the signal is sent again 0.1 s
+    later. Once the run is stopping, another signal only prints a note: the interrupt already on
+    its way waits for the node threads (which may be saving) before anything is put back."""
+    from galaxy_distillation import compute
+
+    compute.request_stop()
+    if _STOPPING.is_set():
+        print(f"{_PREFIX}stopping: waiting for the running nodes to end (their Ray tasks are cancelled)",
+              file=sys.stderr, flush=True)
+        return
     if _in_store_code(frame):
         threading.Timer(0.1, os.kill, (os.getpid(), signum)).start()
         return
+    _STOPPING.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -171,9 +187,12 @@ def _close_mlflow_runs(status: str) -> int:
 
 def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
     """Kedro's ``run`` (same options) behind the error boundary described in the module."""
+    from galaxy_distillation import compute
     from galaxy_distillation.outputs import OUTPUTS
 
     verbose = verbose or verbose_from_env()
+    _STOPPING.clear()
+    compute.clear_stop()
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         check_environment(kwargs.get("env"), kwargs.get("conf_source"))

@@ -14,7 +14,8 @@ content changed, or retrained experts, redo every cell; an execution-only settin
 The work of each node (a cell's distillation, its evaluation, a training set's Full baseline)
 is one task of :func:`galaxy_distillation.compute.run_one`: in this process, or one Ray task
 with ``compute.backend: ray``, which Kedro's ``ThreadRunner`` (chosen by ``kedro run`` then)
-keeps in flight beside the other cells' tasks. The tasks are module-level functions calling
+keeps in flight beside the other cells' tasks. The training set goes to every task as a
+``shared`` argument: one copy in Ray's object store for all the tasks on it. The tasks are module-level functions calling
 the same node functions as a single run, with the same seeds. Each finished cell is logged to
 MLflow as a child run of the sweep's run (its curves and its accuracies).
 """
@@ -94,8 +95,8 @@ def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, 
         log.info("full baseline: finished, skipped (%.1f%%)", previous["mean"])
         return previous
     compute = compute or ComputeParams()
-    result = run_one(evaluate_full_set, (prepared_data, evaluation, model, device, _in_task(progress, compute)),
-                     compute.model_dump(), desc="full baseline", progress=progress)
+    result = run_one(evaluate_full_set, (evaluation, model, device, _in_task(progress, compute)),
+                     compute.model_dump(), desc="full baseline", progress=progress, shared=(prepared_data,))
     return {**result, "key": key}
 
 
@@ -124,9 +125,9 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
-            (prepared_data, experts, distill, evaluation, model, cell, cell.variant(dataset), device,
+            (experts, distill, evaluation, model, cell, cell.variant(dataset), device,
              _in_task(progress, compute), dataset),
-            compute.model_dump(), desc=f"cell {cell.name}", progress=progress)
+            compute.model_dump(), desc=f"cell {cell.name}", progress=progress, shared=(prepared_data,))
         distilled["meta"]["cell_key"] = key
         return distilled, history
 
@@ -156,8 +157,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
             compute = compute or ComputeParams()
             distilled, random = run_one(
                 evaluate_cell_task,
-                (prepared_data, distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
-                compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress)
+                (distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
+                compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress, shared=(prepared_data,))
             results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
                                             cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
             rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"

@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 FULL_SEED_KEY = 4
 
 
-def train_expert_group_task(train_x, train_y, test_x, test_y, num_classes, config, seeds, device, progress):
+def train_expert_group_task(data, config, seeds, device, progress):
     """One task of the teacher (module level, so Ray can ship it): the engine's ``train_expert_group``
-    for the experts of ``seeds`` (one batched program when there are several), on this node's device."""
-    return train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,
+    for the experts of ``seeds`` (one batched program when there are several), on this node's device.
+    ``data`` is the whole prepared set: the one object-store copy the sweep's other tasks share."""
+    return train_expert_group(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
                               seeds=list(seeds), device=pick_device(device), progress=progress)
 
 
@@ -170,7 +171,7 @@ def train_experts(
              f", {len(inventory) - len(keep)} more in the bank not used" if len(inventory) > len(keep) else "")
     yield {"bank": bank, "keep": keep}
     compute = compute or ComputeParams()
-    shared = (data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config)
+    shared = (data, config)
     per_epoch_bars = bool(progress) and compute.backend == "local"
     # group size from the device the tasks get: this one locally, a GPU per task when Ray grants one
     task_device = pick_device(device) if compute.backend == "local" else torch.device(
