@@ -41,6 +41,7 @@ from galaxy_distillation.params import (
     EvaluationParams,
     SweepParams,
     TeacherParams,
+    source_name,
 )
 from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history_metrics
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
@@ -107,7 +108,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
     def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
-                     compute: ComputeParams | None = None, teacher: TeacherParams | None = None
+                     compute: ComputeParams | None = None, teacher: TeacherParams | None = None,
+                     data_root: str | None = None
                      ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
@@ -125,7 +127,7 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
-            (experts, distill, evaluation, model, cell, cell.variant(dataset), device,
+            (experts, distill, evaluation, model, cell, cell.variant(source_name(dataset, data_root)), device,
              _in_task(progress, compute), dataset),
             compute.model_dump(), desc=f"cell {cell.name}", progress=progress, shared=(prepared_data,))
         distilled["meta"]["cell_key"] = key
@@ -143,7 +145,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
     def evaluate_cell(prepared_data: PreparedData, distilled_set: dict[str, Any] | None,
                       history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
                       full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
-                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None
+                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None,
+                      data_root: str | None = None
                       ) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}
@@ -160,7 +163,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                 (distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
                 compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress, shared=(prepared_data,))
             results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
-                                            cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
+                                            cell.ipc, cell.init, cell.augmented,
+                                            cell.variant(source_name(dataset, data_root)))
             rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
             results = {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
         log_cell(cell, results, history)
