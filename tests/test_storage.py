@@ -272,3 +272,12 @@ def test_every_catalog_entry_and_raw_path_lives_under_storage_root(env):
     assert cat.get("plain.expert_trajectories")._describe()["path"] == f"s3://b/x/06_models/experts/{dataset}_plain"
     inner = cat.get("stm_ipc1_real_plain.distilled_set")._describe()["inner"]
     assert inner["filepath"] == f"s3://b/x/07_model_output/{dataset}_stm_ipc1_real_plain/distilled.safetensors"
+
+
+def test_the_image_mirror_fetches_a_same_size_change_again(s3, tmp_path):
+    s3.client.put_object(Bucket=BUCKET, Key="same/1.jpg", Body=b"aaaa")
+    url = f"s3://{BUCKET}/same"
+    folder = mirror_files(url, ["1.jpg"], cache_dir=tmp_path)
+    assert (folder / "1.jpg").read_bytes() == b"aaaa"
+    s3.client.put_object(Bucket=BUCKET, Key="same/1.jpg", Body=b"bbbb")  # replaced: same size, other content
+    assert (mirror_files(url, ["1.jpg"], cache_dir=tmp_path) / "1.jpg").read_bytes() == b"bbbb"

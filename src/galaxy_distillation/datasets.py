@@ -210,12 +210,10 @@ def _expert_files(loc: _Location, folder: str | None = None) -> dict[int, str]:
 
 def _remote_checksum(loc: _Location, path: str) -> str:
     """What identifies a remote file's content: its ETag / checksum as the store reports it (an
-    S3 ETag is the MD5 of the bytes), else fsspec's checksum of its info; never the size alone."""
-    info = loc.fs.info(path)
-    for key in ("ETag", "etag", "md5", "checksum", "crc32c"):
-        if info.get(key):
-            return str(info[key]).strip('"')
-    return str(loc.fs.checksum(path))
+    S3 ETag is the MD5 of the bytes; :func:`galaxy_distillation.storage.content_tag`), never the size alone."""
+    from galaxy_distillation.storage import content_tag
+
+    return content_tag(loc.fs.info(path))
 
 
 class ExpertShelf:
