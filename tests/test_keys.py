@@ -182,3 +182,21 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     for cell in run:  # the table shows the new evaluations' numbers
         assert ours[(cell.method, 1)] == pytest.approx(second[cell.name]["distilled_acc_mean"])
     assert ours[("full", 1)] == pytest.approx(second["full"]["mean"])
+
+
+def test_evaluation_refuses_a_distilled_set_or_full_baseline_of_other_data(tiny_model_input, tiny_params):
+    from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled
+    from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint
+
+    data_a, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    data_b, _ = prepare({**tiny_model_input, "train_x": 255 - tiny_model_input["train_x"]}, tiny_params["teacher"])
+    stale = {"images": torch.zeros(3, 3, 8, 8), "labels": torch.arange(3),
+             "meta": {"lr": 0.01, "data_sha256": data_fingerprint(data_a)}}
+    with pytest.raises(Exception, match=r"distilled set was made from data sha256 \w{12}, not this data's \w{12}"):
+        evaluate_distilled(data_b, stale, tiny_params["evaluation"], tiny_params["model"], "cpu", False)
+    record = {"mean": 50.0, "std": 1.0, "accs": [50.0], "n_nets": 1, "epochs": 1, "lr": 0.01}
+    full_of_a = {**record, "data_sha256": data_fingerprint(data_a)}
+    fresh = {**stale, "meta": {**stale["meta"], "data_sha256": data_fingerprint(data_b)}}
+    with pytest.raises(Exception, match="Full baseline was made from data"):
+        collect_evaluation(record, record, full_of_a, {}, fresh, tiny_params["model"], "toy", "stm", 1, "real",
+                           False, "v")

@@ -108,8 +108,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
     def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
-                     compute: ComputeParams | None = None, teacher: TeacherParams | None = None,
-                     data_root: str | None = None
+                     compute: ComputeParams | None = None, teacher: TeacherParams = None,  # None: a bank given directly
+                     data_root: str = ""
                      ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
@@ -146,7 +146,7 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                       history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
                       full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
                       sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None,
-                      data_root: str | None = None
+                      data_root: str = ""
                       ) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}

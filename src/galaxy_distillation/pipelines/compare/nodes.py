@@ -134,7 +134,7 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
                     progress: bool, dataset: str | None = None, compute: ComputeParams | None = None,
-                    teacher: TeacherParams | None = None) -> pd.DataFrame:
+                    teacher: TeacherParams = None) -> pd.DataFrame:
     """Distil with every method in ``compare.methods`` for every seed in ``compare.seeds``
     (the paper's Figure 2: MTT vs STM test accuracy against iteration, several trials).
 
@@ -152,7 +152,7 @@ def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compa
 def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
                     progress: bool, dataset: str | None = None, compute: ComputeParams | None = None,
-                    teacher: TeacherParams | None = None) -> pd.DataFrame:
+                    teacher: TeacherParams = None) -> pd.DataFrame:
     """STM with every lambda in ``compare.lambdas`` on the seed ``compare.lambda_seed`` for
     ``compare.lambda_iterations`` iterations (default ``compare.iterations``): the paper's
     Figure 3 (test accuracy and the epoch pool T against iteration).

@@ -34,7 +34,7 @@ def distill_dataset(
     device: str,
     progress: bool,
     dataset: str | None = None,
-    teacher: TeacherParams | None = None,
+    teacher: TeacherParams = None,  # None: the bank given is used as it is (checked against the data)
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Distil the training set into ``ipc`` images per class.
 
@@ -106,6 +106,7 @@ def distill_dataset(
         "selected_train_acc": result.selected_train_acc, "preset": preset,
         "initial_eval": initial,
         "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
+        "data_sha256": data_fingerprint(data), "key": distiller.fingerprint(),  # what it was made from
     }
     distilled = {
         "images": result.images.detach().cpu().float(),

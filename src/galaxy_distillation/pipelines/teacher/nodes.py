@@ -126,6 +126,21 @@ def experts_for(experts: Any, data: PreparedData, teacher: TeacherParams | None 
     return experts
 
 
+def check_same_data(data_sha: str | None, *records: tuple[str, dict[str, Any] | None]) -> None:
+    """Refuse results made from other data: each ``(what, record)`` whose ``data_sha256`` is set
+    must equal ``data_sha`` (records written before the field existed pass).
+
+    Raises:
+        ExpertError: one line naming the result and both data fingerprints.
+    """
+    for what, record in records:
+        sha = (record or {}).get("data_sha256")
+        if data_sha is not None and sha is not None and sha != data_sha:
+            raise ExpertError(f"the {what} was made from data sha256 {str(sha)[:12]}, not this data's "
+                              f"{data_sha[:12]}: rerun the stage that makes it (teacher for the Full baseline, "
+                              f"distill for the distilled set)")
+
+
 def train_experts(
     prepared_data: PreparedData, teacher: TeacherParams, model: ArchParams, device: str, progress: bool,
     expert_inventory: Any = None, compute: ComputeParams | None = None,
@@ -196,7 +211,7 @@ def log_expert_metrics(index: int, test_acc: list[float]) -> None:
 
 
 def summarise_experts(expert_trajectories: Any, prepared_data: PreparedData | None = None,
-                      teacher: TeacherParams | None = None, model: ArchParams | None = None
+                      teacher: TeacherParams = None, model: ArchParams = None
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Test accuracy per epoch of every expert used (the bank of this data and settings, see
     :func:`experts_for`; JSON summary and MLflow metric histories)."""
@@ -234,4 +249,4 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
                           progress=progress)
     log.info("full: %.2f +- %.2f %%", res.mean, res.std)
     return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
-            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y))}
+            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}
