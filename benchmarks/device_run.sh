@@ -25,7 +25,7 @@ set -o pipefail
   timeout 420 python3 benchmarks/gpu_suite.py --reference .gpu-kit --ref-work /tmp/gpu-kit-work --out "$OUT/suite.md" \
     --budget 240 "${PIPE[@]}" "$@"
   echo "suite rc $?"
-  timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/engine/test_cuda_fastpaths.py
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/engine/test_cuda_fastpaths.py
   echo "cuda tests rc $?"
   tar -czf "$OUT/ref_logs.tgz" -C /tmp/gpu-kit-work logs 2>/dev/null || true
   date -u

@@ -3,7 +3,7 @@
 # the device's python3 (3.12, x86-64) has torch, numpy, yaml, tqdm, scipy, pandas, scikit-learn,
 # seaborn, opencv, but not what the engine's parameters (pydantic) and the authors' code (kornia) import.
 # With --pipelines also, into DIR/pipelines, the Kedro stack for `gpu_suite.py --pipelines` (kedro, kedro-datasets, kedro-mlflow,
-# mlflow and what they need beyond the device's image: about 27 MiB more, 36 MiB in all; the device carries
+# mlflow and what they need beyond the device's image: 34 MiB more, 42 MiB in all; the device carries
 # at most 64 MiB with the working tree, which is about 5 MiB). The list is the dependency closure resolved
 # on 2026-12-04 for Python 3.12 minus the packages the device image already has (KINDS.md).
 # usage: benchmarks/fetch_device_wheels.sh [--pipelines] [DIR]   (from the repository root; DIR is git-ignored)
