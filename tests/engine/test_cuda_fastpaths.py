@@ -27,6 +27,15 @@ STRATEGY = "color_crop_cutout_flip_scale_rotate"
 ARCH = {"arch": "convnet", "width": 16, "depth": 2}
 
 
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """Full float32 convolutions and products, so that the float32 comparisons measure the paths, not TF32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _setup(dtype=torch.float32, classes=4, ipc=2, size=16):
     torch.manual_seed(0)
     model = FlatModel(build_from_spec(ARCH, 3, classes, (size, size)).to(device=CUDA, dtype=dtype))
