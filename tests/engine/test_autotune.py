@@ -7,6 +7,7 @@ import torch
 
 from _configs import distill_config, eval_config, expert_config
 from galaxy_distillation.engine import Distiller, InMemoryExperts
+from galaxy_distillation.engine.autotune import probe_memory_mode
 from galaxy_distillation.engine.evaluation import evaluate_images, vmap_is_faster
 from galaxy_distillation.engine.experts import experts_at_once, probe_experts_at_once
 from galaxy_distillation.engine.functional import FlatModel
@@ -67,3 +68,14 @@ def test_memory_mode_auto_is_unrolled_on_cpu_and_a_resumed_run_keeps_the_chosen_
     assert again.resolved_memory_mode() == "checkpoint"
     fixed = _distiller("checkpoint")
     assert fixed.resolved_memory_mode() == "checkpoint"
+
+
+def test_memory_mode_probe_picks_a_mode_and_leaves_the_state_alone():
+    d = _distiller("auto")
+    images, lr, it = d.images.detach().clone(), d.lr_param.detach().clone(), d.iteration
+    assert probe_memory_mode(d) in ("unrolled", "checkpoint")
+    assert torch.equal(d.images, images) and torch.equal(d.lr_param, lr) and d.iteration == it
+    assert d.images.grad is None and d.lr_param.grad is None and d._draws == {}
+    d.memory_mode = None
+    d.step()  # on CPU auto resolves to unrolled, the probe is not run
+    assert d.memory_mode == "unrolled"

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def probe_memory_mode(distiller: Any) -> str:
-    """The faster memory mode of ``distiller`` at its shape on its CUDA device.
+    """The faster memory mode of ``distiller`` at its shape on its device (used on CUDA; runs anywhere).
 
     Times one differentiable pass (the N-step unroll and its backward) of each mode after a warm-up,
     from the current state and the current iteration's draws; a mode that runs out of memory, or
@@ -33,28 +33,32 @@ def probe_memory_mode(distiller: Any) -> str:
     """
     d = distiller
     device = d.device
+    cuda = device.type == "cuda"
     expert, start = d._choose(d.iteration)
-    total = torch.cuda.get_device_properties(device).total_memory
+    total = torch.cuda.get_device_properties(device).total_memory if cuda else None
     times: dict[str, float] = {}
     for mode in ("checkpoint", "unrolled"):
         d.memory_mode = mode
         try:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
+            if cuda:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
             for _ in range(2):  # a warm-up, then the timed pass
                 d._draw_iteration(d.iteration)
                 t0 = time.perf_counter()
                 d.compute_loss(d.iteration, expert, start).backward(inputs=[d.images, d.lr_param])
-                torch.cuda.synchronize(device)
+                if cuda:
+                    torch.cuda.synchronize(device)
                 times[mode] = time.perf_counter() - t0
-            if torch.cuda.max_memory_allocated(device) > 0.9 * total:
+            if cuda and torch.cuda.max_memory_allocated(device) > 0.9 * total:
                 times[mode] = math.inf
         except torch.cuda.OutOfMemoryError:
             times[mode] = math.inf
         finally:
             d._draws = {}
             d.images.grad = d.lr_param.grad = None
-            torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.empty_cache()
     choice = min(times, key=times.get)
     log.info("distill.memory_mode probe on %s (s per differentiable pass): %s -> %s", device, times, choice)
     return choice

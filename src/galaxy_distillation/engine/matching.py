@@ -347,6 +347,7 @@ class Distiller:
         t0 = time.perf_counter()
         expert, start = self._choose(it)
         T_now = self.schedule.T if cfg.method == "stm" else cfg.max_start_epoch
+        self.resolved_memory_mode()  # auto: probed once, before this iteration's draws
         self._draw_iteration(it)
         val_t = self.validation_loss(it, expert) if cfg.method == "stm" else None
 
