@@ -4,7 +4,7 @@
 # ../shared/gpu-kit). Installs the wheels, runs the suite (the authors' code beside it) and the CUDA
 # fast-path tests, and writes everything to $OUT: log, suite.md, suite.md.json, ref_logs.tgz (and
 # kedro_smoke.log when .whl/pipelines/ holds the Kedro stack: fetch_device_wheels.sh --pipelines).
-# usage: bash benchmarks/device_run.sh [extra gpu_suite.py arguments, e.g. --budget 240]
+# usage: bash benchmarks/device_run.sh [extra gpu_suite.py arguments, e.g. --budget 270]
 set -u
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
@@ -23,7 +23,7 @@ set -o pipefail
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv || true
   python3 -c "import torch, kornia, pydantic; print('torch', torch.__version__, 'kornia', kornia.__version__, 'pydantic', pydantic.__version__, 'cuda', torch.cuda.is_available())"
   timeout 420 python3 benchmarks/gpu_suite.py --reference .gpu-kit --ref-work /tmp/gpu-kit-work --out "$OUT/suite.md" \
-    --budget 240 "${PIPE[@]}" "$@"
+    --budget 270 "${PIPE[@]}" "$@"
   echo "suite rc $?"
   timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/engine/test_cuda_fastpaths.py
   echo "cuda tests rc $?"
