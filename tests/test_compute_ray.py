@@ -132,3 +132,47 @@ def test_a_stop_request_cancels_the_tasks_in_flight_within_a_second(fake):
     with pytest.raises(compute.Stopped):  # nothing new is submitted while the run stops
         compute.run_one(_size, (1,), {"backend": "ray"}, progress=False, shared=(Training(1),))
     assert len(ray.submitted) == 1
+
+
+def test_ctrl_c_ends_the_node_threads_waiting_on_ray_and_a_second_one_waits_for_them(fake, capsys):
+    """What ``kedro run`` of a sweep on Ray does on Ctrl-C: the signal handler of the CLI stops
+    compute and interrupts the main thread; the node threads (Kedro's ThreadRunner) waiting on
+    their tasks cancel them and end within a second; a second Ctrl-C while the main thread
+    waits for them is only noted (no second interrupt, so nothing is put back under them)."""
+    import os
+    import signal
+
+    from galaxy_distillation import cli
+
+    ray = fake(hang=True)
+    stopped = []
+
+    def node():
+        try:
+            compute.run_one(_size, (1,), {"backend": "ray"}, progress=False, shared=(Training(1),))
+        except compute.Stopped:
+            stopped.append(threading.current_thread().name)
+
+    cli._STOPPING.clear()
+    previous = signal.signal(signal.SIGINT, cli._raise_interrupt)
+    threads = [threading.Thread(target=node, daemon=True) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        while len(ray.submitted) < 2:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the handler raises in this (the main) thread
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, while the node threads end
+        time.sleep(0.05)
+        for t in threads:
+            t.join(timeout=10)
+        assert not any(t.is_alive() for t in threads) and len(stopped) == 2
+        assert time.monotonic() - t0 < 2.0
+        assert sorted((id(ref), force) for ref, force in ray.cancelled) == sorted((id(r), True) for r in ray.submitted)
+        assert "stopping: waiting for the running nodes" in capsys.readouterr().err
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        cli._STOPPING.clear()
