@@ -9,11 +9,14 @@
   before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
   the parameter and what is allowed.
 - The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
-  as ``augmented``), :func:`variant_name` and :func:`experts_key`.
+  as ``augmented``), :func:`source_name`, :func:`variant_name` and :func:`experts_key`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -48,6 +51,18 @@ def parse_flag(value: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def source_name(dataset: str, data_root: Any = None) -> str:
+    """The data's name in file names: the dataset, and for an image folder also which folder
+    (``imagefolder-<folder name>-<sha256 of data_root, 6 hex>``), so runs on two folders never
+    share files, experts or checkpoints. GZ2 and CIFAR keep their name (their content is fixed:
+    curated model input, checksummed official files)."""
+    if str(dataset) != "imagefolder" or data_root in (None, ""):
+        return str(dataset)
+    root = os.path.normpath(str(data_root)) if "://" not in str(data_root) else str(data_root).rstrip("/")
+    name = re.sub(r"[^A-Za-z0-9]+", "-", root.rstrip("/").rsplit("/", 1)[-1]).strip("-")[:24] or "root"
+    return f"imagefolder-{name}-{hashlib.sha256(root.encode()).hexdigest()[:6]}"
 
 
 def experts_key(dataset: str, augmented: Any) -> str:
