@@ -25,7 +25,7 @@ from galaxy_distillation.engine.distill_config import DistillConfig
 from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
 from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
-from galaxy_distillation.errors import ParameterError  # the project-wide one (re-exported here)
+from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -402,19 +402,8 @@ _ALLOWED_HINT = {
 }
 
 
-def _one_line(group: str | None, err: ValidationError, raw: dict[str, Any]) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    name = f"{group}.{loc}" if group else loc
-    got = raw
-    for part in first["loc"]:
-        got = got.get(part) if isinstance(got, dict) else None
-    hint = _ALLOWED_HINT.get(loc) if group is None else None
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown parameter"
-    allowed = f"; allowed: {hint}" if hint else ""
-    return f"invalid parameter '{name}' = {got!r}: {msg}{allowed}"
+def _one_line(group: str | None, err: ValidationError, raw: dict[str, Any], model: type[BaseModel]) -> str:
+    return validation_message(group, err.errors(), raw, model.model_fields, _ALLOWED_HINT)
 
 
 def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
@@ -433,7 +422,7 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
     try:
         out: dict[str, BaseModel] = {"project": ProjectParams(**top)}
     except ValidationError as err:
-        raise ParameterError(_one_line(None, err, top)) from None
+        raise ParameterError(_one_line(None, err, top, ProjectParams)) from None
     for group, model in PARAMETER_GROUPS.items():
         if group in params:
             raw = params[group] or {}
@@ -442,7 +431,7 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
             try:
                 out[group] = model(**raw)
             except ValidationError as err:
-                raise ParameterError(_one_line(group, err, raw)) from None
+                raise ParameterError(_one_line(group, err, raw, model)) from None
     if "distill" in out:  # presets exist and MTT's rate is not STM's, before any compute
         project = out["project"]
         out["distill"].resolved(project.dataset, project.method, project.ipc)
