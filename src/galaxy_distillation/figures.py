@@ -7,6 +7,8 @@ never touch a global backend. The nodes call these with plain tables and tensors
 * :func:`class_grid` / :func:`montage_figure`: curated galaxies, one row per class.
 * :func:`distilled_grid_figure`: the paper's Figures 1 and 4 (classes as columns with their
   names, the starting image beside each prototype, test accuracy in the caption).
+* :func:`confusion_figure`: per evaluated set (distilled, random, full) the row-normalised
+  confusion matrix (mean over the nets) with the per-class accuracy on its diagonal.
 * :func:`curves_figure`: quick-evaluation accuracy (iteration 0 on, mean ± std over nets,
   Random and Full reference lines), matching losses, STM's epoch pool and step size.
 * :func:`comparison_figure` / :func:`lambda_figure`: the paper's Figures 2 and 3, with the budget
@@ -168,6 +170,47 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
     height = cell * n_rows + head + foot
     fig.subplots_adjust(left=1.0 / (cell * n_classes + 1.2), right=0.995, top=1.0 - head / height,
                         bottom=foot / height, wspace=0.05, hspace=0.05)
+    return fig
+
+
+_SET_TITLES = {"distilled": "distilled set", "random": "random real", "full": "full training set"}
+
+
+def confusion_figure(results: Mapping[str, Any]) -> Figure:
+    """Row-normalised confusion matrices (mean over the nets, ``[true][predicted]``) of the
+    distilled set, random real and the full training set, side by side, each cell in % of the
+    true class's test images; panel titles carry the overall accuracy and the protocol."""
+    classes = dict(results.get("classes") or {})
+    names = list(classes.get("class_names") or [])
+    sets = [k for k in ("distilled", "random", "full") if classes.get(k)]
+    if not sets or not names:
+        return empty_figure("no per-class records in this evaluation")
+    k = len(names)
+    side = 0.42 * k + 1.6
+    fig = new_figure(side * len(sets) + 2.6, side + 1.6)
+    axes = fig.subplots(1, len(sets), squeeze=False)[0]
+    short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+    protocol = {"distilled": (results.get("n_nets"), results.get("epochs")),
+                "random": (results.get("n_nets"), results.get("epochs")),
+                "full": (results.get("full_n_nets"), results.get("full_epochs"))}
+    for ax, key in zip(axes, sets, strict=True):
+        matrix = 100.0 * np.asarray(classes[key]["confusion"], dtype=float)
+        ax.imshow(matrix, cmap="Blues", vmin=0, vmax=100)
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j] >= 0.5:
+                    ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center", fontsize=6.5,
+                            color="white" if matrix[i, j] > 55 else "black")
+        nets, epochs = protocol[key]
+        ax.set_title(f"{_SET_TITLES[key]}: {_acc(results, key)}\n({nets} nets x {epochs} epochs)", fontsize=8.5)
+        ax.set_xticks(range(k), [str(c) for c in range(k)], fontsize=7)
+        ax.set_yticks(range(k), [f"{c}: {n}" for c, n in enumerate(short)] if key == sets[0] else
+                      [str(c) for c in range(k)], fontsize=7)
+        ax.set_xlabel("predicted class", fontsize=8)
+    axes[0].set_ylabel("true class", fontsize=8)
+    fig.suptitle(f"{results.get('variant', '')}: confusion on the test set (% of each true class, mean over nets)",
+                 fontsize=10)
+    fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=0.8, bottom=0.14, wspace=0.15)
     return fig
 
 

@@ -26,6 +26,12 @@ def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any]
         results=evaluation_results, max_per_class=reporting.grid_max_per_class)
 
 
+def confusion_matrices(evaluation_results: dict[str, Any]) -> Figure:
+    """Which classes the distilled set teaches and which it confuses: the confusion matrices
+    (mean over the nets) of distilled, random real and full, side by side."""
+    return figures.confusion_figure(evaluation_results)
+
+
 def convergence_curves(distill_history: pd.DataFrame, distilled_set: dict[str, Any] | None = None,
                        evaluation_results: dict[str, Any] | None = None) -> Figure:
     """Quick-evaluation accuracy from iteration 0 with Random and Full reference lines, matching
