@@ -34,6 +34,21 @@ def test_run_names_say_what_ran(pipelines, partial, expected):
     assert tracking.run_name(pipelines, PARAMS, partial) == expected
 
 
+@pytest.mark.parametrize(("pipelines", "expected"), [
+    (["teacher"], "teacher mock_plain"), (["compare"], "compare mock_ipc2_plain"),
+    (None, "all mock_stm_ipc2_real_plain"),
+])
+def test_run_names_on_the_mock_sky_say_mock(pipelines, expected):
+    params = {**PARAMS, "data_label": "mock", "variant": "mock_stm_ipc2_real_plain"}
+    assert tracking.run_name(pipelines, params) == expected
+
+
+def test_figure_titles_on_the_mock_sky_say_so():
+    assert "MOCK SKY" in figures.data_note({"variant": "mock_stm_ipc1_real_plain"})
+    assert "MOCK SKY" in figures.data_note(None, {"data_label": "mock"})
+    assert figures.data_note({"variant": "gz2_stm_ipc1_real_plain"}, {"data_label": "gz2"}) == ""
+
+
 def test_partial_label_and_runner_name():
     assert tracking.partial_label({"to_outputs": ["labelled_catalog"], "tags": None}) == "to labelled_catalog"
     assert tracking.partial_label({"node_names": [], "from_nodes": None}) is None

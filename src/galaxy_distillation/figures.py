@@ -112,6 +112,18 @@ def montage_figure(images: torch.Tensor, labels: torch.Tensor, class_names: Sequ
                       title=title, caption=caption)
 
 
+MOCK_NOTE = "MOCK SKY (synthetic galaxies, not real GZ2)"
+
+
+def data_note(*records: Mapping[str, Any] | None) -> str:
+    """`` - MOCK SKY (...)`` for figures of the built-in mock sky (a record's ``data_label`` is
+    ``mock``, or its variant starts with ``mock_``), else empty: mock results are never titled as GZ2."""
+    for record in records:
+        if record and (record.get("data_label") == "mock" or str(record.get("variant", "")).startswith("mock_")):
+            return f" - {MOCK_NOTE}"
+    return ""
+
+
 def _acc(record: Mapping[str, Any] | None, prefix: str) -> str:
     if not record or record.get(f"{prefix}_acc_mean") is None:
         return "n/a"
@@ -157,7 +169,7 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
     method = str(meta.get("method", "")).upper()
     init = meta.get("init")
     title = (f"{meta.get('variant', '')}: {method} distilled set, {meta.get('ipc', per_class)} image(s) per class"
-             + (f" ({init} init)" if init else ""))
+             + (f" ({init} init)" if init else "") + data_note(meta, results))
     fig.suptitle(title, fontsize=10, y=1.0 - 0.1 / (cell * n_rows + head + foot))
     lines = []
     if results:
@@ -208,8 +220,8 @@ def confusion_figure(results: Mapping[str, Any]) -> Figure:
                       [str(c) for c in range(k)], fontsize=7)
         ax.set_xlabel("predicted class", fontsize=8)
     axes[0].set_ylabel("true class", fontsize=8)
-    fig.suptitle(f"{results.get('variant', '')}: confusion on the test set (% of each true class, mean over nets)",
-                 fontsize=10)
+    fig.suptitle(f"{results.get('variant', '')}: confusion on the test set (% of each true class, mean over nets)"
+                 + data_note(results), fontsize=10)
     fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=0.8, bottom=0.14, wspace=0.15)
     return fig
 
@@ -302,7 +314,7 @@ def curves_figure(history: pd.DataFrame, initial: Mapping[str, Any] | None = Non
     twin.set_yscale("log")
     _readable_log_axis(twin, h["lr"])
     title = (f"{meta.get('variant', '')}: {str(meta.get('method', '')).upper()}, "
-             f"{meta.get('ipc', '?')} image(s) per class" if meta else "distillation")
+             f"{meta.get('ipc', '?')} image(s) per class" if meta else "distillation") + data_note(meta, results)
     fig.suptitle(title, fontsize=11)
     caption = []
     if quick:

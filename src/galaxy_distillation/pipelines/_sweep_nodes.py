@@ -39,7 +39,7 @@ from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set
-from galaxy_distillation.sweep import Cell, applies, cell_key, cells, results_table
+from galaxy_distillation.sweep import ROW_COLUMNS, Cell, applies, budget_columns, cell_key, cells, results_table
 from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
     def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
-                     compute: ComputeParams | None = None) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
+                     compute: ComputeParams | None = None, data_label: str | None = None
+                     ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
             return {"skipped": "not in table"}, {"skipped": "not in table"}
@@ -116,7 +117,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
-            (prepared_data, expert_trajectories, distill, evaluation, model, cell, cell.variant(dataset), device,
+            (prepared_data, expert_trajectories, distill, evaluation, model, cell, cell.variant(data_label or dataset),
+             device,
              _in_task(progress, compute), dataset),
             compute.model_dump(), desc=f"cell {cell.name}", progress=progress)
         distilled["meta"]["cell_key"] = key
@@ -134,8 +136,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
     def evaluate_cell(prepared_data: PreparedData, distilled_set: dict[str, Any] | None,
                       history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
                       full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
-                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None
-                      ) -> dict[str, Any]:
+                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None,
+                      data_label: str | None = None) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}
         key = cell_key(distilled=distilled_set["meta"].get("cell_key"), full=full.get("key"),
@@ -150,7 +152,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                 (prepared_data, distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
                 compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress)
             results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
-                                            cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
+                                            cell.ipc, cell.init, cell.augmented, cell.variant(data_label or dataset),
+                                            data_label=data_label, tag_run=False)
             rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
             results = {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
         log_cell(cell, results, history)
@@ -169,6 +172,7 @@ def log_cell(cell: Cell, results: dict[str, Any], history: pd.DataFrame | dict[s
     with tracking.child_run(f"cell {cell.name}", params) as run:
         if run is None:
             return
+        tracking.set_tags(tracking.result_tags(results, budget_columns(results)))
         if isinstance(history, pd.DataFrame):
             tracking.log_histories(history_metrics(history))
         tracking.log_histories({k: [{"step": 0, "value": float(results[k])}] for k in (
@@ -197,18 +201,18 @@ def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:
 def table_node(table: str, flags: tuple[str, ...]) -> Callable[..., tuple[str, pd.DataFrame]]:
     """The table in the paper's layout, ours beside the paper's numbers and the difference.
     Inputs after the parameters: the Full baselines of ``flags``, then every cell's evaluation
-    in :func:`~galaxy_distillation.sweep.cells` order."""
+    in :func:`~galaxy_distillation.sweep.cells` order (after ``dataset``, ``evaluation`` and ``data_label``)."""
 
-    def results_table_node(dataset: str, evaluation: EvaluationParams, *results: Any) -> tuple[str, pd.DataFrame]:
+    def results_table_node(dataset: str, evaluation: EvaluationParams, data_label: str, *results: Any
+                           ) -> tuple[str, pd.DataFrame]:
         full = {flag: (None if is_skipped(r) else {"full_acc_mean": r["mean"], "full_acc_std": r["std"]})
                 for flag, r in zip(flags, results[: len(flags)], strict=True)}
         evaluations = {c.name: (None if is_skipped(r) else r)
                        for c, r in zip(cells(table), results[len(flags):], strict=True)}
         done = [r for r in evaluations.values() if r is not None]
-        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done))
-        frame = pd.DataFrame(rows, columns=["table", "dataset", "ipc", "column", "ours_mean", "ours_std",
-                                            "paper_mean", "paper_std", "difference"])
-        log.info("%s (%s):\n%s", table, dataset, markdown)
+        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done), data_label)
+        frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+        log.info("%s (%s):\n%s", table, data_label, markdown)
         return markdown, frame.replace({np.nan: None})
 
     results_table_node.__name__ = results_table_node.__qualname__ = "results_table_node"

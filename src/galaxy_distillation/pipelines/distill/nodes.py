@@ -90,7 +90,9 @@ def distill_dataset(
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
-        "iterations": len(result.history), "class_names": data.class_names,
+        "iterations": len(result.history), "max_iterations": int(config.iterations),
+        "n_experts": len(expert_trajectories), "expert_train_epochs": int(expert_trajectories.num_epochs),
+        "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "selection": result.selection, "selected_iteration": result.selected_iteration,
         "selected_train_acc": result.selected_train_acc, "preset": preset,

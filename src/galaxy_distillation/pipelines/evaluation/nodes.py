@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from galaxy_distillation import tracking
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import EvalResult, evaluate_images
@@ -19,6 +20,7 @@ from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import ArchParams, EvaluationParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.sweep import budget_columns
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +103,18 @@ def evaluate_cross_arch(prepared_data: PreparedData, distilled_set: dict[str, An
 
 def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_baseline: dict[str, Any],
                        cross_arch: dict[str, Any], distilled_set: dict[str, Any], model: ArchParams, dataset: str,
-                       method: str, ipc: int, init: str, augmented: Any, variant: str
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+                       method: str, ipc: int, init: str, augmented: Any, variant: str, data_label: str | None = None,
+                       tag_run: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """One result per variant (``evaluation_<variant>.json``) and its MLflow metrics.
 
     ``classes`` holds, for distilled, random and full, the per-class accuracy and the confusion
     matrix (``[true][predicted]``, mean over the nets, row-normalised and counts;
     :func:`~galaxy_distillation.engine.classwise.class_report`); per-class accuracies are also
-    MLflow metrics (``eval.<set>_acc_class_<k>``)."""
+    MLflow metrics (``eval.<set>_acc_class_<k>``). The run is tagged ``result.*`` with what makes
+    the numbers comparable (data, method, IPC, init, iterations, experts, protocol)."""
     meta = distilled_set["meta"]
     results: dict[str, Any] = {
-        "variant": variant, "dataset": dataset, "method": method, "ipc": int(ipc), "init": init,
+        "variant": variant, "dataset": dataset, "data_label": data_label or dataset, "method": method, "ipc": int(ipc), "init": init,
         "augmented": parse_flag(augmented),
         "distilled_acc_mean": distilled["mean"], "distilled_acc_std": distilled["std"],
         "distilled_accs": distilled["accs"],
@@ -122,8 +125,9 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
         "learned_lr": distilled["lr"], "n_nets": distilled["n_nets"], "epochs": distilled["epochs"],
         "full_n_nets": full_baseline["n_nets"], "full_epochs": full_baseline["epochs"],
         "full_lr": full_baseline["lr"],
-        "distill_iterations": meta.get("iterations"),
+        "distill_iterations": meta.get("iterations"), "max_iterations": meta.get("max_iterations"),
         "stop_reason": meta.get("stop_reason"),
+        "n_experts": meta.get("n_experts"), "expert_train_epochs": meta.get("expert_train_epochs"),
         "selection": meta.get("selection", "final"),
         "selected_iteration": meta.get("selected_iteration"),
         "preset": meta.get("preset"),
@@ -140,6 +144,8 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
                     "full_acc_mean", "full_acc_std")
     }
     metrics.update(class_metrics(classes))
+    if tag_run:  # the active MLflow run (a sweep tags each cell's child run instead)
+        tracking.set_tags(tracking.result_tags(results, budget_columns(results)))
     return results, metrics
 
 

@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(collect_evaluation,
                  ["distilled_evaluation", "random_evaluation", "full_baseline", "cross_arch_evaluation",
                   "distilled_set", "params:model", "params:dataset", "params:method", "params:ipc", "params:init",
-                  "params:augmented", "params:variant"],
+                  "params:augmented", "params:variant", "params:data_label"],
                  ["evaluation_results", "evaluation_metrics"], name="collect_evaluation"),
         ]
     )
