@@ -151,13 +151,33 @@ def test_curves_have_iteration_zero_band_reference_lines_and_integer_ticks():
     acc, _, pool = fig.axes[:3]
     fig.canvas.draw()
     legend = [t.get_text() for t in acc.get_legend().get_texts()]
-    assert "Random real: 15.0 %" in legend and "Full training set: 70.0 %" in legend
+    assert "Random real, final (5 nets x 300 epochs): 15.0 %" in legend
+    assert "Full training set, final (? nets x ? epochs): 70.0 %" in legend
+    assert "distilled, quick (2 nets x 60 epochs)" in legend
     assert acc.collections, "no ± std band"
     assert all(float(t).is_integer() for t in pool.get_yticks())
     step = fig.axes[3]
     assert step.get_yscale() == "log" and len([t for t in step.get_yticklabels() if t.get_text()]) >= 2
     texts = " ".join(t.get_text() for t in fig.texts)
     assert "2 nets x 60 epochs" in texts and "gz2_stm_ipc1_real_plain" in fig._suptitle.get_text()
+
+
+def test_curves_compare_the_quick_line_only_with_a_reference_of_the_same_protocol():
+    results = {"random_acc_mean": 63.9, "random_acc_std": 0.8, "distilled_acc_mean": 63.9, "distilled_acc_std": 2.1,
+               "n_nets": 5, "epochs": 300, "full_acc_mean": 80.0, "full_acc_std": 1.0, "full_n_nets": 2,
+               "full_epochs": 50, "random_quick_acc_mean": 50.0, "random_quick_acc_std": 1.0, "quick_n_nets": 2,
+               "quick_epochs": 60}
+    meta = {"variant": "mock_stm_ipc10_real_plain", "method": "stm", "ipc": 10,
+            "quick_eval": {"n_nets": 2, "epochs": 60, "eval_every": 4}}
+    fig = figures.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
+    acc = fig.axes[0]
+    lines = [line for line in acc.get_lines() if line.get_linestyle() == "--"]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == 50.0  # the only line across the curve: same protocol
+    legend = [t.get_text() for t in acc.get_legend().get_texts()]
+    assert "Random real, quick (2 nets x 60 epochs): 50.0 %" in legend
+    assert "distilled, final (5 nets x 300 epochs): 63.9 %" in legend
+    assert "Full training set, final (2 nets x 50 epochs): 80.0 %" in legend
+    assert "MOCK SKY" in fig._suptitle.get_text()
 
 
 def test_distilled_grid_has_class_columns_initial_row_and_accuracy_caption():

@@ -71,3 +71,22 @@ def test_evaluation_records_per_class_accuracy_and_confusion(tiny_model_input, t
     results, _ = collect_evaluation(distilled, random, old_full, {}, distilled_set, model, "gz2", "stm", 1,
                                     "real", False, "v")
     assert "full" not in results["classes"] and "distilled" in results["classes"]
+
+
+def test_quick_random_reference_uses_the_quick_protocol_and_leaves_the_final_numbers_alone(tiny_model_input,
+                                                                                           tiny_params):
+    from galaxy_distillation.pipelines.evaluation.nodes import evaluate_random_quick
+
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    ev, model = tiny_params["evaluation"], tiny_params["model"]
+    distilled_set = _distilled(data)
+    before = evaluate_random(data, distilled_set, ev, model, 1, "cpu", False)
+    quick = evaluate_random_quick(data, distilled_set, ev, model, 1, "cpu", False)
+    assert (quick["n_nets"], quick["epochs"]) == (ev.quick_nets, ev.quick_config(model).epochs)
+    assert evaluate_random(data, distilled_set, ev, model, 1, "cpu", False)["accs"] == before["accs"]
+    distilled = evaluate_distilled(data, distilled_set, ev, model, "cpu", False)
+    full = {"mean": 50.0, "std": 1.0, "accs": [50.0], "n_nets": 1, "epochs": 2, "lr": 0.01}
+    results, _ = collect_evaluation(distilled, before, full, {}, distilled_set, model, "gz2", "stm", 1, "real", False,
+                                    "v", "mock", quick)
+    assert results["random_quick_acc_mean"] == quick["mean"] and results["quick_epochs"] == quick["epochs"]
+    assert results["data_label"] == "mock"

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Seed keys under ``evaluation.seed``: one per baseline, never shifted by other settings.
 _DISTILLED_KEY, _RANDOM_SUBSET_KEY, _RANDOM_NET_KEY, _CROSS_ARCH_KEY = 1, 2, 3, 10
+_QUICK_RANDOM_KEY = 11  # the Random reference under the quick protocol (the curves' own)
 
 
 def _summary(res: EvalResult, lr: float, n_images: int, epochs: int, data: PreparedData | None = None
@@ -85,6 +86,29 @@ def evaluate_random(prepared_data: PreparedData, distilled_set: dict[str, Any], 
     return _summary(result, lr, int(ipc) * data.num_classes, cfg.epochs, data)
 
 
+def evaluate_random_quick(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
+                          model: ArchParams, ipc: int, device: str, progress: bool) -> dict[str, Any]:
+    """The Random reference under the quick protocol of the curves (``evaluation.quick_nets``
+    nets x ``quick_epochs_fraction`` of the epochs), so the convergence figure compares the
+    quick evaluations with a reference evaluated the same way. Its own seeds (a key of its own):
+    the final Random and distilled results are unchanged."""
+    data = prepared_data
+    lr = random_step_size(evaluation.random_lr, float(distilled_set["meta"]["lr"]))
+    quick = evaluation.quick_config(model)
+    one_net, dev = replace(quick, n_nets=1), pick_device(device)
+    accs: list[float] = []
+    for k in range(quick.n_nets):
+        x, y = random_real_subset(data.train_x, data.train_y, data.num_classes, int(ipc),
+                                  make_generator(derive_seed(evaluation.seed, _QUICK_RANDOM_KEY, 0, k)))
+        res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, one_net,
+                              seed=derive_seed(evaluation.seed, _QUICK_RANDOM_KEY, 1, k), device=dev, progress=progress)
+        accs.extend(res.accs)
+    log.info("random real, quick protocol (%d nets x %d epochs): %.2f +- %.2f %%", quick.n_nets, quick.epochs,
+             float(np.mean(accs)), float(np.std(accs)))
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "accs": accs, "n_nets": quick.n_nets,
+            "epochs": quick.epochs, "lr": lr}
+
+
 def evaluate_cross_arch(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
                         model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
     """The distilled set on each architecture of ``evaluation.cross_arch`` (``{}`` when none)."""
@@ -104,7 +128,8 @@ def evaluate_cross_arch(prepared_data: PreparedData, distilled_set: dict[str, An
 def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_baseline: dict[str, Any],
                        cross_arch: dict[str, Any], distilled_set: dict[str, Any], model: ArchParams, dataset: str,
                        method: str, ipc: int, init: str, augmented: Any, variant: str, data_label: str | None = None,
-                       tag_run: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+                       random_quick: dict[str, Any] | None = None, tag_run: bool = True
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One result per variant (``evaluation_<variant>.json``) and its MLflow metrics.
 
     ``classes`` holds, for distilled, random and full, the per-class accuracy and the confusion
@@ -135,6 +160,9 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
     }
     if cross_arch:
         results["cross_arch"] = cross_arch
+    if random_quick:  # the curves' Random reference, evaluated with their quick protocol
+        results.update(random_quick_acc_mean=random_quick["mean"], random_quick_acc_std=random_quick["std"],
+                       quick_n_nets=random_quick["n_nets"], quick_epochs=random_quick["epochs"])
     classes = class_records(meta.get("class_names"), distilled=distilled, random=random, full=full_baseline)
     if classes:
         results["classes"] = classes
