@@ -233,3 +233,30 @@ def test_committed_notebook_ships_with_its_outputs():
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code)
     assert sum(any("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in code) == 2
+
+
+def test_runs_table_lists_what_makes_runs_comparable_and_the_run_a_resume_continued(tmp_path):
+    import mlflow
+
+    from galaxy_distillation.sweep import budget_columns
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("galaxy_distillation")
+    record = {"variant": "mock_stm_ipc10_real_plain", "data_label": "mock", "method": "stm", "ipc": 10,
+              "init": "real", "augmented": False, "distill_iterations": 50, "stop_reason": "max_iterations",
+              "n_experts": 5, "expert_train_epochs": 15, "n_nets": 5, "epochs": 300, "full_n_nets": 2,
+              "full_epochs": 50}
+    with mlflow.start_run(run_name="killed") as killed:
+        pass
+    with mlflow.start_run(run_name="all mock_stm_ipc10_real_plain"):
+        assert tracking.set_tags(tracking.result_tags(record, budget_columns(record)))
+        tracking.set_tags({"resumed_from.run_id": killed.info.run_id})
+        mlflow.log_metric("eval.distilled_acc_mean", 63.94)
+    assert tracking.set_tags({"x": 1}) is False  # no active run
+    table = tracking.runs_table(uri)
+    row = table.iloc[0]
+    assert (row["run"], row["data"], row["method"], row["IPC"], row["init"], row["iterations (stop)"],
+            row["experts"], row["evaluation"], row["distilled %"]) == (
+        "all mock_stm_ipc10_real_plain", "mock", "stm", "10", "real", "50 (max_iterations)", "5 x 15", "5 x 300", 63.9)
+    assert row["resumed run"] == killed.info.run_id[:8] and "50 iterations" in row["vs the paper's budget"]

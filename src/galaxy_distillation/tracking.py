@@ -200,6 +200,15 @@ def log_histories(metrics: Mapping[str, Sequence[Mapping[str, float]]]) -> int:
     return len(points)
 
 
+def run_info() -> dict[str, str]:
+    """``{"mlflow_run_id", "mlflow_run_name"}`` of the active run (``{}`` without one): what a
+    distillation stores in its checkpoints, so a run that resumes them can name it."""
+    run = _active_run()
+    if run is None:
+        return {}
+    return {"mlflow_run_id": run.info.run_id, "mlflow_run_name": run.info.run_name or ""}
+
+
 def set_tags(tags: Mapping[str, Any]) -> bool:
     """Tags on the active run (values as text; ``None`` left out); False without a run."""
     run = _active_run()

@@ -21,6 +21,7 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -37,6 +38,7 @@ from .distill_config import DistillationDivergedError, DistillConfig, DistillCon
 from .dsa import DSAParams
 from .functional import FlatModel
 from .networks import build_from_spec
+from .resume import changed_settings, describe_changes, stored_settings
 from .schedule import StageState, STMSchedule
 from .seeding import mix_seed
 from .student import matching_loss, unroll_student
@@ -97,6 +99,10 @@ class Distiller:
         self.checkpoint_dir = Path(checkpoint_dir) if isinstance(checkpoint_dir, (str, Path)) else checkpoint_dir
         self.callback = callback
         self.eval_hook = eval_hook
+        # Who writes the checkpoints (e.g. {"mlflow_run_id": ...}; plain strings, stored in each
+        # checkpoint) and, after ``run``, where it resumed from (None: started afresh).
+        self.run_info: dict[str, str] = {}
+        self.resumed_from: dict[str, Any] | None = None
         self.dsa_params = dsa_params
         self.train_x = train_x
         self.train_y = train_y
@@ -197,10 +203,20 @@ class Distiller:
         }
         return config_fingerprint(payload)
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting of this run as plain values (the fingerprint's and the budget's), stored
+        in each checkpoint so a resumed run can say which of them changed."""
+        payload = {"config": dataclasses.asdict(self.config), "arch": self.arch, "num_classes": self.num_classes,
+                   "train_shape": list(self.train_x.shape), "n_experts": len(self.experts),
+                   "expert_epochs": int(self.experts.num_epochs), "dtype": str(self.dtype)}
+        return json.loads(json.dumps(payload, sort_keys=True, default=repr))
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors + plain types only)."""
         s = self.schedule.state
         return {
+            "run_info": {str(k): str(v) for k, v in self.run_info.items()},
+            "settings_json": json.dumps(self.settings(), sort_keys=True),
             "fingerprint": self.fingerprint(),
             "iteration": self.iteration,
             "images": self.images.detach(),
@@ -399,13 +415,16 @@ class Distiller:
         if self.checkpoint_store is not None:
             state = load_state(self.checkpoint_store)
             if state is not None:
+                changed = changed_settings(stored_settings(state), self.settings())
                 try:
                     self.load_state_dict(state)
+                    self.resumed_from = {"iteration": self.iteration, "checkpoint": str(self.checkpoint_store),
+                                         "run_info": dict(state.get("run_info") or {}), "changed": changed}
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
-                    log.warning("The checkpoint %s was made with other settings: starting afresh.",
-                                self.checkpoint_store)
+                    log.warning("The checkpoint %s was made with other settings%s: starting afresh.",
+                                self.checkpoint_store, f" ({describe_changes(changed)})" if changed else "")
                     self.checkpoint_store.delete()
                     self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
