@@ -176,8 +176,8 @@ def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
     votes = ROOT / "tests/data/gz2_stripe82_coadd2_votes.csv.gz"  # a public GZ2 table carried in the repository
     assert votes.exists(), f"the real Stripe 82 vote table is missing: {votes}"
     out = project / "data/02_intermediate/labelled_catalog.parquet"
-    kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
-          "--params", f"votes_path={votes}")
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
+                 "--params", f"votes_path={votes}")
     import pandas as pd
 
     labelled = pd.read_parquet(out)
@@ -186,16 +186,25 @@ def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
     assert labelled["dr7objid"].min() > 10**17
     assert set(labelled["label"].unique()) <= set(range(9)) and labelled["label"].nunique() == 9
     assert 0.3 < labelled["confidence"].mean() < 0.8
+    # the labels-only recipe reports what it found: a JSON report, log lines, MLflow metrics
+    report = json.loads((project / "data/08_reporting/label_report.json").read_text())["labels"]
+    assert report["counts_by_label"] == labelled["label"].value_counts().reindex(range(9)).tolist()
+    assert abs(report["mean_confidence"] - labelled["confidence"].mean()) < 1e-9
+    log = proc.stdout + proc.stderr
+    assert f"labelled {len(labelled):,} of" in log and "class counts (mean confidence): 0 smooth" in log
 
 
 def test_distillation_resumes_from_its_checkpoint(project):
     """A longer budget continues the ipc=1 run from its checkpoint: the first iterations are
     the ones already done (same losses), not a new run."""
     before = pd_read(project / "data/07_model_output/mock_stm_ipc1_real_plain/history.csv")
-    kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", "distill.iterations=9")
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", "distill.iterations=9")
     after = pd_read(project / "data/07_model_output/mock_stm_ipc1_real_plain/history.csv")
     assert len(before) == 6 and len(after) == 9
     assert after["loss"].iloc[:6].tolist() == before["loss"].tolist()
+    log = proc.stdout + proc.stderr
+    assert "mock_stm_ipc1_real_plain: resumed from the checkpoint" in log and "at iteration 6" in log
+    assert "settings changed since the checkpoint: iterations 6 -> 9" in log
 
 
 def pd_read(path: Path):
