@@ -133,9 +133,12 @@ def _acc(record: Mapping[str, Any] | None, prefix: str) -> str:
 
 def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                           initial: torch.Tensor | None = None, meta: Mapping[str, Any] | None = None,
-                          results: Mapping[str, Any] | None = None, max_per_class: int = 10) -> Figure:
-    """The paper's Figures 1 and 4: one column per class (its name on top); per image a row pair
-    "initial" / "distilled" (the starting image above the prototype it became).
+                          results: Mapping[str, Any] | None = None, max_per_class: int = 10,
+                          show_initial: bool = False) -> Figure:
+    """The paper's Figures 1 and 4 at one image per class: one column per class (its name on
+    top), the starting image above the prototype it became. With several images per class: a
+    row per class (its name on the left) with its prototypes side by side; ``show_initial`` adds
+    each class's starting images as a second row under it.
 
     Args:
         images: distilled images in display colours, (N, C, H, W) float in [0, 1].
@@ -145,10 +148,14 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
         meta: the distilled set's meta (variant, method, ipc, init, iterations).
         results: the variant's evaluation results (test accuracy for the caption).
         max_per_class: at most this many images per class are shown.
+        show_initial: with several images per class, also show the starting images.
     """
     meta = dict(meta or {})
     n_classes = len(class_names)
     per_class = min(int(max_per_class), max(int((labels == c).sum()) for c in range(n_classes)))
+    if per_class > 1:
+        return _prototype_rows(images, labels, class_names, per_class, initial if show_initial else None, meta,
+                               results)
     kinds = [("initial", initial), ("distilled", images)] if initial is not None else [("distilled", images)]
     n_rows = per_class * len(kinds)
     cell = 1.05
@@ -167,19 +174,9 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
                     ax.set_ylabel(kind if per_class == 1 else f"{kind} {k + 1}", fontsize=8)
         axes[0][c].set_title(class_names[c].replace(" ", "\n", 1) if len(class_names[c]) > 12 else class_names[c],
                              fontsize=7.5)
-    method = str(meta.get("method", "")).upper()
-    init = meta.get("init")
-    title = (f"{meta.get('variant', '')}: {method} distilled set, {meta.get('ipc', per_class)} image(s) per class"
-             + (f" ({init} init)" if init else "") + data_note(meta, results))
+    title, caption = _grid_text(labels, meta, results, per_class)
     fig.suptitle(title, fontsize=10, y=1.0 - 0.1 / (cell * n_rows + head + foot))
-    lines = []
-    if results:
-        lines.append(f"Test accuracy of nets trained on these {len(labels)} images: {_acc(results, 'distilled')} "
-                     f"({results.get('n_nets', '?')} nets x {results.get('epochs', '?')} epochs); random real "
-                     f"{_acc(results, 'random')}, full training set {_acc(results, 'full')}.")
-    if meta.get("iterations"):
-        lines.append(f"{meta['iterations']} distillation iterations (stop: {meta.get('stop_reason', '?')}).")
-    _caption(fig, "\n".join(lines) or None)
+    _caption(fig, caption)
     height = cell * n_rows + head + foot
     fig.subplots_adjust(left=1.0 / (cell * n_classes + 1.2), right=0.995, top=1.0 - head / height,
                         bottom=foot / height, wspace=0.05, hspace=0.05)
@@ -225,6 +222,38 @@ def confusion_figure(results: Mapping[str, Any]) -> Figure:
                  + data_note(results), fontsize=10)
     fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=0.8, bottom=0.14, wspace=0.15)
     return fig
+
+
+def _grid_text(labels: torch.Tensor, meta: Mapping[str, Any], results: Mapping[str, Any] | None, per_class: int
+               ) -> tuple[str, str | None]:
+    method, init = str(meta.get("method", "")).upper(), meta.get("init")
+    title = (f"{meta.get('variant', '')}: {method} distilled set, {meta.get('ipc', per_class)} image(s) per class"
+             + (f" ({init} init)" if init else "") + data_note(meta, results))
+    lines = []
+    if results:
+        lines.append(f"Test accuracy of nets trained on these {len(labels)} images: {_acc(results, 'distilled')} "
+                     f"({results.get('n_nets', '?')} nets x {results.get('epochs', '?')} epochs); random real "
+                     f"{_acc(results, 'random')}, full training set {_acc(results, 'full')}.")
+    if meta.get("iterations"):
+        lines.append(f"{meta['iterations']} distillation iterations (stop: {meta.get('stop_reason', '?')}).")
+    return title, "\n".join(lines) or None
+
+
+def _prototype_rows(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], per_class: int,
+                    initial: torch.Tensor | None, meta: Mapping[str, Any], results: Mapping[str, Any] | None
+                    ) -> Figure:
+    """Several images per class: a row per class, its prototypes side by side (and, with
+    ``initial``, the images they started from in a row under it)."""
+    rows, names = [], []
+    for c, name in enumerate(class_names):
+        idx = torch.nonzero(labels == c).flatten()[:per_class].tolist()
+        rows.append([images[i] for i in idx])
+        names.append(f"{c}: {name}")
+        if initial is not None:
+            rows.append([initial[i] for i in idx])
+            names.append("  (initial)")
+    title, caption = _grid_text(labels, meta, results, per_class)
+    return class_grid(rows, names, per_class, title=title, caption=caption)
 
 
 def _series(frame: pd.DataFrame, column: str) -> pd.DataFrame:

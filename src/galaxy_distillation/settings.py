@@ -11,6 +11,7 @@ from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import data_label, experts_key, parse_flag, variant_name
 from galaxy_distillation.preflight import ClusterHook
 from galaxy_distillation.storage import rooted
+from galaxy_distillation.summary import RunSummaryHook
 from galaxy_distillation.tracking import RunStoryHook
 
 # Quiet logs: no third-party deprecation blocks, no tqdm redraws in log files, MLflow at WARNING.
@@ -21,8 +22,9 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # Validate parameters before any node runs (fails fast with one line), then the storage root
 # and the Ray cluster (galaxy_distillation.preflight); log the typed
 # parameters; keep a run's outputs all-or-nothing (galaxy_distillation.outputs); name, tag and
-# link the MLflow run and print a one-line header per stage.
-HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), ClusterHook(), OUTPUTS, RunStoryHook())
+# link the MLflow run and print a one-line header per stage; close with the headline numbers and
+# where the figures and tables went (galaxy_distillation.summary).
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), ClusterHook(), OUTPUTS, RunStoryHook(), RunSummaryHook())
 
 # The default dataset (in-memory, no copy) the Kedro 1.7 way instead of a "{default}" pattern.
 DATA_CATALOG_CLASS = ProjectDataCatalog

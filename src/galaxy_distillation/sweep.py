@@ -21,7 +21,7 @@ from typing import Any
 from galaxy_distillation.presets import PAPER_BUDGET, PAPER_TABLE1, PAPER_TABLE2
 
 __all__ = ["Cell", "TABLES", "cells", "groups", "applies", "cell_key", "results_table", "budget_columns",
-           "budget_differences", "BUDGET_MARK", "MOCK_NOTE"]
+           "budget_differences", "result_tags", "BUDGET_MARK", "MOCK_NOTE"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,22 @@ def budget_differences(record: dict[str, Any]) -> list[str]:
     if (nets, ev_epochs) != (PAPER_BUDGET["eval_nets"], PAPER_BUDGET["eval_epochs"]):
         out.append(f"evaluation {_text(nets)} x {_text(ev_epochs)}")
     return out
+
+
+def result_tags(results: dict[str, Any]) -> dict[str, Any]:
+    """The MLflow ``result.*`` tags of an evaluated variant: what makes its numbers comparable
+    (the runs table's columns: data, method, IPC, init, iterations and stop reason, experts,
+    evaluation protocol, how its budget differs from the paper's)."""
+    budget = budget_columns(results)
+    return {
+        "result.variant": results.get("variant"), "result.data": budget.get("data"),
+        "result.method": budget.get("method"), "result.ipc": budget.get("ipc"), "result.init": budget.get("init"),
+        "result.training_set": budget.get("training_set"),
+        "result.iterations": f"{budget.get('iterations')} ({budget.get('stop_reason')})",
+        "result.experts": f"{budget.get('n_experts')} x {budget.get('expert_epochs')}",
+        "result.eval_protocol": budget.get("eval_protocol"), "result.full_protocol": budget.get("full_protocol"),
+        "result.budget_vs_paper": budget.get("budget_vs_paper"),
+    }
 
 
 def budgets_markdown(records: dict[str, dict[str, Any]]) -> list[str]:

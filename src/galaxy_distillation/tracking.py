@@ -220,21 +220,6 @@ def set_tags(tags: Mapping[str, Any]) -> bool:
     return True
 
 
-def result_tags(results: Mapping[str, Any], budget: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``result.*`` tags of an evaluated variant: what makes its numbers comparable (the
-    runs table's columns: data, method, IPC, init, iterations and stop reason, experts,
-    evaluation protocol, how its budget differs from the paper's)."""
-    return {
-        "result.variant": results.get("variant"), "result.data": budget.get("data"),
-        "result.method": budget.get("method"), "result.ipc": budget.get("ipc"), "result.init": budget.get("init"),
-        "result.training_set": budget.get("training_set"),
-        "result.iterations": f"{budget.get('iterations')} ({budget.get('stop_reason')})",
-        "result.experts": f"{budget.get('n_experts')} x {budget.get('expert_epochs')}",
-        "result.eval_protocol": budget.get("eval_protocol"), "result.full_protocol": budget.get("full_protocol"),
-        "result.budget_vs_paper": budget.get("budget_vs_paper"),
-    }
-
-
 def log_curve(rows: Iterable[Mapping[str, Any]], keys: Sequence[str] = ("test_acc", "test_acc_std", "T", "loss",
                                                                         "val_loss", "lr")) -> int:
     """Log the per-iteration rows of one comparison run as metric histories of the active run."""

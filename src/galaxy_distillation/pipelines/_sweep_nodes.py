@@ -39,7 +39,7 @@ from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set
-from galaxy_distillation.sweep import ROW_COLUMNS, Cell, applies, budget_columns, cell_key, cells, results_table
+from galaxy_distillation.sweep import ROW_COLUMNS, Cell, applies, cell_key, cells, result_tags, results_table
 from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def log_cell(cell: Cell, results: dict[str, Any], history: pd.DataFrame | dict[s
     with tracking.child_run(f"cell {cell.name}", params) as run:
         if run is None:
             return
-        tracking.set_tags(tracking.result_tags(results, budget_columns(results)))
+        tracking.set_tags(result_tags(results))
         if isinstance(history, pd.DataFrame):
             tracking.log_histories(history_metrics(history))
         tracking.log_histories({k: [{"step": 0, "value": float(results[k])}] for k in (

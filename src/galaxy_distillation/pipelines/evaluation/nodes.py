@@ -20,7 +20,7 @@ from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import ArchParams, EvaluationParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
-from galaxy_distillation.sweep import budget_columns
+from galaxy_distillation.sweep import result_tags
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
     }
     metrics.update(class_metrics(classes))
     if tag_run:  # the active MLflow run (a sweep tags each cell's child run instead)
-        tracking.set_tags(tracking.result_tags(results, budget_columns(results)))
+        tracking.set_tags(result_tags(results))
     return results, metrics
 
 
