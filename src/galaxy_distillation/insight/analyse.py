@@ -17,20 +17,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import stats
-from .measure import DIAGNOSTICS, MeasureConfig, measure_image, sky_sigma
+from .measure import DIAGNOSTICS, MeasureConfig, measure_image, sky_level, sky_sigma
 
-__all__ = ["measure_many", "reference_sigma", "diagnostics_table", "nearest_real", "set_summary", "ipc_spread"]
+__all__ = ["measure_many", "reference_sky", "diagnostics_table", "nearest_real", "set_summary", "ipc_spread"]
 
 
-def _one(job: tuple[np.ndarray, float, MeasureConfig]) -> dict[str, Any]:
-    image, sigma_ref, cfg = job
-    return measure_image(image, sigma_ref, cfg).row()
+def _one(job: tuple[np.ndarray, float, MeasureConfig, float]) -> dict[str, Any]:
+    image, sigma_ref, cfg, sky_ref = job
+    return measure_image(image, sigma_ref, cfg, sky_ref).row()
 
 
 def measure_many(images: np.ndarray, sigma_ref: float, cfg: MeasureConfig, progress: bool = False,
-                 n_workers: int = 1, desc: str = "measuring galaxies") -> pd.DataFrame:
+                 n_workers: int = 1, desc: str = "measuring galaxies", sky_ref: float = 0.0) -> pd.DataFrame:
     """:func:`~.measure.measure_image` on each (3, H, W) image of ``images``; one row each, in order."""
-    jobs = [(np.asarray(im, dtype=np.float64), float(sigma_ref), cfg) for im in images]
+    jobs = [(np.asarray(im, dtype=np.float64), float(sigma_ref), cfg, float(sky_ref)) for im in images]
     bar = {"total": len(jobs), "desc": desc, "disable": not progress, "leave": False}
     if n_workers > 1 and len(jobs) > 4 * n_workers:
         with ProcessPoolExecutor(n_workers) as pool:
@@ -40,11 +40,14 @@ def measure_many(images: np.ndarray, sigma_ref: float, cfg: MeasureConfig, progr
     return pd.DataFrame(rows)
 
 
-def reference_sigma(images: np.ndarray, cfg: MeasureConfig) -> float:
-    """The one segmentation noise level: the median sky noise of the real images."""
-    values = np.array([sky_sigma(im, cfg) for im in images])
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(np.median(values)) if values.size else 1e-3
+def reference_sky(images: np.ndarray, cfg: MeasureConfig) -> tuple[float, float]:
+    """The one segmentation noise level and sky level: the real images' medians
+    (:func:`~.measure.sky_sigma`, :func:`~.measure.sky_level`)."""
+    sigmas = np.array([sky_sigma(im, cfg) for im in images])
+    sigmas = sigmas[np.isfinite(sigmas) & (sigmas > 0)]
+    levels = np.array([sky_level(im, cfg) for im in images])
+    levels = levels[np.isfinite(levels)]
+    return (float(np.median(sigmas)) if sigmas.size else 1e-3), (float(np.median(levels)) if levels.size else 0.0)
 
 
 def _reason(row: pd.Series, diagnostic: str) -> str:

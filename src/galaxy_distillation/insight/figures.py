@@ -94,6 +94,7 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
     ax.set_xlabel("percentile within the real class (o initial)", fontsize=8)
     ax.tick_params(labelsize=7)
     fig.suptitle(f"class {k}: {name}", fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.95, top=0.9, bottom=0.09, hspace=0.3)
     return fig
 
 
@@ -128,4 +129,5 @@ def heatmap(table: pd.DataFrame, class_names: Sequence[str], diagnostics: Sequen
     ax.set_yticks(range(len(classes)), [f"{k} {class_names[k]}" for k in classes], fontsize=7)
     fig.colorbar(im, ax=ax, label="percentile within the real class")
     ax.set_title("prototypes against the real galaxies of their class (grey: not measurable, *: finding)", fontsize=8)
+    fig.subplots_adjust(left=0.3, right=0.98, top=0.9, bottom=0.28)
     return fig

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 __all__ = [
     "DIAGNOSTICS", "STATMORPH_DIAGNOSTICS", "MeasureConfig", "Measurement", "denormalise", "sky_sigma",
-    "measure_image", "has_statmorph", "radial_profile",
+    "measure_image", "has_statmorph", "radial_profile", "sky_level",
 ]
 
 #: statmorph's quantities used here (our name -> statmorph attribute).
@@ -331,13 +331,21 @@ def _unmeasurable(reason: str, flags: list[str], bins: int) -> Measurement:
                        np.full(bins, np.nan), np.full(bins, np.nan))
 
 
-def measure_image(image: np.ndarray, sigma_ref: float, cfg: MeasureConfig) -> Measurement:
+def sky_level(image: np.ndarray, cfg: MeasureConfig) -> float:
+    """Median of the luminance in the outer ring of one image (the real images' sky level)."""
+    lum = np.asarray(image, dtype=np.float64).mean(axis=0)
+    return float(np.median(lum[_ring(lum.shape, cfg.ring_fraction)]))
+
+
+def measure_image(image: np.ndarray, sigma_ref: float, cfg: MeasureConfig, sky_ref: float = 0.0) -> Measurement:
     """All diagnostics of one display-space image (3, H, W) (unclamped float; never raises).
 
     Args:
         image: channels (R, G, B) ~ (i, r, g).
         sigma_ref: the real images' sky noise (:func:`sky_sigma`, median over the curated set):
             one segmentation threshold for real galaxies and prototypes alike.
+        sky_ref: the real images' sky level (:func:`sky_level`, median): a source whose outer
+            ring is more than half as bright as its centre above it fills the frame.
         cfg: see :class:`MeasureConfig`.
     """
     img = np.asarray(image, dtype=np.float64)
@@ -367,6 +375,11 @@ def measure_image(image: np.ndarray, sigma_ref: float, cfg: MeasureConfig) -> Me
         if outside.sum() < cfg.min_sky_px:
             return _unmeasurable("no sky: the source fills the frame", flags + ["frame_filling"], bins)
         sky = lum[outside].mean()
+    peak = ndimage.gaussian_filter(lum, 1.0)[main].max() if main.any() else sky
+    if sky - sky_ref > 0.5 * (peak - sky_ref):
+        return _unmeasurable("no sky: the outer ring is as bright as the source", flags + ["frame_filling"], bins)
+    if sky - sky_ref > 10 * sigma_ref:
+        flags.append("sky_offset")
     if main.sum() < cfg.min_segment_px:
         return _unmeasurable("no source above the real images' sky threshold", flags + ["no_source"], bins)
     if main.mean() > cfg.max_segment_fraction:

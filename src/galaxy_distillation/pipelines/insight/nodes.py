@@ -52,14 +52,15 @@ def measure_real_galaxies(insight_real_input: dict[str, Any], insight_real_previ
         return insight_real_previous
     images, labels = real_images(insight_real_input)
     cfg = insight.measure_config()
-    sigma = analyse.reference_sigma(images, cfg)
-    log.info("insight: measuring %d real galaxies (sky noise %.4f, %d worker(s))", len(images), sigma,
+    sigma, sky = analyse.reference_sky(images, cfg)
+    log.info("insight: measuring %d real galaxies (sky %.4f, noise %.4f, %d worker(s))", len(images), sky, sigma,
              insight.n_workers)
     table = analyse.measure_many(images, sigma, cfg, progress=insight.progress, n_workers=insight.n_workers,
-                                 desc="measuring real galaxies")
+                                 desc="measuring real galaxies", sky_ref=sky)
     table.insert(0, "class", labels)
     table.insert(1, "index", np.arange(len(labels)))
     table["sigma_ref"] = sigma
+    table["sky_ref"] = sky
     table["fingerprint"] = fingerprint
     return table
 
@@ -70,6 +71,7 @@ def measure_prototypes(distilled_set: dict[str, Any], data_transform: dict[str, 
     measured exactly like the real galaxies (same threshold, same weight map)."""
     cfg = insight.measure_config()
     sigma = float(insight_real_diagnostics["sigma_ref"].iloc[0])
+    sky = float(insight_real_diagnostics["sky_ref"].iloc[0])
     labels = distilled_set["labels"].numpy().astype(np.int64)
     images = denormalise(distilled_set["images"], data_transform)
     prototype = np.zeros(len(labels), dtype=np.int64)
@@ -78,7 +80,7 @@ def measure_prototypes(distilled_set: dict[str, Any], data_transform: dict[str, 
     ids = pd.DataFrame({"class": labels, "prototype": prototype})
 
     def measured(batch: np.ndarray, desc: str) -> pd.DataFrame:
-        return pd.concat([ids, analyse.measure_many(batch, sigma, cfg, desc=desc)], axis=1)
+        return pd.concat([ids, analyse.measure_many(batch, sigma, cfg, desc=desc, sky_ref=sky)], axis=1)
 
     out: dict[str, Any] = {"ids": ids, "images": images, "protos": measured(images, "prototypes"),
                            "clamped": measured(np.clip(images, 0, 1), "clamped prototypes")}
@@ -89,13 +91,13 @@ def measure_prototypes(distilled_set: dict[str, Any], data_transform: dict[str, 
     out["initial_images"] = initial
     if insight.stability:
         variants = np.stack([v for im in images for v in transforms(im)])
-        table = analyse.measure_many(variants, sigma, cfg, desc="rotations and flips")
+        table = analyse.measure_many(variants, sigma, cfg, desc="rotations and flips", sky_ref=sky)
         out["variants"] = {i: table.iloc[8 * i:8 * i + 8].reset_index(drop=True) for i in range(len(images))}
     return out
 
 
 def insight_results(insight_prototypes: dict[str, Any], insight_real_diagnostics: pd.DataFrame,
-                    insight_real_input: dict[str, Any], all_insight_summaries: dict[str, Callable[[], Any]],
+                    insight_real_input: dict[str, Any], all_insight_summaries: dict[str, Callable[[], Any]] | None,
                     insight: InsightParams, variant: str, dataset: str, method: str, ipc: int, init: str,
                     augmented: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The tidy diagnostics table, the claims' verdicts, the set summary and the MLflow metrics."""
@@ -115,7 +117,7 @@ def insight_results(insight_prototypes: dict[str, Any], insight_real_diagnostics
         table = table.merge(analyse.ipc_spread(table, insight_real_diagnostics).rename(
             columns={"auc": "class_auc", "spread_ratio": "class_spread_ratio"}), on=["class", "diagnostic"], how="left")
     others = []
-    for name, load in sorted(all_insight_summaries.items()):
+    for name, load in sorted((all_insight_summaries or {}).items()):
         record = load()
         if name.startswith("insight_") and isinstance(record, dict) and record.get("variant") != variant:
             others.append(record)
