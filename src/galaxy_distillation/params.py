@@ -331,6 +331,7 @@ class ClaimParams(_Strict):
     direction: Literal["lower", "higher"] = "higher"
     min_size: int = Field(0, ge=0)  # the smallest image side (px) at which the claim can be measured
     min_rho: float = Field(0.7, ge=-1, le=1)  # kind rank: the Spearman correlation needed
+    min_shift: float = Field(0.25, ge=0, le=0.5)  # kind within: the median percentile's distance from 0.5 needed
     ipcs: list[int] = Field(default_factory=lambda: [1, 10], min_length=2, max_length=2)  # kind closer
     metric: Literal["envelope_share", "nn_closeness"] = "envelope_share"  # kind closer: higher = closer
 

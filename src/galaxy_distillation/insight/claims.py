@@ -5,7 +5,7 @@ A claim is a mapping (``conf/base/parameters_insight.yml`` -> ``insight.claims``
 - ``kind: compare``: the prototypes of ``classes`` are ``lower``/``higher`` in ``diagnostic``
   than those of ``versus`` (medians over prototypes);
 - ``kind: within``: the prototypes of ``classes`` are ``lower``/``higher`` than the real
-  galaxies of their own class (median percentile below / above 0.5);
+  galaxies of their own class (median percentile at least ``min_shift`` below / above 0.5);
 - ``kind: rank``: the prototypes of ``classes`` order like their classes' real medians
   (Spearman rho >= ``min_rho``);
 - ``kind: closer``: the set with ``ipcs[1]`` images per class is closer to real galaxies than
@@ -89,8 +89,9 @@ def _verdict_on(claim: Mapping[str, Any], table: pd.DataFrame, value: str, pct: 
             return NOT_SUPPORTED, evidence
     elif kind == "within":
         med = float(np.median(g1[pct]))
-        evidence = f"{d}: percentile within own class {_fmt(g1, pct)} (median {med:.2f})"
-        if s * (med - 0.5) <= 0:
+        shift = float(claim.get("min_shift", 0.25))
+        evidence = f"{d}: percentile within own class {_fmt(g1, pct)} (median {med:.2f}; needs {shift:g} from 0.5)"
+        if s * (med - 0.5) < shift:
             return NOT_SUPPORTED, evidence
     elif kind == "rank":
         proto = g1.groupby("class")[value].median()

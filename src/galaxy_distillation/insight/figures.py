@@ -40,8 +40,8 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
     panels += [("prototype", _rgb(proto), None), ("class mean (real)", _rgb(mean), None),
                ("prototype - mean", np.nan_to_num(proto.mean(0) - mean.mean(0)), "RdBu_r")]
     panels += [(f"nearest real {j + 1}", _rgb(reals[i]), None) for j, i in enumerate(nearest[first])]
-    fig = Figure(figsize=(max(9.0, 1.5 * len(panels)), 6.6))
-    grid = fig.add_gridspec(2, len(panels), height_ratios=[1, 1.5])
+    fig = Figure(figsize=(max(9.0, 1.5 * len(panels)), 5.6))
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[1, 1.6])
     for j, (title, image, cmap) in enumerate(panels):
         ax = fig.add_subplot(grid[0, j])
         if cmap:
@@ -58,7 +58,8 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
         ax = fig.add_subplot(lower[0, j])
         band = _profiles(real_k, prefix)
         mine = _profiles(prototypes["protos"].iloc[rows], prefix)
-        x = np.arange(band.shape[1]) + 0.5 if band.size else np.arange(mine.shape[1]) + 0.5
+        bins = band.shape[1] if band.size else mine.shape[1]
+        x = (np.arange(bins) + 0.5) * proto.shape[-1] / 2 / bins  # bin centres (px)
         if band.size and np.isfinite(band).any():
             lo, med, hi = np.nanpercentile(band, [16, 50, 84], axis=0)
             ax.fill_between(x, lo, hi, color="0.8", label="real 16-84 %")
@@ -68,7 +69,7 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
         if "initial" in prototypes:
             ax.plot(x, _profiles(prototypes["initial"].iloc[rows[:1]], prefix)[0], color="C0", ls="--", lw=1,
                     label="initial")
-        ax.set_xlabel("radius (bins of side/2)", fontsize=8)
+        ax.set_xlabel("radius (px)", fontsize=8)
         ax.set_title(label, fontsize=8)
         ax.tick_params(labelsize=7)
         if j == 0:
@@ -94,7 +95,7 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
     ax.set_xlabel("percentile within the real class (o initial)", fontsize=8)
     ax.tick_params(labelsize=7)
     fig.suptitle(f"class {k}: {name}", fontsize=10)
-    fig.subplots_adjust(left=0.06, right=0.95, top=0.9, bottom=0.09, hspace=0.3)
+    fig.subplots_adjust(left=0.06, right=0.95, top=0.9, bottom=0.1, hspace=0.25)
     return fig
 
 

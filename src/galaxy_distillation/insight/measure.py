@@ -57,7 +57,7 @@ class MeasureConfig:
     smoothness_min_rpetro: float  # statmorph's S is 0 below this Petrosian radius (px)
     profile_bins: int  # radial profile bins out to half the side
     statmorph_timeout_s: float
-    use_statmorph: bool = True
+    use_statmorph: bool
 
 
 @dataclass
@@ -423,6 +423,6 @@ def measure_image(image: np.ndarray, sigma_ref: float, cfg: MeasureConfig, sky_r
     profile = radial_profile(lum_sub, (xc, yc), edges)
     with np.errstate(divide="ignore", invalid="ignore"):
         colour_profile = -2.5 * np.log10(radial_profile(blue, (xc, yc), edges) / radial_profile(red, (xc, yc), edges))
-    colour_profile[~np.isfinite(colour_profile)] = np.nan
+    colour_profile[~np.isfinite(colour_profile) | (profile < sigma_ref)] = np.nan  # no colour of the sky
     return Measurement({d: float(values.get(d, float("nan"))) for d in DIAGNOSTICS}, reasons, flags, profile,
                        colour_profile)
