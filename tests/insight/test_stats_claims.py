@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _galaxies import config, curated_set, params
 from scipy.stats import kstest
 
+from _galaxies import config, curated_set, params
 from galaxy_distillation.insight import analyse, claims, stats
 from galaxy_distillation.insight.measure import DIAGNOSTICS
 
@@ -99,3 +99,11 @@ def test_every_diagnostic_is_known_to_the_claims_schema():
     assert {c.diagnostic for c in params().claims} <= set(DIAGNOSTICS)
     with pytest.raises(ParameterError, match="insight.claims.0.diagnostic"):
         validate_parameters({"insight": {"claims": [{"id": "x", "kind": "compare", "diagnostic": "colur"}]}})
+
+
+def test_measuring_in_worker_processes_gives_the_same_table():
+    cfg = config(statmorph=False)
+    x, _ = curated_set(2, 32, seed=4, classes=(0, 3, 5, 6, 7, 8))
+    one = analyse.measure_many(x / 255.0, 0.01, cfg, n_workers=1)
+    two = analyse.measure_many(x / 255.0, 0.01, cfg, n_workers=2)
+    pd.testing.assert_frame_equal(one, two)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,7 +62,9 @@ def card(k: int, name: str, prototypes: dict[str, Any], table: pd.DataFrame, rea
         bins = band.shape[1] if band.size else mine.shape[1]
         x = (np.arange(bins) + 0.5) * proto.shape[-1] / 2 / bins  # bin centres (px)
         if band.size and np.isfinite(band).any():
-            lo, med, hi = np.nanpercentile(band, [16, 50, 84], axis=0)
+            with warnings.catch_warnings():  # bins without light have no colour: all NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, med, hi = np.nanpercentile(band, [16, 50, 84], axis=0)
             ax.fill_between(x, lo, hi, color="0.8", label="real 16-84 %")
             ax.plot(x, med, color="0.45", lw=1, label="real median")
         for r, prof in enumerate(mine):

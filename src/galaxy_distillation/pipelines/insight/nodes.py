@@ -79,20 +79,27 @@ def measure_prototypes(distilled_set: dict[str, Any], data_transform: dict[str, 
         prototype[labels == k] = np.arange(int((labels == k).sum()))
     ids = pd.DataFrame({"class": labels, "prototype": prototype})
 
-    def measured(batch: np.ndarray, desc: str) -> pd.DataFrame:
-        return pd.concat([ids, analyse.measure_many(batch, sigma, cfg, desc=desc, sky_ref=sky)], axis=1)
-
-    out: dict[str, Any] = {"ids": ids, "images": images, "protos": measured(images, "prototypes"),
-                           "clamped": measured(np.clip(images, 0, 1), "clamped prototypes")}
-    initial = None
-    if "initial_images" in distilled_set:
-        initial = denormalise(distilled_set["initial_images"], data_transform)
-        out["initial"] = measured(initial, "initial images")
-    out["initial_images"] = initial
-    if insight.stability:
-        variants = np.stack([v for im in images for v in transforms(im)])
-        table = analyse.measure_many(variants, sigma, cfg, desc="rotations and flips", sky_ref=sky)
-        out["variants"] = {i: table.iloc[8 * i:8 * i + 8].reset_index(drop=True) for i in range(len(images))}
+    initial = (denormalise(distilled_set["initial_images"], data_transform) if "initial_images" in distilled_set
+               else None)
+    batches = {"protos": images, "clamped": np.clip(images, 0, 1)}
+    if initial is not None:
+        batches["initial"] = initial
+    if insight.stability:  # the 7 other rotations / flips of each prototype (the first is itself)
+        batches["variants"] = np.stack([v for im in images for v in transforms(im)[1:]])
+    everything = np.concatenate(list(batches.values()))
+    log.info("insight: measuring %d prototype images (unclamped, clamped, initial, rotations / flips)", len(everything))
+    table = analyse.measure_many(everything, sigma, cfg, progress=insight.progress, n_workers=insight.n_workers,
+                                 desc="measuring prototypes", sky_ref=sky)
+    out: dict[str, Any] = {"ids": ids, "images": images, "initial_images": initial}
+    start = 0
+    for name, batch in batches.items():
+        part = table.iloc[start:start + len(batch)].reset_index(drop=True)
+        start += len(batch)
+        if name == "variants":
+            out[name] = {i: pd.concat([out["protos"].iloc[[i]].drop(columns=["class", "prototype"]),
+                                       part.iloc[7 * i:7 * i + 7]]).reset_index(drop=True) for i in range(len(images))}
+        else:
+            out[name] = pd.concat([ids, part], axis=1)
     return out
 
 
