@@ -70,28 +70,12 @@ def test_teacher_trains_only_missing_or_stale_experts(tiny_model_input, tiny_par
     assert _run(prepare(other, teacher)[0], teacher, model, inventory)[0] == []            # other data
 
 
-def test_run_one_is_one_task_and_local_tasks_never_run_side_by_side():
-    import threading
-    import time
-
+def test_run_one_is_one_task_with_shared_arguments_first():
     from galaxy_distillation.compute import run_one
 
     assert run_one(_square, (3, 1), {"backend": "local"}, progress=False) == 10
-    inside, overlaps = [0], []
-
-    def work(x: int) -> int:
-        inside[0] += 1
-        overlaps.append(inside[0])
-        time.sleep(0.05)
-        inside[0] -= 1
-        return x
-
-    threads = [threading.Thread(target=run_one, args=(work, (i,), None), kwargs={"progress": False}) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert overlaps == [1, 1, 1, 1]  # what the ThreadRunner runs at once still computes one task at a time
+    assert run_one(_square, (1,), {"backend": "local"}, progress=False, shared=(4,)) == 17  # 4 * 4 + 1
+    # tasks of several threads now run side by side: tests/test_threads.py
 
 
 def test_one_bar_counts_the_tasks_of_every_call_in_flight(caplog):
@@ -132,3 +116,27 @@ def test_kedro_run_picks_the_thread_runner_only_for_sweeps_on_the_ray_backend(tm
     assert pick_runner({**ray, "pipelines": ["sky", "teacher"]}) is None   # single runs stay sequential
     assert pick_runner({**ray, "pipelines": []}) is None                     # __default__
     assert pick_runner({"conf_source": str(root / "conf"), "params": {}, "pipelines": ["table"]}) is None  # local
+
+
+def test_a_stop_request_ends_the_tasks_and_a_second_signal_waits(capsys):
+    """The first Ctrl-C / SIGTERM of a run stops compute (no new task starts, Ray tasks are
+    cancelled: tests/test_cluster_stop.py) and interrupts; a second one only prints a note, so
+    nothing is put back while node threads still save."""
+    import signal
+
+    from galaxy_distillation import cli, compute
+
+    cli._STOPPING.clear()
+    compute.clear_stop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._raise_interrupt(signal.SIGINT, None)
+        assert compute.stop_requested()
+        with pytest.raises(compute.Stopped, match="not started"):
+            compute.run_one(_square, (2,), {"backend": "local"}, progress=False)
+        assert cli._raise_interrupt(signal.SIGTERM, None) is None  # the second: no second interrupt
+        assert "stopping: waiting for the running nodes" in capsys.readouterr().err
+    finally:
+        cli._STOPPING.clear()
+        compute.clear_stop()
+    assert compute.run_one(_square, (2,), {"backend": "local"}, progress=False) == 4

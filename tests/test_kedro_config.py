@@ -57,3 +57,26 @@ def test_catalog_entries_carry_kedro_viz_layers():
             "evaluation_results"} <= set(layered)
     for name in layered:
         assert catalog[name]["metadata"]["kedro-viz"]["layer"]
+
+
+def test_two_image_folders_never_share_a_file_name():
+    """Every file a run or a sweep writes names the image folder it came from (data_root), so a
+    second folder's run never overwrites (or resumes, or skips on) the first one's."""
+    from kedro.io import DataCatalog
+
+    def paths(data_root):
+        config = _loader("local", dataset="imagefolder", data_root=data_root)
+        catalog = DataCatalog.from_config({k: v for k, v in config["catalog"].items() if not k.startswith("_")})
+        names = ["expert_trajectories", "data_transform", "full_baseline", "distilled_set", "evaluation_results",
+                 "plain.expert_trajectories", "plain.full_baseline", "stm_ipc1_real_plain.distilled_set",
+                 "stm_ipc1_real_plain.evaluation_results", "table.results_markdown"]
+        return [str(catalog.get(n)._describe()) for n in names], config["parameters"]["variant"]
+
+    (a, variant_a), (b, variant_b) = paths("data/shapes"), paths("/elsewhere/shapes")
+    assert not set(a) & set(b) and variant_a != variant_b
+    from galaxy_distillation.params import source_name
+
+    assert variant_a == f"{source_name('imagefolder', 'data/shapes')}_stm_ipc1_real_plain"
+    assert source_name("imagefolder", "data/shapes").startswith("imagefolder-shapes-")
+    assert source_name("gz2", "data/shapes") == "gz2" and source_name("cifar10", "/x") == "cifar10"
+    assert paths("data/shapes") == (a, variant_a)  # the same folder: the same names

@@ -63,7 +63,8 @@ def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
     assert distilled["images"].shape == (9, 3, 128, 128)
     from galaxy_distillation.engine.trajectories import ExpertBank
 
-    bank = ExpertBank(project / "data/06_models/experts/gz2_plain")
+    (folder,) = (project / "data/06_models/experts/gz2_plain").glob("bank-*")  # one bank: this data and settings
+    bank = ExpertBank(folder)
     assert (len(bank), bank.num_epochs, bank.num_params) == (2, 2, 594_441)  # ConvNet-3 width 128 at 128 px
     assert not (project / "data/08_reporting/evaluation_gz2_stm_ipc1_noise_plain.json").exists()  # not selected
     for cell in ("stm_ipc1_real_plain", "stm_ipc1_real_aug"):

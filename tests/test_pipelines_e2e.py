@@ -94,7 +94,7 @@ def test_default_run_produces_every_stage(project):
     assert meta["sizes"]["train_augmented"] == 2 * meta["sizes"]["train"]
     train = load_file(str(project / "data/05_model_input/gz2/train.safetensors"))
     assert train["images"].dtype == torch.uint8 and train["images"].shape[1:] == (3, 16, 16)
-    assert len(list((project / "data/06_models/experts/gz2_plain").glob("expert_*.safetensors"))) == 2
+    assert len(list((project / "data/06_models/experts/gz2_plain").glob("bank-*/expert_*.safetensors"))) == 2
     distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 16, 16)
     result = json.loads((project / "data/08_reporting/evaluation_gz2_stm_ipc1_real_plain.json").read_text())
@@ -215,7 +215,9 @@ def test_benchmark_pipeline_distils_an_image_folder(project, tmp_path):
     folder = make_toy_image_folder(tmp_path / "shapes", n_classes=3, n_per_class=12, size=20, seed=0)
     kedro(project, "run", "--env", "smoke", "--pipelines=benchmark", "--params",
           f"dataset=imagefolder,data_root={folder},image_size=16")
-    variant = "imagefolder_stm_ipc1_real_plain"
+    from galaxy_distillation.params import source_name
+
+    variant = f"{source_name('imagefolder', str(folder))}_stm_ipc1_real_plain"  # the folder is in the name
     distilled = load_file(str(project / f"data/07_model_output/{variant}/distilled.safetensors"))
     assert distilled["images"].shape == (3, 3, 16, 16)
     result = json.loads((project / f"data/08_reporting/evaluation_{variant}.json").read_text())

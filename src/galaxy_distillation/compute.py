@@ -13,6 +13,13 @@ One tqdm bar over all the tasks in flight in this process shows done / running /
 retried (quiet when stderr is not a terminal; each call logs a summary line at the end
 either way). :func:`run_one` runs a single task and waits for it: a node that hands its work
 to Ray that way lets Kedro's ``ThreadRunner`` keep several such nodes' tasks in flight.
+
+Local tasks of several threads run side by side: the engine draws every random number from
+explicit generators (never torch's global one), so a task's result does not depend on what
+runs beside it. ``shared`` arguments go into Ray's object store once per object for the whole
+process (:func:`object_ref`), so the cells of a sweep on one training set share one copy.
+:func:`request_stop` (the first Ctrl-C or ``SIGTERM`` of a ``kedro run``) makes every call
+waiting on Ray cancel its tasks, the running ones forcibly, and raise :class:`Stopped`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import socket
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -238,10 +246,61 @@ class _Tasks:
         log.info("%s: %d done, %d failed, %d retried", desc, c["done"], c["failed"], c["retried"])
 
 
-#: Tasks of the local backend run one at a time in this process, even when Kedro's
-#: ``ThreadRunner`` runs several nodes at once: the engine's seeding uses torch's global
-#: generator in places, so two tasks side by side in one process would not be reproducible.
-_LOCAL = threading.Lock()
+class Stopped(RuntimeError):
+    """The run was asked to stop (:func:`request_stop`); this call's Ray tasks were cancelled."""
+
+
+#: Set by :func:`request_stop`; cleared by :func:`clear_stop` when a run starts.
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every :func:`run_tasks` of this process to stop: calls waiting on Ray cancel their
+    pending and running tasks (``ray.cancel(force=True)``) within a second and raise
+    :class:`Stopped`, and no new call submits anything. Safe to call from a signal handler."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Forget an earlier :func:`request_stop` (a new run starts)."""
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+#: ``id(obj)`` -> (a weak reference to ``obj``, the Ray job, its ObjectRef): one object-store
+#: copy per shared object while it lives (the entry goes with the object).
+_REFS: dict[int, tuple[Any, str, Any]] = {}
+_REFS_LOCK = threading.Lock()
+
+
+def _forget(key: int, weak: Any) -> None:
+    with _REFS_LOCK:
+        if key in _REFS and _REFS[key][0] is weak:
+            del _REFS[key]
+
+
+def object_ref(ray: Any, obj: Any) -> Any:
+    """``obj`` in Ray's object store, put there once for as long as ``obj`` lives in this process
+    (a training set shared by a sweep's teacher, Full baseline and every cell is one copy, not one
+    per task). Objects that cannot be weakly referenced (numbers, strings, tuples) are put each
+    time. A shared object must not be changed in place while it is in use (Kedro's inputs never are)."""
+    job = ray.get_runtime_context().get_job_id()
+    key = id(obj)
+    with _REFS_LOCK:
+        entry = _REFS.get(key)
+        if entry is not None and entry[0]() is obj and entry[1] == job:
+            return entry[2]
+        ref = ray.put(obj)
+        try:
+            weak = weakref.ref(obj, lambda w, key=key: _forget(key, w))
+        except TypeError:
+            return ref
+        _REFS[key] = (weak, job, ref)
+        log.debug("put a %s into Ray's object store", type(obj).__name__)
+        return ref
 
 
 def run_tasks(
@@ -260,7 +319,7 @@ def run_tasks(
         tasks: the per-task arguments.
         compute: the ``compute`` parameter group (backend, address, resources, retries).
         on_result: called with ``(i, result)`` before each result is yielded.
-        shared: arguments common to every task (put once into Ray's object store).
+        shared: arguments common to every task (put once into Ray's object store, see :func:`object_ref`).
         desc: the progress bar's label.
         progress: show the bar (only on a terminal).
 
@@ -269,19 +328,23 @@ def run_tasks(
 
     Raises:
         ComputeError: Ray unavailable or unreachable (before any task runs).
+        Stopped: :func:`request_stop` was called (Ray tasks still in flight are cancelled).
         Whatever ``fn`` raised, for a task that failed after its retries.
     """
     cfg = _settings(compute)
+    if _STOP.is_set():
+        raise Stopped(f"{desc}: not started, the run is stopping")
     if cfg["backend"] == "ray":
         connect(cfg)  # a bad address fails here, before the bar or any task
     bar = _BOARD.open(len(tasks), desc, progress)
     try:
         if cfg["backend"] == "local":
             for i, args in enumerate(tasks):
-                with _LOCAL:
-                    bar.update(running=1)
-                    result = fn(*shared, *args)
-                    bar.update(done=1, running=0)
+                if _STOP.is_set():
+                    raise Stopped(f"{desc}: stopped after {i} of {len(tasks)} task(s)")
+                bar.update(running=1)
+                result = fn(*shared, *args)
+                bar.update(done=1, running=0)
                 if on_result is not None:
                     on_result(i, result)
                 yield i, result
@@ -306,9 +369,9 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
         retry_exceptions=False,
     )
     fn_ref = ray.put(fn)
-    shared_refs = [ray.put(x) for x in shared]
+    shared_refs = [object_ref(ray, x) for x in shared]
     threads = task_threads(cfg["cpus_per_task"])
-    pending = {remote.remote(fn_ref, attempts, name, i, threads, *shared_refs, *args): i for i, args in enumerate(tasks)}
+    pending: dict[Any, int] = {}
 
     def count_retries() -> None:
         try:
@@ -317,8 +380,12 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
             pass
 
     try:
+        for i, args in enumerate(tasks):
+            pending[remote.remote(fn_ref, attempts, name, i, threads, *shared_refs, *args)] = i
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            if _STOP.is_set():
+                raise Stopped(f"{name}: stopped, {len(pending)} task(s) cancelled")
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             count_retries()
             for ref in done:
                 i = pending.pop(ref)
@@ -326,9 +393,7 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
                     node, result = ray.get(ref)
                 except Exception:
                     bar.update(failed=bar.counts["failed"] + 1, running=len(pending))
-                    for other in pending:
-                        ray.cancel(other)
-                    raise
+                    raise  # the other tasks are cancelled below
                 bar.update(done=1, running=len(pending))
                 log.info("%s %d came back from node %s", name, i, node)
                 if on_result is not None:
@@ -336,17 +401,33 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
                 yield i, result
             bar.update(running=len(pending))
         count_retries()
+    except BaseException:  # a failure, Stopped, Ctrl-C in this thread, or the caller closing early
+        _cancel(ray, list(pending))
+        raise
     finally:
         ray.kill(attempts)
 
 
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Cancel ``refs``: pending tasks never start, running ones are killed (their worker
+    process ends); finished ones are unaffected. Best effort, never raises."""
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 - already finished, or Ray is going away
+            pass
+    if refs:
+        log.info("cancelled %d Ray task(s)", len(refs))
+
+
 def run_one(fn: Callable[..., Any], args: tuple, compute: dict[str, Any] | None = None, desc: str = "task",
-            progress: bool = True) -> Any:
-    """``fn(*args)`` as one task (:func:`run_tasks` with a single item): in this process, or on
-    the Ray cluster while this thread waits for it. Kedro's ``ThreadRunner`` (chosen by
+            progress: bool = True, shared: tuple = ()) -> Any:
+    """``fn(*shared, *args)`` as one task (:func:`run_tasks` with a single item): in this process,
+    or on the Ray cluster while this thread waits for it. Kedro's ``ThreadRunner`` (chosen by
     ``kedro run`` for a sweep when ``compute.backend`` is ``ray``) then keeps one such task in
-    flight per node that is ready, e.g. every cell of a table sweep at once."""
-    with contextlib.closing(run_tasks(fn, [args], compute, desc=desc, progress=progress)) as results:
+    flight per node that is ready, e.g. every cell of a table sweep at once; a training set
+    passed in ``shared`` is one object-store copy for all of them."""
+    with contextlib.closing(run_tasks(fn, [args], compute, desc=desc, progress=progress, shared=shared)) as results:
         for _, result in results:
             return result
     raise RuntimeError(f"{desc}: the task returned nothing")  # pragma: no cover - run_tasks yields once per task

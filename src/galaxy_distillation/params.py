@@ -9,11 +9,14 @@
   before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
   the parameter and what is allowed.
 - The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
-  as ``augmented``), :func:`variant_name` and :func:`experts_key`.
+  as ``augmented``), :func:`source_name`, :func:`variant_name` and :func:`experts_key`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -22,7 +25,7 @@ from galaxy_distillation.engine.distill_config import DistillConfig
 from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
 from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
-from galaxy_distillation.errors import ParameterError  # the project-wide one (re-exported here)
+from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -48,6 +51,18 @@ def parse_flag(value: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def source_name(dataset: str, data_root: Any = None) -> str:
+    """The data's name in file names: the dataset, and for an image folder also which folder
+    (``imagefolder-<folder name>-<sha256 of data_root, 6 hex>``), so runs on two folders never
+    share files, experts or checkpoints. GZ2 and CIFAR keep their name (their content is fixed:
+    curated model input, checksummed official files)."""
+    if str(dataset) != "imagefolder" or data_root in (None, ""):
+        return str(dataset)
+    root = os.path.normpath(str(data_root)) if "://" not in str(data_root) else str(data_root).rstrip("/")
+    name = re.sub(r"[^A-Za-z0-9]+", "-", root.rstrip("/").rsplit("/", 1)[-1]).strip("-")[:24] or "root"
+    return f"imagefolder-{name}-{hashlib.sha256(root.encode()).hexdigest()[:6]}"
 
 
 def experts_key(dataset: str, augmented: Any) -> str:
@@ -458,19 +473,8 @@ _ALLOWED_HINT = {
 }
 
 
-def _one_line(group: str | None, err: ValidationError, raw: dict[str, Any]) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    name = f"{group}.{loc}" if group else loc
-    got = raw
-    for part in first["loc"]:
-        got = got.get(part) if isinstance(got, dict) else None
-    hint = _ALLOWED_HINT.get(loc) if group is None else None
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown parameter"
-    allowed = f"; allowed: {hint}" if hint else ""
-    return f"invalid parameter '{name}' = {got!r}: {msg}{allowed}"
+def _one_line(group: str | None, err: ValidationError, raw: dict[str, Any], model: type[BaseModel]) -> str:
+    return validation_message(group, err.errors(), raw, model.model_fields, _ALLOWED_HINT)
 
 
 def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
@@ -489,7 +493,7 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
     try:
         out: dict[str, BaseModel] = {"project": ProjectParams(**top)}
     except ValidationError as err:
-        raise ParameterError(_one_line(None, err, top)) from None
+        raise ParameterError(_one_line(None, err, top, ProjectParams)) from None
     for group, model in PARAMETER_GROUPS.items():
         if group in params:
             raw = params[group] or {}
@@ -498,7 +502,7 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, BaseModel]:
             try:
                 out[group] = model(**raw)
             except ValidationError as err:
-                raise ParameterError(_one_line(group, err, raw)) from None
+                raise ParameterError(_one_line(group, err, raw, model)) from None
     if "distill" in out:  # presets exist and MTT's rate is not STM's, before any compute
         project = out["project"]
         out["distill"].resolved(project.dataset, project.method, project.ipc)

@@ -8,7 +8,7 @@ from galaxy_distillation.catalog import ProjectDataCatalog
 from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
 from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warnings
 from galaxy_distillation.outputs import OUTPUTS
-from galaxy_distillation.params import experts_key, parse_flag, variant_name
+from galaxy_distillation.params import experts_key, parse_flag, source_name, variant_name
 from galaxy_distillation.preflight import ClusterHook
 from galaxy_distillation.storage import rooted
 from galaxy_distillation.tracking import RunStoryHook
@@ -40,6 +40,7 @@ def _env(name: str, default: object = None) -> object:
 
 
 for _name, _resolver in {"gd.flag": _flag, "gd.variant": variant_name, "gd.experts": experts_key,
+                         "gd.source": source_name,
                          "gd.env": _env, "gd.rooted": rooted}.items():
     OmegaConf.register_resolver(_name, _resolver, replace=True)
 

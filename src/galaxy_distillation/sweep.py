@@ -12,15 +12,13 @@ namespaced Kedro pipeline per :class:`Cell` from them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from galaxy_distillation.presets import PAPER_TABLE1, PAPER_TABLE2
 
-__all__ = ["Cell", "TABLES", "cells", "groups", "applies", "cell_key", "results_table"]
+__all__ = ["Cell", "TABLES", "cells", "groups", "applies", "results_table"]
 
 
 @dataclass(frozen=True)
@@ -83,12 +81,6 @@ def applies(table: str, dataset: str, cell: Cell, sweep: dict[str, Any] | None =
         if sweep.get(key) is not None and value not in sweep[key]:
             return False
     return (table, dataset, cell.ipc) not in _NOT_IN_TABLE
-
-
-def cell_key(**settings: Any) -> str:
-    """A short hash of everything a finished cell's result depends on (to know when to redo it)."""
-    payload = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------- the table

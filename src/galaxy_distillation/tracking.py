@@ -56,7 +56,12 @@ _VARIANT_PIPELINES = {"__default__", "distill", "evaluation", "reporting", "benc
 
 
 def _flag(value: Any) -> str:
-    return "aug" if str(value).strip().lower() in {"true", "1", "yes", "y", "on"} else "plain"
+    from galaxy_distillation.params import parse_flag
+
+    try:
+        return "aug" if parse_flag(value) else "plain"
+    except ValueError:
+        return "plain"
 
 
 def run_name(pipeline_names: Sequence[str] | None, params: Mapping[str, Any], partial: str | None = None) -> str:
@@ -202,18 +207,20 @@ def log_histories(metrics: Mapping[str, Sequence[Mapping[str, float]]]) -> int:
 
 def log_curve(rows: Iterable[Mapping[str, Any]], keys: Sequence[str] = ("test_acc", "test_acc_std", "T", "loss",
                                                                         "val_loss", "lr")) -> int:
-    """Log the per-iteration rows of one comparison run as metric histories of the active run."""
+    """Log the per-iteration rows of one comparison run as metric histories of the active run,
+    in batches (:func:`log_histories`: one request per 1000 points, not one per row); the
+    number of rows with at least one value."""
     if _active_run() is None:
         return 0
-    import mlflow
-
+    histories: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
     n = 0
     for row in rows:
         step = int(row["iteration"])
         values = {k: float(row[k]) for k in keys if row.get(k) is not None and not math.isnan(float(row[k]))}
-        if values:
-            mlflow.log_metrics(values, step=step)
-            n += 1
+        for k, v in values.items():
+            histories[k].append({"step": step, "value": v})
+        n += bool(values)
+    log_histories(histories)
     return n
 
 

@@ -109,10 +109,10 @@ def check_dataset(x: torch.Tensor, y: torch.Tensor, num_classes: int, name: str)
 
 
 def init_network(arch: dict, channels: int, num_classes: int, im_size: tuple[int, int], seed: int) -> nn.Module:
-    """Build a network from ``arch`` with weights drawn from ``seed`` (global RNG left untouched). CPU."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return build_from_spec(arch, channels, num_classes, im_size)
+    """Build a network from ``arch`` with weights drawn from a generator seeded ``seed`` (the
+    weights ``torch.manual_seed(seed)`` + construction gave; torch's global generator is never
+    used, so threads may build networks at once). CPU."""
+    return build_from_spec(arch, channels, num_classes, im_size, generator=make_generator(seed))
 
 
 @torch.no_grad()
@@ -296,7 +296,7 @@ def evaluate_images(
     test_x = test_x.detach().to(device)
     test_y = test_y.detach().to(device=device, dtype=torch.long)
     seeds = [derive_seed(seed, k) for k in range(config.n_nets)]
-    probe = build_from_spec(config.arch, train_x.shape[1], num_classes, tuple(train_x.shape[2:]))
+    probe = build_from_spec(config.arch, train_x.shape[1], num_classes, tuple(train_x.shape[2:]), device="meta")
     bs = min(config.batch_size, train_x.shape[0])
     use_vmap = (
         config.use_vmap

@@ -32,13 +32,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointMismatchError, CheckpointStore, as_store, config_fingerprint, load_state, save_state
+from .checkpoint import (
+    CheckpointMismatchError,
+    CheckpointStore,
+    as_store,
+    load_state,
+    move_aside,
+    result_key,
+    save_state,
+    tensor_sha256,
+)
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
+from .draws import StepDraw, draw_steps, to_device
 from .dsa import DSAParams
 from .functional import FlatModel
 from .networks import build_from_spec
 from .schedule import StageState, STMSchedule
-from .seeding import mix_seed
+from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
 from .trajectories import ExpertSource
@@ -73,6 +83,8 @@ class Distiller:
         eval_hook: ``eval_hook(iteration, images, labels, lr) -> dict | None`` every
             ``config.eval_every`` iterations; its result is stored in the record.
         dsa_params: DSA strengths (default ``DSAParams()``).
+        data_key: the data's fingerprint (content), part of the checkpoint's key; default the
+            SHA-256 of ``train_x`` and ``train_y``.
     """
 
     def __init__(self, experts: ExpertSource, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
@@ -80,7 +92,7 @@ class Distiller:
                  checkpoint_dir: str | Path | CheckpointStore | None = None,
                  callback: Callable[[IterationRecord], None] | None = None,
                  eval_hook: Callable[[int, torch.Tensor, torch.Tensor, float], dict[str, float] | None] | None = None,
-                 dsa_params: DSAParams | None = None) -> None:
+                 dsa_params: DSAParams | None = None, data_key: str | None = None) -> None:
         config.validate()
         if train_x.dim() != 4:
             raise DistillConfigError(f"train_x must be (N, C, H, W), got shape {tuple(train_x.shape)}")
@@ -101,9 +113,12 @@ class Distiller:
         self.train_x = train_x
         self.train_y = train_y
         self.dtype = train_x.dtype
+        self.data_key = data_key  # computed on first use (only a checkpointed run needs it)
 
         channels, h, w = train_x.shape[1:]
-        module = build_from_spec(self.arch, int(channels), self.num_classes, (int(h), int(w)))
+        # the template's own weights are never used (every forward gets a flat parameter vector)
+        module = build_from_spec(self.arch, int(channels), self.num_classes, (int(h), int(w)),
+                                 generator=make_generator(0))
         self.model = FlatModel(module.to(device=self.device, dtype=self.dtype))
 
         E = int(experts.num_epochs)
@@ -122,7 +137,15 @@ class Distiller:
                     f"expert epochs, the experts have {E}"
                 )
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        # True: draw every inner step's minibatch and DSA numbers of an iteration at once, copy them to
+        # the device in one transfer, and read the iteration's scalars in one sync. False: the path
+        # before (per-step draws and copies, each scalar read on its own), kept for the before/after
+        # figures of benchmarks/gpu_suite.py. Same results either way; not part of the fingerprint.
+        self.batched_draws = True
+        self._draws: dict[int, list[StepDraw]] = {}
+        self._cache_size = int(config.expert_cache)
         first = self._expert(0)
+        self._cache_size = self._resident_experts(first)
         if first.shape[1] != self.model.numel:
             raise DistillConfigError(
                 f"experts have {first.shape[1]} parameters but arch {self.arch} has {self.model.numel}"
@@ -178,24 +201,24 @@ class Distiller:
         return self.lr_param.exp() if self.config.effective_log_lr else self.lr_param
 
     def fingerprint(self) -> str:
-        """Hash of everything that must match for a checkpoint to be resumed.
+        """The checkpoint's key: :func:`~.checkpoint.result_key` of the data (content), the experts
+        (their fingerprint: headers, no tensor read) and the settings that change the numbers.
 
-        ``iterations``, ``checkpoint_every`` and ``eval_every`` are excluded, so a run can be
-        resumed with a larger iteration budget.
+        ``iterations`` and ``eval_every`` are excluded, so a run can be resumed with a larger
+        iteration budget; so are the execution-only settings (``memory_mode``, ``expert_cache``,
+        ``checkpoint_every``: :data:`~.checkpoint.EXECUTION_ONLY`).
         """
         cfg = dataclasses.asdict(self.config)
-        for k in ("iterations", "checkpoint_every", "eval_every"):
+        for k in ("iterations", "eval_every"):
             cfg.pop(k)
-        payload = {
-            "config": cfg,
-            "arch": self.arch,
-            "num_classes": self.num_classes,
-            "train_shape": list(self.train_x.shape),
-            "n_experts": len(self.experts),
-            "expert_epochs": int(self.experts.num_epochs),
-            "dtype": str(self.dtype),
-        }
-        return config_fingerprint(payload)
+        experts = getattr(self.experts, "fingerprint", None)
+        if self.data_key is None:
+            self.data_key = tensor_sha256(self.train_x, self.train_y)
+        return result_key(
+            config=cfg, arch=self.arch, num_classes=self.num_classes, train_shape=list(self.train_x.shape),
+            data=self.data_key, n_experts=len(self.experts), expert_epochs=int(self.experts.num_epochs),
+            experts=experts() if callable(experts) else None, dtype=str(self.dtype),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors + plain types only)."""
@@ -220,7 +243,8 @@ class Distiller:
         """Restore a :meth:`state_dict` (raises ``CheckpointMismatchError`` on a config mismatch)."""
         if state.get("fingerprint") != self.fingerprint():
             raise CheckpointMismatchError(
-                "checkpoint was written with a different configuration/data; use a new checkpoint_dir or delete it"
+                f"checkpoint {self.checkpoint_store} was written with a different configuration/data/experts; "
+                "use a new checkpoint_dir or move it away"
             )
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.images))
@@ -256,12 +280,43 @@ class Distiller:
             )
         traj = traj.to(device=self.device, dtype=self.dtype)
         self._cache[i] = traj
-        while len(self._cache) > self.config.expert_cache:
+        while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return traj
 
-    def _seeds(self, iteration: int, slot: int) -> list[int]:
+    def _resident_experts(self, first: torch.Tensor) -> int:
+        """How many experts the cache keeps: ``expert_cache``, or on CUDA as many as fit in a quarter
+        of the free device memory (so that a bank read at random is read from disk once, not ~every
+        iteration). The same rows either way, so no result changes; the choice is logged."""
+        size = int(self.config.expert_cache)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            fit = int(0.25 * free) // max(1, first.numel() * first.element_size())
+            size = max(size, min(len(self.experts), fit))
+            log.info("Distiller: keeping up to %d of %d experts on %s (expert_cache=%d; a quarter of the free "
+                     "memory holds %d)", size, len(self.experts), self.device, self.config.expert_cache, fit)
+        return size
+
+    def _seeds(self, iteration: int, slot: int) -> list[int] | list[StepDraw]:
+        """The inner steps' seeds of ``(iteration, slot)``, or their draws when :meth:`_draw_iteration` made them."""
+        if slot in self._draws:
+            return self._draws[slot]
         return [mix_seed(self.config.seed, iteration, slot, i) for i in range(self.config.syn_steps)]
+
+    def _draw_iteration(self, iteration: int) -> None:
+        """Make all the inner-step draws of ``iteration`` (training + STM validation) and copy them once."""
+        self._draws = {}
+        if not self.batched_draws:
+            return
+        cfg = self.config
+        slots = [_SLOT_TRAIN] + ([_SLOT_VAL] if cfg.method == "stm" else [])
+        n, _, h, w = self.images.shape
+        seeds = [self._seeds(iteration, slot) for slot in slots]
+        steps = draw_steps([s for group in seeds for s in group], n, (h, w), cfg.batch_syn, cfg.dsa_strategy,
+                           self.dsa_params)
+        steps = to_device(steps, self.device, self.dtype)
+        k = cfg.syn_steps
+        self._draws = {slot: steps[j * k: (j + 1) * k] for j, slot in enumerate(slots)}
 
     def _choose(self, iteration: int) -> tuple[int, int]:
         """(expert index, start epoch) of ``iteration``."""
@@ -273,8 +328,12 @@ class Distiller:
             start = int(torch.randint(self.config.max_start_epoch, (1,), generator=gen))
         return expert, start
 
-    def validation_loss(self, iteration: int, expert: int) -> float:
-        """STM validation: student run ``expert[T] -> expert[T+1]`` without a graph (float)."""
+    def validation_loss(self, iteration: int, expert: int) -> torch.Tensor:
+        """STM validation: student run ``expert[T] -> expert[T+1]`` without a graph.
+
+        A 0-d tensor on the device (``float(...)`` reads it), so that the iteration reads it together
+        with its other scalars in one host sync (:meth:`step` also accepts a plain float).
+        """
         traj = self._expert(expert)
         T = self.schedule.T
         theta_n = unroll_student(self.model, traj[T], self.images.detach(), self.labels,
@@ -282,7 +341,7 @@ class Distiller:
                                  self.config.dsa_strategy, self.dsa_params, self.config.batch_syn,
                                  create_graph=False)
         with torch.no_grad():
-            return float(matching_loss(theta_n, traj[T], traj[T + 1]))
+            return matching_loss(theta_n, traj[T], traj[T + 1])
 
     def compute_loss(self, iteration: int, expert: int, start: int) -> torch.Tensor:
         """Differentiable matching loss of ``iteration`` (graph to images and ``lr_param``)."""
@@ -293,8 +352,34 @@ class Distiller:
                                  self.config.batch_syn, memory_mode=self.config.memory_mode)
         return matching_loss(theta_n, traj[start], traj[start + M])
 
-    def _finite(self, *tensors: torch.Tensor | None) -> bool:
-        return all(t is not None and bool(torch.isfinite(t).all()) for t in tensors)
+    def _backward_one_read(self, loss: torch.Tensor, alpha_t: torch.Tensor, val_t: torch.Tensor | float | None
+                           ) -> tuple[bool, float, float, float | None]:
+        """Back-propagate unconditionally and read every scalar the host needs in ONE transfer: a
+        non-finite loss gives non-finite gradients, so the step is rejected exactly as before."""
+        loss.backward(inputs=[self.images, self.lr_param])  # not into theta_0: skips step 0's Hessian product
+        grads_ok = [torch.isfinite(g).all() if g is not None else torch.zeros((), dtype=torch.bool, device=self.device)
+                    for g in (self.images.grad, self.lr_param.grad)]
+        scalars = [loss.detach().to(self.dtype).reshape(()), alpha_t.reshape(()), *[g.to(self.dtype) for g in grads_ok]]
+        if val_t is not None:
+            if not isinstance(val_t, torch.Tensor):  # a float (e.g. a test's stand-in)
+                val_t = torch.tensor(float(val_t), device=self.device)
+            scalars.append(val_t.detach().to(self.dtype).reshape(()))
+        host = torch.stack(scalars).tolist()  # the iteration's one device-to-host sync
+        val = host[4] if val_t is not None else None
+        ok = math.isfinite(host[0]) and math.isfinite(host[1]) and host[2] == 1.0 and host[3] == 1.0
+        return ok, host[0], host[1], val
+
+    def _backward_reads(self, loss: torch.Tensor, alpha_t: torch.Tensor, val_t: torch.Tensor | float | None
+                        ) -> tuple[bool, float, float, float | None]:
+        """The path before one-read iterations (``batched_draws=False``): each scalar read on its own,
+        no backward for a non-finite loss. Same decisions and values; kept for before/after figures."""
+        val = None if val_t is None else float(val_t)
+        alpha_used = float(alpha_t)
+        ok = bool(torch.isfinite(loss).all()) and math.isfinite(alpha_used)
+        if ok:
+            loss.backward(inputs=[self.images, self.lr_param])
+            ok = all(g is not None and bool(torch.isfinite(g).all()) for g in (self.images.grad, self.lr_param.grad))
+        return ok, float(loss.detach()), alpha_used, val
 
     def step(self) -> IterationRecord:
         """Run one distillation iteration and return its record."""
@@ -303,16 +388,16 @@ class Distiller:
         t0 = time.perf_counter()
         expert, start = self._choose(it)
         T_now = self.schedule.T if cfg.method == "stm" else cfg.max_start_epoch
-        val = self.validation_loss(it, expert) if cfg.method == "stm" else None
+        self._draw_iteration(it)
+        val_t = self.validation_loss(it, expert) if cfg.method == "stm" else None
 
         self.opt_img.zero_grad(set_to_none=True)
         self.opt_lr.zero_grad(set_to_none=True)
-        alpha_used = float(self.step_size().detach())
+        alpha_t = self.step_size().detach().clone()
         loss = self.compute_loss(it, expert, start)
-        ok = self._finite(loss) and math.isfinite(alpha_used)
-        if ok:
-            loss.backward(inputs=[self.images, self.lr_param])  # not into theta_0: skips step 0's Hessian product
-            ok = self._finite(self.images.grad, self.lr_param.grad)
+        ok, loss_value, alpha_used, val = (self._backward_one_read if self.batched_draws else self._backward_reads)(
+            loss, alpha_t, val_t)
+        self._draws = {}
         if ok:
             self.opt_img.step()
             self.opt_lr.step()
@@ -344,7 +429,7 @@ class Distiller:
                                          float(self.step_size().detach()))
             self._consider(eval_result)
         record = IterationRecord(
-            iteration=it, loss=float(loss.detach()), val_loss=val, T=T_now, r=r, threshold=threshold,
+            iteration=it, loss=float(loss_value), val_loss=val, T=T_now, r=r, threshold=threshold,
             lr=alpha_used, lr_img=self.lr_img, start_epoch=start, expert=expert,
             seconds=time.perf_counter() - t0, rejected=not ok, grew=grew,
             eval=None if eval_result is None else {k: float(v) for k, v in eval_result.items()},
@@ -391,8 +476,8 @@ class Distiller:
             stop_after: return after this many iterations in this call (stop_reason
                 ``"interrupted"``; the checkpoint lets a later call continue exactly).
             on_mismatch: a checkpoint written with other settings: ``"raise"``
-                (``CheckpointMismatchError``) or ``"restart"`` (log a warning, discard it and
-                start afresh).
+                (``CheckpointMismatchError``) or ``"restart"`` (move it aside, never delete it,
+                log a warning and start afresh).
         """
         if on_mismatch not in ("raise", "restart"):
             raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
@@ -404,9 +489,8 @@ class Distiller:
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
-                    log.warning("The checkpoint %s was made with other settings: starting afresh.",
-                                self.checkpoint_store)
-                    self.checkpoint_store.delete()
+                    if move_aside(self.checkpoint_store, str(state.get("fingerprint"))) is None:
+                        raise
                     self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
             self.stop_reason = None  # resumed with a larger budget

@@ -11,15 +11,26 @@ exactly 594,441 parameters.
 
 Smaller-input variants of other architectures (``mlp``, ``alexnet``, ``vgg11``,
 ``resnet18``) are provided for cross-architecture evaluation.
+
+Initialisation never touches torch's global generator: a network is first built on the
+``meta`` device (no memory, no random draws), then materialised on the CPU and its weights
+drawn from an explicit ``torch.Generator`` by :func:`init_parameters_`, exactly as PyTorch's
+default initialisation draws them (Kaiming-uniform weights with ``a=sqrt(5)``, biases uniform
+in ``+-1/sqrt(fan_in)``, module by module in construction order). A generator seeded ``s``
+therefore gives bit-for-bit the weights that ``torch.manual_seed(s)`` followed by plain
+construction gave, and several threads can build networks at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from .seeding import make_generator
 
 __all__ = [
     "NetworkConfigError",
@@ -29,6 +40,7 @@ __all__ = [
     "build_from_spec",
     "count_parameters",
     "has_batchnorm",
+    "init_parameters_",
 ]
 
 ARCHITECTURES = ("convnet", "mlp", "alexnet", "vgg11", "resnet18")
@@ -263,8 +275,12 @@ def build_network(
     norm: str = "instancenorm",
     pooling: str = "avgpooling",
     activation: str = "relu",
+    *,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Build a freshly initialised network (uses the global torch RNG for initialisation).
+    """Build a freshly initialised network, its weights drawn from ``generator`` (never from
+    torch's global generator; see :func:`init_parameters_`).
 
     Args:
         arch: one of ``ARCHITECTURES`` (``"convnet"``, ``"mlp"``, ``"alexnet"``, ``"vgg11"``, ``"resnet18"``).
@@ -274,6 +290,9 @@ def build_network(
         width, depth, pooling: ConvNet width/depth/pooling (``width`` is also the MLP hidden size).
         norm: ``"instancenorm"`` (GroupNorm(C, C)), ``"batchnorm"``, ``"groupnorm"``, ``"layernorm"`` or ``"none"``.
         activation: ``"relu"``, ``"leakyrelu"``, ``"sigmoid"`` or ``"gelu"``.
+        generator: a CPU generator the weights are drawn from (``None``: a fresh one seeded 0).
+        device: ``"cpu"``, or ``"meta"`` for the structure only (no memory, no draws; e.g. to
+            inspect the layers).
 
     Returns:
         ``nn.Module`` mapping (B, C, H, W) to logits (B, num_classes).
@@ -289,6 +308,18 @@ def build_network(
     if len(im_size) != 2 or min(im_size) < 1:
         raise NetworkConfigError(f"im_size must be (H, W) with positive sizes, got {im_size!r}")
     im = (int(im_size[0]), int(im_size[1]))
+    with torch.device("meta"):  # construction draws nothing (meta tensors hold no data)
+        net = _construct(arch, channels, num_classes, im, width, depth, norm, pooling, activation)
+    if torch.device(device).type == "meta":
+        return net
+    if torch.device(device).type != "cpu":
+        raise NetworkConfigError(f"networks are built on the CPU (or 'meta'), got device {device!r}")
+    net = net.to_empty(device="cpu")
+    return init_parameters_(net, generator if generator is not None else make_generator(0))
+
+
+def _construct(arch: str, channels: int, num_classes: int, im: tuple[int, int], width: int, depth: int, norm: str,
+               pooling: str, activation: str) -> nn.Module:
     if arch == "convnet":
         return ConvNet(channels, num_classes, im, width, depth, norm, pooling, activation)
     if arch == "mlp":
@@ -300,10 +331,12 @@ def build_network(
     return ResNet18Small(channels, num_classes, im, norm)
 
 
-def build_from_spec(spec: Mapping[str, Any], channels: int, num_classes: int, im_size: tuple[int, int]) -> nn.Module:
+def build_from_spec(spec: Mapping[str, Any], channels: int, num_classes: int, im_size: tuple[int, int], *,
+                    generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Build a network from an architecture dict such as ``{"arch": "convnet", "width": 128, "depth": 3}``.
 
-    Keys other than ``arch`` are passed to :func:`build_network`; unknown keys raise ``NetworkConfigError``.
+    Keys other than ``arch`` are passed to :func:`build_network` (with ``generator`` and
+    ``device``); unknown keys raise ``NetworkConfigError``.
     """
     spec = dict(spec)
     arch = str(spec.pop("arch", "convnet"))
@@ -311,7 +344,33 @@ def build_from_spec(spec: Mapping[str, Any], channels: int, num_classes: int, im
     unknown = set(spec) - allowed
     if unknown:
         raise NetworkConfigError(f"unknown architecture keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return build_network(arch, channels, num_classes, im_size, **spec)
+    return build_network(arch, channels, num_classes, im_size, **spec, generator=generator, device=device)
+
+
+def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """(Re-)initialise ``module``'s parameters in place from ``generator``, as PyTorch's default
+    ``reset_parameters`` would from the global generator in the same state: for every module in
+    ``module.modules()`` order (construction order for the networks here), a convolution's or
+    linear layer's weight Kaiming-uniform (``a=sqrt(5)``), then its bias uniform in
+    ``+-1/sqrt(fan_in)``; normalisation layers get ones, zeros and fresh running statistics
+    (no draw). Returns ``module``.
+
+    Raises:
+        NetworkConfigError: a layer with parameters this function does not know how to initialise.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+            with torch.no_grad():
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+                if m.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            m.reset_parameters()  # ones / zeros (and running statistics): no random draw
+        elif any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+            raise NetworkConfigError(f"no generator-based initialisation for layer {type(m).__name__}")
+    return module
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -10,19 +10,22 @@ import torch
 import torch.nn.functional as F
 
 from .distill_config import MEMORY_MODES, DistillConfigError
-from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, dsa_augment
+from .draws import StepDraw, draw_step
+from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, apply_dsa
 from .functional import FlatModel
 
 __all__ = ["unroll_student", "matching_loss"]
 
 
 def _student_step(model: FlatModel, theta: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
-                  step_size: torch.Tensor, step_seed: int, dsa_strategy: str, dsa_params: DSAParams | None,
-                  batch_syn: int | None, create_graph: bool) -> torch.Tensor:
+                  step_size: torch.Tensor, step_seed: int | StepDraw, dsa_strategy: str,
+                  dsa_params: DSAParams | None, batch_syn: int | None, create_graph: bool) -> torch.Tensor:
     """One student SGD step ``theta - alpha * grad CE(theta; DSA(x_syn[batch]))``.
 
     All randomness (minibatch, DSA) comes from a generator seeded with ``step_seed``, so a
-    recomputation (checkpoint mode) replays exactly the same step.
+    recomputation (checkpoint mode) replays exactly the same step. ``step_seed`` may instead be
+    the step's draws already made from that generator (a :class:`StepDraw`, on x_syn's device:
+    :mod:`.draws`), which computes the same step without any host round trip.
 
     Args:
         theta: ``(P,)`` parameters; x_syn ``(B, C, H, W)``; y_syn ``(B,)``; step_size scalar.
@@ -30,15 +33,19 @@ def _student_step(model: FlatModel, theta: torch.Tensor, x_syn: torch.Tensor, y_
     Returns:
         ``(P,)`` next parameters (detached unless ``create_graph``).
     """
-    gen = torch.Generator().manual_seed(step_seed)
+    draw = step_seed
+    if not isinstance(draw, StepDraw):  # per-step draws, copied to the device one by one
+        gen = torch.Generator().manual_seed(int(step_seed))
+        draw = draw_step(gen, x_syn.shape[0], (x_syn.shape[2], x_syn.shape[3]), batch_syn, dsa_strategy, dsa_params)
+        draw = draw.replace([t.to(device=x_syn.device, dtype=x_syn.dtype) if t.is_floating_point()
+                             else t.to(x_syn.device) for t in draw.tensors()])
     x, y = x_syn, y_syn
-    if batch_syn is not None and batch_syn < x_syn.shape[0]:
-        idx = torch.randperm(x_syn.shape[0], generator=gen)[:batch_syn].to(x_syn.device)
-        x, y = x_syn[idx], y_syn[idx]
+    if draw.idx is not None:
+        x, y = x_syn[draw.idx], y_syn[draw.idx]
     with torch.enable_grad():
         if not theta.requires_grad:
             theta = theta.detach().requires_grad_(True)
-        x = dsa_augment(x, dsa_strategy, gen, dsa_params)
+        x = apply_dsa(x, draw.dsa, dsa_params)
         ce = F.cross_entropy(model.forward(theta, x), y)
         (grad,) = torch.autograd.grad(ce, theta, create_graph=create_graph)
     if not create_graph:
@@ -60,7 +67,7 @@ class _CheckpointedStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, x_syn: torch.Tensor, step_size: torch.Tensor, y_syn: torch.Tensor,
-                model: FlatModel, seed: int, dsa_strategy: str, dsa_params: DSAParams | None,
+                model: FlatModel, seed: int | StepDraw, dsa_strategy: str, dsa_params: DSAParams | None,
                 batch_syn: int | None) -> torch.Tensor:
         ctx.save_for_backward(theta, x_syn, step_size, y_syn)
         ctx.args = (model, seed, dsa_strategy, dsa_params, batch_syn)
@@ -84,7 +91,7 @@ class _CheckpointedStep(torch.autograd.Function):
 
 
 def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
-                   step_size: torch.Tensor, step_seeds: Sequence[int], dsa_strategy: str = DEFAULT_DSA_STRATEGY,
+                   step_size: torch.Tensor, step_seeds: Sequence[int | StepDraw], dsa_strategy: str = DEFAULT_DSA_STRATEGY,
                    dsa_params: DSAParams | None = None, batch_syn: int | None = None,
                    memory_mode: str = "unrolled", create_graph: bool = True) -> torch.Tensor:
     """Run ``len(step_seeds)`` student steps from ``theta0``.
@@ -95,7 +102,8 @@ def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, 
         x_syn: ``(B, C, H, W)`` synthetic images (may require grad).
         y_syn: ``(B,)`` labels.
         step_size: scalar tensor alpha (may require grad).
-        step_seeds: one seed per inner step (minibatch + DSA draws).
+        step_seeds: one seed per inner step (minibatch + DSA draws), or each step's draws
+            already made from it (:func:`.draws.draw_steps` + :func:`.draws.to_device`; same result).
         memory_mode: ``"unrolled"`` keeps every step's graph; ``"checkpoint"`` keeps only each
             step's input and recomputes the step in backward (memory flat in N, same gradient).
         create_graph: ``False`` runs without any graph (validation pass).
@@ -113,11 +121,11 @@ def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, 
     # checkpoint mode: theta_0 is a constant, so step 0's backward never computes its gradient
     for seed in step_seeds:
         if create_graph and memory_mode == "checkpoint":
-            theta = _CheckpointedStep.apply(theta, x_syn, step_size, y_syn, model, int(seed),
+            theta = _CheckpointedStep.apply(theta, x_syn, step_size, y_syn, model, seed,
                                             dsa_strategy, dsa_params, batch_syn)
         else:
             theta = _student_step(model, theta, x_syn if create_graph else x_syn.detach(), y_syn,
-                                  step_size if create_graph else step_size.detach(), int(seed),
+                                  step_size if create_graph else step_size.detach(), seed,
                                   dsa_strategy, dsa_params, batch_syn, create_graph)
     return theta
 

@@ -13,8 +13,9 @@ from galaxy_distillation.engine import Distiller
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
-from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
+from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, experts_for
 from galaxy_distillation.storage import checkpoint_location
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def distill_dataset(
     device: str,
     progress: bool,
     dataset: str | None = None,
+    teacher: TeacherParams = None,  # None: the bank given is used as it is (checked against the data)
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Distil the training set into ``ipc`` images per class.
 
@@ -41,6 +43,12 @@ def distill_dataset(
     iterations and resumes from there if it was interrupted (a finished variant is returned
     from its final checkpoint at once; a checkpoint made with other settings is discarded with
     a warning).
+
+    The experts are the bank of this data and teacher settings, its first ``teacher.n_experts``
+    (:func:`~galaxy_distillation.pipelines.teacher.nodes.experts_for`: experts of other data are
+    refused). The checkpoint's key holds the data's content, the experts' fingerprint and the
+    settings that change the numbers; a checkpoint of other data, experts or settings is moved
+    aside (``state.<time>-<key>.pt``, never deleted) and the run starts afresh.
     Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
     ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
     iteration for the curves; with ``distill.selection: best_train`` the same nets are also
@@ -53,6 +61,7 @@ def distill_dataset(
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
     data = prepared_data
+    expert_trajectories = experts_for(expert_trajectories, data, teacher, model)
     dev = pick_device(device)
     config = distill.engine_config(method, ipc, init, dataset=dataset)
     check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
@@ -80,7 +89,8 @@ def distill_dataset(
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
-                          checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook)
+                          checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook,
+                          data_key=data_fingerprint(data))
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
     initial_images = distiller.images.detach().clone()
@@ -96,6 +106,7 @@ def distill_dataset(
         "selected_train_acc": result.selected_train_acc, "preset": preset,
         "initial_eval": initial,
         "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
+        "data_sha256": data_fingerprint(data), "key": distiller.fingerprint(),  # what it was made from
     }
     distilled = {
         "images": result.images.detach().cpu().float(),

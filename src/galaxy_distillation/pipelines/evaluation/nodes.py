@@ -17,6 +17,7 @@ from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import ArchParams, EvaluationParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.teacher.nodes import check_same_data, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def _summary(res: EvalResult, lr: float, n_images: int, epochs: int) -> dict[str
 def evaluate_distilled(prepared_data: PreparedData, distilled_set: dict[str, Any], evaluation: EvaluationParams,
                        model: ArchParams, device: str, progress: bool) -> dict[str, Any]:
     """Fresh nets trained on the distilled set with its learned step size (the paper's protocol)."""
+    check_same_data(data_fingerprint(prepared_data), ("distilled set", distilled_set["meta"]))
     data, lr = prepared_data, float(distilled_set["meta"]["lr"])
     cfg = evaluation.engine_config(model)
     log.info("evaluating on the distilled set (%d images, %d nets x %d epochs, lr %.3g)",
@@ -95,6 +97,7 @@ def collect_evaluation(distilled: dict[str, Any], random: dict[str, Any], full_b
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One result per variant (``evaluation_<variant>.json``) and its MLflow metrics."""
     meta = distilled_set["meta"]
+    check_same_data(meta.get("data_sha256"), ("Full baseline", full_baseline))
     results: dict[str, Any] = {
         "variant": variant, "dataset": dataset, "method": method, "ipc": int(ipc), "init": init,
         "augmented": parse_flag(augmented),

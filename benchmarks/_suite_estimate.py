@@ -1,0 +1,84 @@
+"""Table 2 (GZ2, STM) GPU-hours from measured unit costs and the project's real counts.
+
+Counts come from ``conf/base`` overlaid with ``conf/paper`` (the paper configuration) and the
+presets (:mod:`galaxy_distillation.presets`, STM rows with the configured schedule):
+
+- experts: two banks (GZ2-Plain: classes x ``n_train_per_class`` images; GZ2-Aug: x ``rotations``),
+  each ``teacher.n_experts`` x ``teacher.epochs`` epochs, at the measured expert images/s (the
+  faster of one at a time and several at once);
+- distillation: the Table 2 cells (IPC 1 and 10, plain/aug x real/noise) x the preset's iteration
+  count (an upper bound: the stop rule may end a run earlier) x the measured seconds per iteration
+  at that IPC (the faster memory mode that ran), plus the quick evaluations every ``eval_every``
+  iterations (``quick_nets`` x ``quick_epochs_fraction`` of the epochs);
+- evaluation: every distilled cell and the random baseline, ``n_nets`` x ``epochs`` (the faster of
+  loop and vmap), and the full-set baselines (``full_n_nets`` x ``full_epochs`` over the bank's
+  images, at one expert's images/s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from galaxy_distillation.presets import PAPER_TABLE2, preset_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paper_params(conf: Path = ROOT / "conf") -> dict:
+    """``conf/base`` parameters with ``conf/paper`` laid over them (per group, key by key)."""
+    out: dict = {}
+    for env in ("base", "paper"):
+        for f in sorted((conf / env).glob("parameters*.yml")):
+            data = yaml.safe_load(f.read_text()) or {}
+            for group, values in data.items():
+                if isinstance(values, dict):
+                    out.setdefault(group, {}).update(values)
+                else:
+                    out[group] = values
+    return out
+
+
+def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
+    """Hours by part and in total. ``units``: ``s_it`` {ipc: s}, ``eval_s`` {ipc: s per n_nets x 1000 epochs
+    (5 nets)}, ``expert_ips`` (best images/s), ``expert_ips_one`` (one network's images/s)."""
+    p = paper_params(conf)
+    teacher, cur, ev, dist = p["teacher"], p["curation"], p["evaluation"], p["distill"]
+    classes = 9
+    plain = classes * int(cur["n_train_per_class"])
+    banks = {"plain": plain, "aug": plain * int(cur.get("rotations", 10))}
+    schedule = str(dist.get("schedule", "code"))
+    parts = {"experts": 0.0, "distill": 0.0, "quick_eval": 0.0, "evaluation": 0.0, "full_baselines": 0.0}
+    epochs_read = 0
+    for n_images in banks.values():
+        parts["experts"] += int(teacher["n_experts"]) * int(teacher["epochs"]) * n_images / units["expert_ips"]
+    eval_share = int(ev["n_nets"]) * int(ev["epochs"]) / (5 * 1000)
+    quick_share = int(ev.get("quick_nets", 2)) * max(1, int(int(ev["epochs"]) * float(ev.get("quick_epochs_fraction", 0.2))))
+    quick_share /= 5 * 1000
+    cells = 0
+    for ipc, columns in PAPER_TABLE2.items():
+        row = preset_for("gz2", "stm", ipc, schedule)
+        iterations = int(row["iterations"])
+        epochs_read = max(epochs_read, int(row["max_start_epoch"]) + 1)
+        for col in columns:
+            bank = col.split("_")[0]
+            if col == "random":
+                parts["evaluation"] += units["eval_s"][ipc] * eval_share
+            elif col.endswith("_full"):
+                parts["full_baselines"] += int(ev["full_n_nets"]) * int(ev["full_epochs"]) * banks[bank] / units["expert_ips_one"]
+            else:
+                cells += 1
+                parts["distill"] += iterations * units["s_it"][ipc]
+                every = int(dist.get("eval_every") or 0)
+                if every > 0:
+                    parts["quick_eval"] += (iterations // every) * units["eval_s"][ipc] * quick_share
+                parts["evaluation"] += units["eval_s"][ipc] * eval_share
+    hours = {k: v / 3600.0 for k, v in parts.items()}
+    hours["total"] = sum(hours.values())
+    trained = int(teacher["epochs"])
+    hours["experts_if_trained_as_read"] = hours["experts"] * min(trained, epochs_read) / trained
+    hours["cells"] = cells
+    hours["epochs_read"] = epochs_read
+    hours["epochs_trained"] = trained
+    return hours

@@ -1,0 +1,330 @@
+"""One command, one table: the project's paper-scale costs on this device, beside the authors' code.
+
+    python benchmarks/gpu_suite.py [--reference DIR] [--out FILE] [--pipelines] [--cpu-shapes]
+
+Prints (and with ``--out FILE`` writes as ``FILE`` Markdown and ``FILE.json``) one table:
+
+- seconds per STM iteration, unrolled and checkpoint memory modes, and the peak device memory,
+  at the paper's shapes (GZ2: 9 classes at 128 px, IPC 1 N 50 and IPC 10 N 20; CIFAR: 10 classes
+  at 32 px, IPC 1 N 50, IPC 10 N 30, IPC 50 N 30; ConvNet-3 width 128);
+- ATen ops per inner step, host syncs and kernels per iteration (before = per-step random draws,
+  the old path; after = one draw per iteration, copied once);
+- expert training images/s (one expert, several at once) and evaluation seconds per 5 nets x 1000
+  epochs (loop and vmap);
+- with ``--reference DIR`` (a copy of the gpu-kit), the authors' distill.py / buffer.py figures
+  beside each, run through the kit's harness at the same shapes;
+- last, the estimated Table 2 GPU-hours from these unit costs and the real counts (presets, conf).
+
+Every section is guarded (an error is printed and the table keeps the rest) and has its own time
+budget inside a global one (``--budget`` seconds, default 285 on CUDA). On a machine without CUDA
+(or with ``--cpu-shapes``) reduced shapes run in well under a minute; the figures are then only
+a check that the suite works, not paper figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import torch  # noqa: E402
+
+import _suite_measure as M  # noqa: E402
+from _suite_estimate import table2_hours  # noqa: E402
+
+PAPER = [M.Shape("gz2_ipc1", 128, 9, 1, 50), M.Shape("gz2_ipc10", 128, 9, 10, 20), M.Shape("cifar_ipc1", 32, 10, 1, 50),
+         M.Shape("cifar_ipc10", 32, 10, 10, 30), M.Shape("cifar_ipc50", 32, 10, 50, 30)]
+REDUCED = [M.Shape("gz2_ipc1", 16, 9, 1, 4), M.Shape("gz2_ipc10", 16, 9, 2, 3), M.Shape("cifar_ipc1", 8, 10, 1, 4),
+           M.Shape("cifar_ipc10", 8, 10, 2, 3), M.Shape("cifar_ipc50", 8, 10, 3, 3)]
+MODES = ("unrolled", "checkpoint")
+COUNTS = ("aten_per_step", "syncs", "syncs_cuda", "kernels")
+# every row key the table has (tests/test_gpu_suite.py checks them)
+ROW_KEYS = ([k for s in PAPER for m in MODES for k in (f"stm_{m}:{s.key}", f"peak_{m}:{s.key}")]
+            + [f"count_{c}" for c in COUNTS] + ["expert_one", "expert_group"]
+            + [f"eval_{v}:{k}" for k in ("gz2_ipc1", "gz2_ipc10") for v in ("loop", "vmap")]
+            + ["table2_experts", "table2_distill", "table2_quick_eval", "table2_evaluation", "table2_full_baselines",
+               "table2_total", "pipelines"])
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_shapes else "cpu")
+        self.paper = self.device.type == "cuda"
+        self.shapes = PAPER if self.paper else REDUCED
+        self.width = 128 if self.paper else 16
+        self.t0 = time.perf_counter()
+        self.budget = float(args.budget or (285 if self.paper else 60))
+        self.rows: dict[str, dict] = {}
+        self.errors: list[str] = []
+        self.estimate: dict | None = None
+        kinds = {"count_aten_per_step": "ATen ops per inner step", "count_syncs": "host syncs per iteration (instrumented)",
+                 "count_syncs_cuda": "host syncs per iteration (CUDA sync debug, calling thread)",
+                 "count_kernels": "CUDA kernels per iteration (profiler)" if self.paper else "aten:: ops per iteration (CPU profiler)"}
+        for s in self.shapes:
+            for m in MODES:
+                self._row(f"stm_{m}:{s.key}", f"STM s/iteration, {m}", s.label, "s")
+                self._row(f"peak_{m}:{s.key}", f"peak device memory, {m}", s.label, "GiB")
+        cs = self.shapes[0]
+        for c in COUNTS:
+            self._row(f"count_{c}", kinds[f"count_{c}"], f"{cs.label}, checkpoint", "")
+        self._row("expert_one", "expert training images/s, one at a time", "", "images/s")
+        self._row("expert_group", "expert training images/s, several at once (all together)", "", "images/s")
+        for s in self.shapes[:2]:
+            for v in ("loop", "vmap"):
+                self._row(f"eval_{v}:{s.key}", f"evaluation s per 5 nets x 1000 epochs, {v}", s.label, "s")
+        for part in ("experts", "distill", "quick_eval", "evaluation", "full_baselines", "total"):
+            self._row(f"table2_{part}", f"Table 2 estimate: {part.replace('_', ' ')}", "", "GPU-hours")
+        self._row("pipelines", "kedro pipelines smoke run", "", "")
+
+    def _row(self, key: str, what: str, shape: str, unit: str) -> None:
+        self.rows[key] = {"key": key, "what": what, "shape": shape, "unit": unit, "before": None, "after": None,
+                          "reference": None, "note": ""}
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.t0)
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", flush=True)
+
+    def section(self, name: str, budget: float, fn) -> None:  # noqa: ANN001
+        """Run ``fn(budget)`` guarded; skipped when less than a few seconds of the global budget are left."""
+        budget = min(budget, self.left())
+        if budget < 3:
+            self.log(f"{name}: skipped (global budget spent)")
+            self.errors.append(f"{name}: skipped (budget)")
+            return
+        self.log(f"{name}: start (budget {budget:.0f} s)")
+        t = time.perf_counter()
+        try:
+            fn(budget)
+        except Exception as err:  # noqa: BLE001 - one failed section must not lose the table
+            self.errors.append(f"{name}: {type(err).__name__}: {str(err)[:300]}")
+            self.log(f"{name}: FAILED {type(err).__name__}: {err}")
+            traceback.print_exc(limit=4)
+            sys.stderr.flush()
+            M.free(self.device)
+        self.log(f"{name}: done in {time.perf_counter() - t:.1f} s")
+
+    # ----------------------------------------------------------------- sections
+
+    def stm(self, budget: float, batched: bool = True, shapes: list | None = None, modes=MODES) -> None:  # noqa: ANN001
+        todo = [(s, m) for s in (shapes or self.shapes) for m in modes]
+        end = time.perf_counter() + budget
+        for i, (s, m) in enumerate(todo):
+            share = (end - time.perf_counter()) / (len(todo) - i)
+            if share < 1:
+                self.log(f"  {s.key} {m}: skipped (section budget)")
+                continue
+            try:
+                r = M.time_stm(s, m, self.device, self.width, iters=3, budget_s=share, batched=batched)
+            except Exception as err:  # noqa: BLE001 (e.g. out of memory in unrolled mode)
+                self.rows[f"stm_{m}:{s.key}"]["note"] = f"{type(err).__name__}: {str(err)[:80]}"
+                self.log(f"  {s.key} {m}: FAILED {type(err).__name__}: {str(err)[:200]}")
+                M.free(self.device)
+                continue
+            col = "after" if batched else "before"
+            self.rows[f"stm_{m}:{s.key}"][col] = r["sec"]
+            if batched:
+                self.rows[f"peak_{m}:{s.key}"]["after"] = r["peak_gib"]
+            self.log(f"  {s.key} {m} ({col}): {r['sec']} s/it over {r['n']}, peak {r['peak_gib']} GiB")
+
+    def counts(self, budget: float) -> None:
+        s = self.shapes[0]
+        for batched in (False, True):
+            r = M.count_iteration(s, "checkpoint", self.device, self.width, batched)
+            col = "after" if batched else "before"
+            for c in COUNTS:
+                self.rows[f"count_{c}"][col] = r.get(c)
+            self.log(f"  counts ({col}): {r}")
+
+    def experts(self, budget: float) -> None:
+        size, classes = (128, 9) if self.paper else (16, 9)
+        n, epochs, k = (4500, 2, 4) if self.paper else (512, 1, 2)
+        one = M.expert_rate(size, classes, n, self.width, self.device, 1, epochs)
+        self.rows["expert_one"]["after"] = one["images_per_s"]
+        self.log(f"  one expert: {one}")
+        group = M.expert_rate(size, classes, n, self.width, self.device, k, epochs)
+        self.rows["expert_group"]["after"] = group["images_per_s"]
+        self.rows["expert_group"]["what"] += f" (K = {k})"
+        self.log(f"  {k} experts at once: {group}")
+        for key in ("expert_one", "expert_group"):
+            self.rows[key]["shape"] = f"{size}px {classes}cl, {n} images, batch 256, DSA"
+
+    def evaluation(self, budget: float) -> None:
+        epochs = 20 if self.paper else 2
+        for s in self.shapes[:2]:
+            for v in ("loop", "vmap"):
+                r = M.eval_seconds(s, self.width, self.device, epochs, v == "vmap")
+                self.rows[f"eval_{v}:{s.key}"]["after"] = r["sec_1000"]
+                self.rows[f"eval_{v}:{s.key}"]["note"] = f"{epochs} epochs x {1000 // epochs}"
+                self.log(f"  {s.key} {v}: {r}")
+
+    def reference(self, budget: float) -> None:
+        import _suite_ref as R
+
+        kit = Path(self.args.reference)
+        work = Path(self.args.ref_work or tempfile.mkdtemp(prefix="gpu-kit-work-"))
+        end = time.perf_counter() + budget
+        R.ensure_buffers(kit, work, timeout=max(10.0, end - time.perf_counter()))
+        jobs = [("distill", s) for s in PAPER[:2]] + [("expert", None)] + [("distill", s) for s in PAPER[2:]]
+        for kind, s in jobs:
+            left = end - time.perf_counter()
+            if left < 15:
+                self.log(f"  reference {kind} {s.key if s else ''}: skipped (section budget)")
+                continue
+            try:
+                if kind == "expert":
+                    r = R.ref_expert(kit, work, per_class=500, epochs=3, timeout=min(left, 90))
+                    self.rows["expert_one"]["reference"] = r["images_per_s"]
+                else:
+                    r = R.ref_distill(kit, work, s.size, s.ipc, s.steps, iterations=3, timeout=min(left, 90))
+                    for m in MODES:
+                        self.rows[f"stm_{m}:{s.key}"]["reference"] = r["sec"]
+                self.log(f"  reference {kind} {s.key if s else ''}: {r}")
+            except Exception as err:  # noqa: BLE001
+                self.errors.append(f"reference {kind} {s.key if s else ''}: {str(err)[:300]}")
+                self.log(f"  reference {kind} {s.key if s else ''}: FAILED {err}")
+
+    def table2(self, budget: float) -> None:
+        def best(keys: list[str]) -> float:
+            vals = [self.rows[k]["after"] for k in keys if self.rows[k]["after"] is not None]
+            if not vals:
+                raise RuntimeError(f"no measurement among {keys}")
+            return min(vals)
+
+        g1, g10 = self.shapes[0].key, self.shapes[1].key
+        units = {"s_it": {1: best([f"stm_{m}:{g1}" for m in MODES]), 10: best([f"stm_{m}:{g10}" for m in MODES])},
+                 "eval_s": {1: best([f"eval_{v}:{g1}" for v in ("loop", "vmap")]),
+                            10: best([f"eval_{v}:{g10}" for v in ("loop", "vmap")])},
+                 "expert_ips": max(r for r in (self.rows["expert_one"]["after"], self.rows["expert_group"]["after"]) if r),
+                 "expert_ips_one": self.rows["expert_one"]["after"]}
+        est = table2_hours(units)
+        self.estimate = {**est, "units": units}
+        for part in ("experts", "distill", "quick_eval", "evaluation", "full_baselines", "total"):
+            self.rows[f"table2_{part}"]["after"] = est[part]
+        self.rows["table2_experts"]["note"] = (f"{est['experts_if_trained_as_read']:.2f} h if experts were trained only "
+                                               f"to the {est['epochs_read']} epochs distillation reads")
+        self.rows["table2_distill"]["note"] = f"{est['cells']} cells x the preset's iterations (an upper bound)"
+        if not self.paper:
+            self.rows["table2_total"]["note"] = "reduced CPU shapes: a check of the arithmetic, not a paper figure"
+
+    def pipelines(self, budget: float) -> None:
+        row = self.rows["pipelines"]
+        missing = []
+        for mod in ("kedro", "kedro_datasets", "kedro_mlflow", "mlflow", "pydantic", "kornia"):
+            try:
+                __import__(mod)
+            except Exception:  # noqa: BLE001
+                missing.append(mod)
+        if missing:
+            row["note"] = (f"skipped: {', '.join(missing)} not importable here; the project's dependencies do not fit "
+                           "the device's 64 MiB carry (docs/performance.md)")
+            return
+        cmd = [sys.executable, "-m", "kedro", "run", "--params", self.args.pipeline_params]
+        t = time.perf_counter()
+        env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+        proc = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True, timeout=budget, env=env)
+        row["after"] = time.perf_counter() - t
+        row["unit"] = "s"
+        row["note"] = f"kedro run rc {proc.returncode}"
+        if proc.returncode != 0:
+            raise RuntimeError(f"kedro run failed: {(proc.stdout + proc.stderr)[-800:]}")
+
+    # ----------------------------------------------------------------- run and report
+
+    def run(self) -> None:
+        a = self.args
+        self.log(f"device {self.device} ({torch.cuda.get_device_name(self.device) if self.paper else platform.processor()}), "
+                 f"torch {torch.__version__}, {'paper' if self.paper else 'reduced CPU'} shapes, budget {self.budget:.0f} s")
+        self.section("STM iterations (after)", 0.26 * self.budget, self.stm)
+        self.section("op / sync / kernel counts", 0.14 * self.budget, self.counts)
+        self.section("expert training", 0.12 * self.budget, self.experts)
+        self.section("evaluation", 0.11 * self.budget, self.evaluation)
+        if a.reference and self.paper:
+            self.section("authors' code (gpu-kit)", 0.42 * self.budget, self.reference)
+        elif a.reference:
+            self.errors.append("reference: skipped at reduced CPU shapes (the authors' code runs only at the paper's)")
+        self.section("Table 2 estimate", 5, self.table2)
+        self.section("STM iterations (before: per-step draws and reads)", 0.2 * self.budget,
+                     lambda b: self.stm(b, batched=False, shapes=self.shapes[:2], modes=("checkpoint",)))
+        if a.pipelines:
+            self.section("kedro pipelines", 120, self.pipelines)
+        else:
+            self.rows["pipelines"]["note"] = "not run (--pipelines)"
+        if self.estimate is None or not math.isfinite(self.estimate.get("total", float("nan"))):
+            self.errors.append("Table 2 estimate missing")
+
+    def markdown(self) -> str:
+        def fmt(v: object) -> str:
+            if v is None:
+                return "-"
+            if isinstance(v, float):
+                return f"{v:.3g}" if abs(v) < 1e5 else f"{v:,.0f}"
+            return str(v)
+
+        dev = torch.cuda.get_device_name(self.device) if self.paper else f"CPU ({platform.processor() or 'unknown'})"
+        lines = [f"device: {dev}, torch {torch.__version__}, {'paper' if self.paper else 'REDUCED CPU'} shapes, "
+                 f"suite wall {time.perf_counter() - self.t0:.0f} s", "",
+                 "| what | shape | before | this project | authors' code | project / authors | note |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in self.rows.values():
+            ratio = None
+            if r["after"] and r["reference"]:
+                ratio = r["after"] / r["reference"]
+            unit = f" ({r['unit']})" if r["unit"] else ""
+            lines.append(f"| {r['what']}{unit} | {r['shape']} | {fmt(r['before'])} | {fmt(r['after'])} | "
+                         f"{fmt(r['reference'])} | {fmt(ratio)} | {r['note']} |")
+        if self.errors:
+            lines += ["", "Errors / skipped:"] + [f"- {e}" for e in self.errors]
+        return "\n".join(lines) + "\n"
+
+    def report(self) -> None:
+        md = self.markdown()
+        print("\n" + md, flush=True)
+        if self.args.out:
+            out = Path(self.args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(md)
+            payload = {"device": str(self.device), "paper_shapes": self.paper, "torch": torch.__version__,
+                       "rows": list(self.rows.values()), "estimate": self.estimate, "errors": self.errors,
+                       "wall_s": time.perf_counter() - self.t0}
+            Path(str(out) + ".json").write_text(json.dumps(payload, indent=1, default=str))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", default=None, help="a copy of the gpu-kit: time the authors' code beside ours")
+    p.add_argument("--ref-work", default=None, help="work folder of the reference runs (default: a temp folder)")
+    p.add_argument("--out", default=None, help="write the table to FILE (Markdown) and FILE.json")
+    p.add_argument("--cpu-shapes", action="store_true", help="reduced shapes on the CPU even where CUDA exists")
+    p.add_argument("--budget", type=float, default=None, help="global seconds (default 285 on CUDA, 60 on CPU; sections get shares of it)")
+    p.add_argument("--pipelines", action="store_true", help="also smoke-run a tiny `kedro run` (needs the project's deps)")
+    p.add_argument("--pipeline-params", default="teacher.n_experts=2,teacher.epochs=2,distill.iterations=5,"
+                   "evaluation.epochs=5,evaluation.full_epochs=1")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    suite = Suite(parse_args(argv))
+    try:
+        suite.run()
+    finally:
+        suite.report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""benchmarks/gpu_suite.py at reduced shapes on the CPU: every row of the table, a finite Table 2 estimate."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_gpu_suite_runs_at_reduced_shapes_and_fills_every_row(tmp_path):
+    from gpu_suite import ROW_KEYS  # noqa: PLC0415 - benchmarks/ is not a package
+
+    out = tmp_path / "suite.md"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_suite.py"), "--cpu-shapes", "--budget", "400",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = out.read_text()
+    data = json.loads(Path(str(out) + ".json").read_text())
+    rows = {r["key"]: r for r in data["rows"]}
+    assert list(rows) == ROW_KEYS
+    assert data["errors"] == [], data["errors"]
+    for key, row in rows.items():
+        assert row["what"] in table
+        if key.startswith(("stm_", "eval_", "expert_", "table2_")) or key in ("count_aten_per_step", "count_syncs",
+                                                                            "count_kernels"):
+            assert row["after"] is not None and math.isfinite(row["after"]) and row["after"] > 0, row
+    assert data["estimate"]["total"] > 0 and math.isfinite(data["estimate"]["total"])
+    # before (per-step draws, each scalar read alone) and after (one draw, one read per iteration)
+    syncs = rows["count_syncs"]
+    assert syncs["after"] == 1 and syncs["before"] > syncs["after"]
+    assert rows["stm_checkpoint:gz2_ipc1"]["before"] > 0
+    assert "Table 2 estimate: total" in proc.stdout
