@@ -79,20 +79,25 @@ def test_expert_trajectories_and_inventory_round_trip(root, tmp_path):
     path = f"{root}/06_models/experts/gz2_plain"
     ds = ExpertTrajectoriesDataset(path, cache_dir=str(tmp_path / "cache"))
     inventory = ExpertInventoryDataset(path)
-    assert inventory.load() == {} and not ds.exists()
+    assert inventory.load().names() == [] and not ds.exists()
     with pytest.raises(DatasetError, match="no experts"):
         ds.load()
     for i in range(3):
-        ds.save({"index": i, "trajectory": _trajectory(i)})
-    assert sorted(inventory.load()) == [0, 1, 2] and inventory.load()[2]["seed"] == 2
-    bank = ds.load()
+        ds.save({"bank": "bank-a", "index": i, "trajectory": _trajectory(i)})
+    shelf = inventory.load()
+    assert shelf.names() == ["bank-a"] and sorted(shelf.inventory("bank-a")) == [0, 1, 2]
+    assert shelf.inventory("bank-a")[2]["seed"] == 2
+    bank = ds.load().bank("bank-a")
     assert len(bank) == 3 and bank.test_acc(2) == [10.0, 20.0, 32.0]
     for i in range(3):
         assert bank.load(i).equal(_trajectory(i).params)
-    ds.save({"keep": [0, 2]})
-    assert sorted(inventory.load()) == [0, 2]
-    bank = ds.load()
-    assert len(bank) == 2 and bank.load(1).equal(_trajectory(2).params)
+    ds.save({"bank": "bank-a", "keep": [0]})  # append-only: nothing is deleted
+    assert sorted(inventory.load().inventory("bank-a")) == [0, 1, 2]
+    first = ds.load().bank("bank-a", 2)
+    assert len(first) == 2 and first.load(1).equal(_trajectory(1).params)
+    with pytest.raises(DatasetError, match="append-only"):
+        ds.save({"bank": "bank-a", "index": 1, "trajectory": _trajectory(5)})
+    assert ds.load().bank("bank-a").load(1).equal(_trajectory(1).params)
     with pytest.raises(DatasetError, match="read-only"):
         inventory.save({})
 
@@ -174,9 +179,9 @@ def test_an_expert_bank_is_pickled_as_where_it_came_from(tmp_path):
     for i in range(2):
         trajectory = Trajectory(params=torch.full((3, 4), float(i)), test_acc=[1.0, 2.0, 3.0], train_loss=[1.0, 0.5],
                                 meta={"seed": i})
-        dataset.save({"index": i, "trajectory": trajectory})
-    bank = dataset.load()
-    assert isinstance(bank, StoredExperts) and bank.source[0] == str(folder)
+        dataset.save({"bank": "bank-x", "index": i, "trajectory": trajectory})
+    bank = dataset.load().bank("bank-x")
+    assert isinstance(bank, StoredExperts) and bank.source[0] == str(folder) and bank.source[3] == "bank-x"
     blob = pickle.dumps(bank)
     assert str(folder).encode() in blob and b"params" not in blob  # the source, not the tensors
     again = pickle.loads(blob)

@@ -40,13 +40,32 @@ def test_runtime_params_name_variant_files_and_default_is_cpu_sized():
     base = _loader("local")
     assert base["parameters"]["curation"]["image_size"] == 32
     default_path = base["catalog"]["distilled_set"]["dataset"]["filepath"]
-    assert "gz2_stm_ipc1_real_plain" in default_path
+    assert "mock_stm_ipc1_real_plain" in default_path
     other = _loader("local", ipc=10, method="mtt", init="noise", augmented="true")
     path = other["catalog"]["distilled_set"]["dataset"]["filepath"]
-    assert "gz2_mtt_ipc10_noise_aug" in path
-    assert other["catalog"]["expert_trajectories"]["path"].endswith("experts/gz2_aug")
-    assert other["parameters"]["variant"] == "gz2_mtt_ipc10_noise_aug"
+    assert "mock_mtt_ipc10_noise_aug" in path
+    assert other["catalog"]["expert_trajectories"]["path"].endswith("experts/mock_aug")
+    assert other["parameters"]["variant"] == "mock_mtt_ipc10_noise_aug"
     assert other["parameters"]["ipc"] == 10
+
+
+@pytest.mark.parametrize(("env", "runtime", "label"), [
+    ("local", {}, "mock"),                                           # the built-in mock sky
+    ("local", {"storage_root": "s3://b/run"}, "mock"),               # the mock sky in a bucket
+    ("local", {"votes_path": "/data/gz2/gz2_hart16.csv.gz"}, "gz2"),  # real GZ2 files
+    ("paper", {}, "gz2"),                                            # the paper's real GZ2 paths
+    ("local", {"dataset": "cifar10"}, "cifar10"),
+])
+def test_names_say_mock_sky_or_real_gz2(env, runtime, label):
+    config = _loader(env, **runtime)
+    params, catalog = config["parameters"], config["catalog"]
+    assert params["data_label"] == label
+    assert params["variant"] == f"{label}_stm_ipc1_real_plain"
+    assert f"/evaluation_{label}_stm_ipc1_real_plain.json" in catalog["evaluation_results"]["dataset"]["filepath"]
+    assert catalog["expert_trajectories"]["path"].endswith(f"experts/{label}_plain")
+    assert catalog["full_baseline"]["dataset"]["filepath"].endswith(f"full_{label}_plain.json")
+    assert catalog["compare_curves"]["filepath"].endswith(f"compare_{label}_ipc1_plain.csv")
+    assert catalog["{table}.results_csv"]["filepath"].endswith(f"{{table}}_{label}.csv")
 
 
 def test_catalog_entries_carry_kedro_viz_layers():
@@ -57,3 +76,26 @@ def test_catalog_entries_carry_kedro_viz_layers():
             "evaluation_results"} <= set(layered)
     for name in layered:
         assert catalog[name]["metadata"]["kedro-viz"]["layer"]
+
+
+def test_two_image_folders_never_share_a_file_name():
+    """Every file a run or a sweep writes names the image folder it came from (data_root), so a
+    second folder's run never overwrites (or resumes, or skips on) the first one's."""
+    from kedro.io import DataCatalog
+
+    def paths(data_root):
+        config = _loader("local", dataset="imagefolder", data_root=data_root)
+        catalog = DataCatalog.from_config({k: v for k, v in config["catalog"].items() if not k.startswith("_")})
+        names = ["expert_trajectories", "data_transform", "full_baseline", "distilled_set", "evaluation_results",
+                 "plain.expert_trajectories", "plain.full_baseline", "stm_ipc1_real_plain.distilled_set",
+                 "stm_ipc1_real_plain.evaluation_results", "table.results_markdown"]
+        return [str(catalog.get(n)._describe()) for n in names], config["parameters"]["variant"]
+
+    (a, variant_a), (b, variant_b) = paths("data/shapes"), paths("/elsewhere/shapes")
+    assert not set(a) & set(b) and variant_a != variant_b
+    from galaxy_distillation.params import source_name
+
+    assert variant_a == f"{source_name('imagefolder', 'data/shapes')}_stm_ipc1_real_plain"
+    assert source_name("imagefolder", "data/shapes").startswith("imagefolder-shapes-")
+    assert source_name("gz2", "data/shapes") == "gz2" and source_name("cifar10", "/x") == "cifar10"
+    assert paths("data/shapes") == (a, variant_a)  # the same folder: the same names

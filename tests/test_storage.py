@@ -107,10 +107,37 @@ def test_the_distill_node_keeps_its_checkpoint_in_the_bucket(s3, tiny_model_inpu
     stamp = s3.client.head_object(Bucket=BUCKET, Key=key)["ETag"]
     again, _, _ = distill_dataset(*args)  # finished: back from the checkpoint
     assert again["images"].equal(first["images"])
-    changed = distill.model_copy(update={"lr_img": 20.0})  # other settings: the old state is deleted, a fresh run
+    changed = distill.model_copy(update={"lr_img": 20.0})  # other settings: the old state moved aside, a fresh run
     other, history2, _ = distill_dataset(data, experts, changed, *args[3:])
     assert len(history2) == 4 and not other["images"].equal(first["images"])
     assert s3.client.head_object(Bucket=BUCKET, Key=key)["ETag"] != stamp
+    (moved,) = [k for k in s3.keys(BUCKET, "node/") if k != key]
+    assert moved.startswith("node/checkpoints/v/state.") and moved.endswith(".pt")
+    assert s3.client.head_object(Bucket=BUCKET, Key=moved)["ETag"] == stamp  # the old state, kept
+
+
+def test_the_expert_cache_downloads_a_retrained_expert_of_the_same_size_again(s3, tmp_path):
+    from galaxy_distillation.datasets import ExpertTrajectoriesDataset
+    from galaxy_distillation.engine.trajectories import Trajectory, save_trajectory
+
+    def trajectory(value):
+        return Trajectory(torch.full((3, 4), value), [1.0, 2.0, 3.0], [1.0, 0.5], {"seed": 0})
+
+    dataset = ExpertTrajectoriesDataset(f"s3://{BUCKET}/cache/experts", cache_dir=str(tmp_path / "cache"))
+    dataset.save({"bank": "bank-x", "index": 0, "trajectory": trajectory(1.0)})
+
+    def bank():
+        loaded = dataset.load()
+        return loaded.bank(loaded.names()[0]) if hasattr(loaded, "names") else loaded
+
+    assert bank().load(0).eq(1.0).all()
+    (key,) = [k for k in s3.keys(BUCKET, "cache/") if k.endswith("expert_0000.safetensors")]
+    retrained = tmp_path / "retrained.safetensors"  # retrained elsewhere: same size, other content
+    save_trajectory(trajectory(2.0), retrained)
+    assert retrained.stat().st_size == len(s3.read(BUCKET, key))
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=retrained.read_bytes())
+    assert bank().load(0).eq(2.0).all()
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
 
 
 def test_file_store_round_trip_is_picklable(s3):
@@ -241,7 +268,16 @@ def test_every_catalog_entry_and_raw_path_lives_under_storage_root(env):
                       params["distill"]["checkpoint_root"]):
             assert value.startswith(root + "/"), value
     # the sweeps' dataset factories resolve under the root too
-    cat, dataset = DataCatalog.from_config(catalog), params["dataset"]
+    cat, dataset = DataCatalog.from_config(catalog), params["data_label"]  # mock (local env) or gz2 (paper)
     assert cat.get("plain.expert_trajectories")._describe()["path"] == f"s3://b/x/06_models/experts/{dataset}_plain"
     inner = cat.get("stm_ipc1_real_plain.distilled_set")._describe()["inner"]
     assert inner["filepath"] == f"s3://b/x/07_model_output/{dataset}_stm_ipc1_real_plain/distilled.safetensors"
+
+
+def test_the_image_mirror_fetches_a_same_size_change_again(s3, tmp_path):
+    s3.client.put_object(Bucket=BUCKET, Key="same/1.jpg", Body=b"aaaa")
+    url = f"s3://{BUCKET}/same"
+    folder = mirror_files(url, ["1.jpg"], cache_dir=tmp_path)
+    assert (folder / "1.jpg").read_bytes() == b"aaaa"
+    s3.client.put_object(Bucket=BUCKET, Key="same/1.jpg", Body=b"bbbb")  # replaced: same size, other content
+    assert (mirror_files(url, ["1.jpg"], cache_dir=tmp_path) / "1.jpg").read_bytes() == b"bbbb"

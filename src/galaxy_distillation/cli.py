@@ -26,6 +26,7 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -49,7 +50,16 @@ def cli() -> None:
 
 
 def verbose_from_env() -> bool:
-    return os.environ.get("GD_VERBOSE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """``GD_VERBOSE`` read by the project's one boolean parser (:func:`params.parse_flag`); unset,
+    empty or not a boolean word: ``False`` (the last with a one-line warning)."""
+    from galaxy_distillation.params import parse_flag
+
+    value = os.environ.get("GD_VERBOSE", "").strip()
+    try:
+        return bool(value) and parse_flag(value)
+    except ValueError:
+        click.echo(f"{_PREFIX}GD_VERBOSE={value!r} is not true or false; ignored", err=True)
+        return False
 
 
 def check_environment(env: str | None, conf_source: str | None, project: Path | None = None) -> None:
@@ -124,7 +134,8 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
             return str(err).strip(), int(getattr(err, "exit_code", 1))
     os_err = os_error_of(exc)
     if os_err is not None:
-        where = f" writing or reading {os_err.filename}" if os_err.filename else ""
+        filename = os_err.filename or _path_in(chain)
+        where = f" writing or reading {filename}" if filename else ""
         return f"OSError{where}: [Errno {os_err.errno}] {os_err.strerror}", 1
     for err in chain:
         if isinstance(err, DatasetError):
@@ -133,6 +144,19 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
             first = f"{type(root).__name__}: {lines[-1]}" if root is not err else lines[-1]
             where = f"\n  ({lines[0][:300]})" if len(lines) > 1 else ""
             return first + where, 1
+    return None
+
+
+_PATH_RE = re.compile(r"\b(?:filepath|path|gz2_dir)=(?:\w*Path\()?['\"]?([^,()'\"\s]+)")
+
+
+def _path_in(chain: list[BaseException]) -> str | None:
+    """The file a Kedro dataset error names (``...(filepath=PurePosixPath('/x/history.csv'), ...)``), for an OS
+    error that carries no file name (a full disk while pandas writes through a file handle)."""
+    for err in chain:
+        match = _PATH_RE.search(str(err))
+        if match:
+            return match.group(1)
     return None
 
 
@@ -188,12 +212,16 @@ def _close_mlflow_runs(status: str) -> int:
 def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
     """Kedro's ``run`` (same options) behind the error boundary described in the module."""
     from galaxy_distillation import compute
+    from galaxy_distillation.errors import short
+    from galaxy_distillation.logs import quiet_node_failures
     from galaxy_distillation.outputs import OUTPUTS
 
     verbose = verbose or verbose_from_env()
     _STOPPING.clear()
     compute.clear_stop()
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    quiet_node_failures(not verbose)  # Kedro's own node-failure records: the message below says it once
+    OUTPUTS.last_restored = 0
     try:
         check_environment(kwargs.get("env"), kwargs.get("conf_source"))
         kwargs["runner"] = pick_runner(kwargs) or kwargs.get("runner")  # a sweep's tasks in flight side by side
@@ -209,10 +237,13 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
             raise
         message, code = found
         _close_mlflow_runs("FAILED")  # kedro-mlflow already does after a node failed; not after a hook
-        click.echo(f"{_PREFIX}{message}", err=True)
-        click.echo(_HINT, err=True)
+        restored = OUTPUTS.last_restored
+        click.echo(f"{_PREFIX}{short(message, 2)}", err=True)
+        note = f"{restored} output(s) put back as before the run; " if restored else ""
+        click.echo(f"({note}{_HINT[1:]}", err=True)
         sys.exit(code)
     finally:
+        quiet_node_failures(False)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

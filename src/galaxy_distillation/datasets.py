@@ -14,8 +14,8 @@ completed multipart upload), so an interrupted run never leaves a half-written f
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import shutil
 import struct
 import tempfile
@@ -189,48 +189,155 @@ class ArtifactDataset(AbstractDataset[Any, Any]):
         return {"filepath": self._loc.url, "artifact_path": self._artifact_path, "type": type(self._inner).__name__}
 
 
-def _expert_files(loc: _Location) -> dict[int, str]:
-    """``{index: path}`` of the ``expert_NNNN.safetensors`` files under ``loc``."""
-    import re
+_EXPERT_FILE = re.compile(r"expert_(\d+)\.safetensors")
+#: prefix of a bank's folder under an expert folder (``bank-<key>``: one per data and expert settings)
+BANK_PREFIX = "bank-"
 
+
+def _expert_files(loc: _Location, folder: str | None = None) -> dict[int, str]:
+    """``{index: path}`` of the ``expert_NNNN.safetensors`` files in ``folder`` (default: ``loc``)."""
+    folder = loc.path if folder is None else folder
     loc.invalidate()
-    if not loc.fs.isdir(loc.path):
+    if not loc.fs.isdir(folder):
         return {}
     out = {}
-    for p in loc.fs.ls(loc.path, detail=False):
-        m = re.fullmatch(r"expert_(\d+)\.safetensors", PurePosixPath(p).name)
+    for p in loc.fs.ls(folder, detail=False):
+        m = _EXPERT_FILE.fullmatch(PurePosixPath(p).name)
         if m:
             out[int(m.group(1))] = p
     return out
 
 
-class StoredExperts(ExpertBank):
-    """An :class:`ExpertBank` that remembers the dataset it came from (``source``: URL,
-    credentials, cache folder) and is pickled as that, never as this machine's paths."""
+def _remote_checksum(loc: _Location, path: str) -> str:
+    """What identifies a remote file's content: its ETag / checksum as the store reports it (an
+    S3 ETag is the MD5 of the bytes; :func:`galaxy_distillation.storage.content_tag`), never the size alone."""
+    from galaxy_distillation.storage import content_tag
 
-    def __init__(self, directory: str | Path, source: tuple[str, dict[str, Any] | None, str | None]) -> None:
+    return content_tag(loc.fs.info(path))
+
+
+class ExpertShelf:
+    """The expert banks in one folder (``06_models/experts/<dataset>_<plain|aug>``).
+
+    Experts are append-only: each bank is the subfolder ``bank-<key>`` of one (training data,
+    expert settings) pair (:func:`galaxy_distillation.pipelines.teacher.nodes.bank_name`), so
+    experts for other data or settings go beside the others, never over them, and nothing is
+    ever deleted. Experts written before banks were keyed lie in the folder itself (bank ``""``).
+    ``bank(name, n)`` opens a bank (mirrored into the local cache from an object store);
+    ``inventory(name)`` reads its experts' headers only. Pickled as where it was loaded from.
+    """
+
+    def __init__(self, url: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None) -> None:
+        self.url, self.credentials, self.cache_dir = str(url), credentials, cache_dir
+        self._loc = _Location(self.url, credentials)
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return ExpertShelf, (self.url, self.credentials, self.cache_dir)
+
+    def _folder(self, name: str) -> str:
+        return self._loc.join(name) if name else self._loc.path
+
+    def location(self, name: str) -> str:
+        """The bank's URL (its local path for a local shelf)."""
+        return self._loc.full(self._folder(name))
+
+    def names(self) -> list[str]:
+        """The banks that hold experts (``""``: experts in the folder itself)."""
+        loc = self._loc
+        loc.invalidate()
+        if not loc.fs.isdir(loc.path):
+            return []
+        names = [""] if _expert_files(loc) else []
+        for entry in loc.fs.ls(loc.path, detail=True):
+            name = PurePosixPath(entry["name"]).name
+            if entry.get("type") == "directory" and name.startswith(BANK_PREFIX) and \
+                    _expert_files(loc, entry["name"]):
+                names.append(name)
+        return sorted(names)
+
+    def inventory(self, name: str) -> dict[int, dict[str, Any]]:
+        """``{index: meta}`` of bank ``name`` from the safetensors headers (no tensor read).
+
+        Raises:
+            ExpertError: a header could not be read (the file is named; nothing is treated as missing).
+        """
+        from galaxy_distillation.engine.trajectories import ExpertError
+
+        out = {}
+        for index, path in sorted(_expert_files(self._loc, self._folder(name)).items()):
+            try:
+                out[index] = json.loads(_read_header(self._loc, path).get("meta", "{}"))
+            except (OSError, ValueError, struct.error) as exc:
+                raise ExpertError(f"cannot read expert {self._loc.full(path)} ({type(exc).__name__}: {exc}); "
+                                  f"nothing was changed: fix or move that file, then rerun") from None
+        return out
+
+    def bank(self, name: str, n: int | None = None) -> StoredExperts:
+        """Bank ``name`` as an :class:`~galaxy_distillation.engine.trajectories.ExpertBank`, limited to its
+        first ``n`` experts when given."""
+        files = _expert_files(self._loc, self._folder(name))
+        if not files:
+            raise DatasetError(f"no experts in {self.location(name)}: run `kedro run --pipelines=teacher` first")
+        folder = Path(self._folder(name)) if self._loc.local else self._mirror(name, files)
+        bank = StoredExperts(folder, (self.url, self.credentials, self.cache_dir, name, n))
+        return bank if n is None else bank.first(n)
+
+    def _mirror(self, name: str, files: dict[int, str]) -> Path:
+        """Copy bank ``name`` into the local cache: a file is downloaded (to a temporary file, then
+        renamed) unless the cached copy was made from the same remote content (ETag/checksum)."""
+        from galaxy_distillation.storage import cache_folder
+
+        cache = cache_folder(self.location(name), self.cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        wanted = {PurePosixPath(p).name: p for p in files.values()}
+        for old in cache.glob("expert_*.safetensors"):
+            if old.name not in wanted:  # a cache copy only: the bank itself is never changed
+                old.unlink()
+        for file_name, remote in wanted.items():
+            local, stamp = cache / file_name, cache / f".{file_name}.checksum"
+            checksum = _remote_checksum(self._loc, remote)
+            if local.exists() and stamp.exists() and stamp.read_text() == checksum:
+                continue
+            with atomic_path(local) as tmp:
+                self._loc.fs.get_file(remote, str(tmp))
+            write_bytes(stamp, checksum.encode())
+        return cache
+
+
+class StoredExperts(ExpertBank):
+    """An :class:`ExpertBank` that remembers the bank it came from (``source``: shelf URL,
+    credentials, cache folder, bank name, number of experts used) and is pickled as that, never
+    as this machine's paths, so a Ray task on another node opens the same experts there."""
+
+    def __init__(self, directory: str | Path, source: tuple[str, dict[str, Any] | None, str | None, str, int | None]
+                 ) -> None:
         super().__init__(directory)
         self.source = source
+
+    def first(self, n: int) -> ExpertBank:
+        view = super().first(n)
+        view.source = (*self.source[:4], n)
+        return view
 
     def __reduce__(self) -> tuple[Any, tuple]:
         return _open_experts, self.source
 
 
-def _open_experts(path: str, credentials: dict[str, Any] | None, cache_dir: str | None) -> ExpertBank:
-    return ExpertTrajectoriesDataset(path, credentials, cache_dir).load()
+def _open_experts(path: str, credentials: dict[str, Any] | None, cache_dir: str | None, name: str = "",
+                  n: int | None = None) -> ExpertBank:
+    return ExpertShelf(path, credentials, cache_dir).bank(name, n)
 
 
 class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
-    """A folder of expert trajectories, saved one expert at a time, loaded lazily.
+    """A folder of expert banks (:class:`ExpertShelf`), saved one expert at a time, loaded lazily.
 
     ``save`` takes one chunk at a time (the teacher node is a generator, so experts are
-    written as they finish and never all held in memory): ``{"index": i, "trajectory":
-    Trajectory}`` writes expert ``i``; ``{"keep": [i, ...]}`` deletes every other expert
-    file (experts of an earlier run with other settings). ``load`` returns an
-    :class:`~galaxy_distillation.engine.trajectories.ExpertBank`; from an object store the
-    experts are first mirrored into a local cache folder (only new or changed files are
-    downloaded). The bank is pickled as where it was loaded from, so a Ray task on another
-    node opens the same experts there (mirroring them into that node's cache).
+    written as they finish and never all held in memory): ``{"bank": name, "index": i,
+    "trajectory": Trajectory}`` writes expert ``i`` of bank ``name``; ``{"bank": name, "keep":
+    [i, ...]}`` (the experts reused) writes nothing. Nothing is ever deleted or replaced: an
+    expert file that is already there is refused. ``load`` returns the :class:`ExpertShelf`;
+    the stages pick the bank of their data and settings
+    (:func:`galaxy_distillation.pipelines.teacher.nodes.experts_for`).
     """
 
     def __init__(self, path: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None,
@@ -241,41 +348,22 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
         self.metadata = metadata
 
     def load(self) -> Any:
-        files = _expert_files(self._loc)
-        if not files:
+        shelf = ExpertShelf(self._loc.url, self._credentials, self._cache_dir)
+        if not shelf.names():
             raise DatasetError(f"no experts in {self._loc.url}: run `kedro run --pipelines=teacher` first")
-        folder = Path(self._loc.path) if self._loc.local else self._mirror(files)
-        return StoredExperts(folder, (self._loc.url, self._credentials, self._cache_dir))
-
-    def _mirror(self, files: dict[int, str]) -> Path:
-        key = hashlib.sha256(self._loc.url.encode()).hexdigest()[:16]
-        root = Path(self._cache_dir) if self._cache_dir else Path(tempfile.gettempdir()) / "galaxy_distillation_cache"
-        cache = root / key
-        cache.mkdir(parents=True, exist_ok=True)
-        wanted = {PurePosixPath(p).name: p for p in files.values()}
-        for old in cache.glob("expert_*.safetensors"):
-            if old.name not in wanted:
-                old.unlink()
-        for name, remote in wanted.items():
-            local = cache / name
-            size = self._loc.fs.size(remote)
-            if not local.exists() or local.stat().st_size != size:
-                with atomic_path(local) as tmp:
-                    self._loc.fs.get_file(remote, str(tmp))
-        return cache
+        return shelf
 
     def save(self, data: dict[str, Any]) -> None:
         if "keep" in data:
-            keep = {int(i) for i in data["keep"]}
-            for index, path in _expert_files(self._loc).items():
-                if index not in keep:
-                    self._loc.fs.rm_file(path)
-            self._loc.invalidate()
-            return
-        from galaxy_distillation.engine.trajectories import save_trajectory
+            return  # the experts reused stay as they are; nothing is deleted
+        from galaxy_distillation.engine.trajectories import ExpertError, save_trajectory
 
-        index = int(data["index"])
-        target = self._loc.join(f"expert_{index:04d}.safetensors")
+        index, name = int(data["index"]), str(data.get("bank", ""))
+        folder = self._loc.join(name) if name else self._loc.path
+        target = str(PurePosixPath(folder, f"expert_{index:04d}.safetensors"))
+        self._loc.invalidate()
+        if self._loc.exists(target):
+            raise ExpertError(f"refusing to replace the expert {self._loc.full(target)} (experts are append-only)")
         if self._loc.local:
             save_trajectory(data["trajectory"], target)
         else:
@@ -286,33 +374,27 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
         self._loc.invalidate()
 
     def _exists(self) -> bool:
-        return bool(_expert_files(self._loc))
+        return bool(ExpertShelf(self._loc.url, self._credentials, self._cache_dir).names())
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._loc.url}
 
 
-class ExpertInventoryDataset(AbstractDataset[None, dict[int, dict[str, Any]]]):
-    """The experts already in a folder of :class:`ExpertTrajectoriesDataset`: ``{index: meta}``.
-
-    Read-only, and only the safetensors headers are read. The teacher uses it to train only
-    the experts that are missing (or were made with other settings).
+class ExpertInventoryDataset(AbstractDataset[None, Any]):
+    """The experts already in a folder of :class:`ExpertTrajectoriesDataset`: its
+    :class:`ExpertShelf`, whose ``inventory(bank)`` reads the safetensors headers only (a header
+    that cannot be read is an error, never a missing expert). Read-only. The teacher uses it to
+    train only the experts that are missing.
     """
 
     def __init__(self, path: str, credentials: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         self._loc = _Location(path, credentials)
+        self._credentials = credentials
         self.metadata = metadata
 
-    def load(self) -> dict[int, dict[str, Any]]:
-        out = {}
-        for index, path in sorted(_expert_files(self._loc).items()):
-            try:
-                header = _read_header(self._loc, path)
-                out[index] = json.loads(header.get("meta", "{}"))
-            except (OSError, ValueError, struct.error):
-                continue  # unreadable: treated as missing and trained again
-        return out
+    def load(self) -> ExpertShelf:
+        return ExpertShelf(self._loc.url, self._credentials)
 
     def save(self, data: Any) -> None:
         raise DatasetError("the expert inventory is read-only (the teacher writes expert_trajectories)")

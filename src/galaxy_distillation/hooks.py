@@ -1,12 +1,15 @@
-"""Kedro hooks: validate parameters before anything else happens; log the typed parameters
-to MLflow flat (``distill.iterations``...)."""
+"""Kedro hooks: validate parameters before anything else happens (and refuse ``--params``
+values no stage reads, :func:`refuse_ignored`); log the typed parameters to MLflow flat
+(``distill.iterations``...)."""
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from galaxy_distillation.errors import ParameterError
 from galaxy_distillation.params import check_known_names, validate_parameters
 from galaxy_distillation.runtime import apply_threads
 
@@ -24,6 +27,46 @@ def configured_names(context) -> set[str]:  # noqa: ANN001 - a KedroContext
     return names
 
 
+#: ``--params`` names that no stage reads (or reads only for some datasets): name -> why / what to set.
+IGNORED = {
+    "seed": "no stage reads the top-level seed; set teacher.seed, distill.seed, evaluation.seed, curation.seed or sky.seed",
+    "variant": "the variant name is made from dataset (and data_root), method, ipc, init and augmented; set those",
+    "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
+}
+
+
+def _on(value: Any) -> bool:
+    from galaxy_distillation.params import parse_flag
+
+    try:
+        return parse_flag(value)
+    except ValueError:
+        return True  # not a boolean word: validate_parameters names it
+
+
+def refuse_ignored(runtime: dict[str, Any], params: dict[str, Any]) -> None:
+    """Refuse a ``--params`` value that would do nothing (every parameter acts or is refused).
+
+    Raises:
+        ParameterError: one line naming the parameter and why.
+    """
+    runtime = runtime or {}
+    dataset = str(params.get("dataset", "gz2"))
+    for name, why in IGNORED.items():
+        if name in runtime:
+            raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing; {why}")
+    only_gz2 = {"fraction": "the vote fraction of GZ2 curation", "augmented": "GZ2's rotation-augmented training set"}
+    for name, what in only_gz2.items():
+        if dataset == "gz2" or name not in runtime or (name == "augmented" and not _on(runtime[name])):
+            continue
+        raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing with dataset={dataset} "
+                             f"(it selects {what})")
+    if dataset == "gz2" and "data_root" in runtime:
+        raise ParameterError(f"invalid parameter 'data_root' = {runtime['data_root']!r}: does nothing with dataset=gz2 "
+                             "(it is the folder of cifar10, cifar100 and imagefolder data; GZ2 reads votes_path, "
+                             "mapping_path and image_dir)")
+
+
 class ParameterValidationHook:
     """Fail fast, with one line, on invalid parameters (``--params ipc=0``, ``method=foo``...).
 
@@ -39,8 +82,10 @@ class ParameterValidationHook:
         except Exception:  # noqa: BLE001 - no parameters at all: Kedro reports that itself
             return
         # ParameterError: printed in one line (exit 2) by galaxy_distillation.cli, the one boundary
-        check_known_names(getattr(context.config_loader, "runtime_params", None) or {}, configured_names(context))
+        runtime = getattr(context.config_loader, "runtime_params", None) or {}
+        check_known_names(runtime, configured_names(context))
         validate_parameters(params)
+        refuse_ignored(runtime, params)  # a --params value no stage would read
         apply_threads(params.get("threads", "auto"))  # torch intra-op threads (docs/performance.md)
 
 

@@ -31,10 +31,12 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # Kedro's hint when a namespaced node reads another namespace's dataset: the table sweeps
     # do so by design (every cell reads its training set's shared experts, ``plain.*``/``aug.*``).
     (r"One or more dataset names contain '\.' characters", UserWarning),
+    # torch, before refusing a checkpoint that is not a plain tensor pickle: the refusal is reported in one line.
+    (r"Detected pickle protocol", UserWarning),
 )
 
 #: The order of the project's stages, for the stage headers.
-STAGES: tuple[str, ...] = ("sky", "curation", "teacher", "distill", "evaluation", "reporting", "compare")
+STAGES: tuple[str, ...] = ("sky", "curation", "teacher", "distill", "evaluation", "reporting", "insight", "compare")
 
 
 def quiet_third_party_warnings() -> None:
@@ -143,3 +145,29 @@ class StageHeaders:
         header = f"== {stage} ({n} node{'s' if n != 1 else ''}) =="
         self.log.info(header)
         return header
+
+
+#: Kedro's own records about a failed node, repeated by the project's one-line error:
+#: the node's error text (``kedro.pipeline.node``) and the multi-line resume suggestion (runners).
+_NODE_FAILURE_LOGGERS = ("kedro.pipeline.node", "kedro.runner.runner", "kedro.runner.sequential_runner",
+                         "kedro.runner.thread_runner", "kedro.runner.parallel_runner", "kedro.runner.task")
+_NODE_FAILURE_TEXT = re.compile(r"failed with error|nodes that have not run|No nodes ran")
+
+
+class _NodeFailureFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _NODE_FAILURE_TEXT.search(str(record.msg))
+
+
+_NODE_FAILURE_FILTER = _NodeFailureFilter()
+
+
+def quiet_node_failures(on: bool = True) -> None:
+    """Drop (``on``) or show again Kedro's own log records about a failed node, so a failure
+    reads as the command line's one or two lines (``--verbose`` keeps them, with the traceback)."""
+    for name in _NODE_FAILURE_LOGGERS:
+        logger = logging.getLogger(name)
+        if on:
+            logger.addFilter(_NODE_FAILURE_FILTER)
+        else:
+            logger.removeFilter(_NODE_FAILURE_FILTER)

@@ -2,7 +2,9 @@
 
 :class:`RunOutputsGuard` is a Kedro hook. The first time a run saves a file-backed dataset,
 the previous file (or folder: the expert bank, the curated model input) is moved aside to
-``.<name>.gd-prev`` beside it, which costs a rename, not a copy. When the run succeeds the
+``.<name>.gd-prev-<run>`` beside it, which costs a rename, not a copy; ``<run>`` is the run's
+own id (process id and a random part), so two runs on one storage root (two variants at once)
+never move, delete or restore each other's backups. When the run succeeds the
 moved-aside copies are deleted; when it fails (any error in a node or a save) or is
 interrupted (Ctrl-C, ``SIGTERM``: see :mod:`galaxy_distillation.cli`), every output the run
 wrote is removed and the previous ones are moved back. So a curation that fails at its
@@ -13,7 +15,8 @@ the previous history, not a new one beside a 0-byte file.
 Not covered: datasets marked ``resumable`` (the table sweeps' cells and shared experts, kept
 when a sweep is interrupted so that it resumes), MLflow artifacts already uploaded (the MLflow run is marked ``FAILED`` /
 ``KILLED`` instead), distillation checkpoints (kept on purpose, to resume), and a
-``kill -9`` (nothing can run; the ``.gd-prev`` copies stay and are replaced next run).
+``kill -9`` (nothing can run; the ``.gd-prev-<run>`` copies stay beside the outputs, for the
+user to restore by hand; no later run deletes them).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +55,13 @@ def output_paths(dataset: Any) -> list[Path]:
     return []
 
 
-def _backup_of(path: Path) -> Path:
-    return path.with_name(f".{path.name}.gd-prev")
+def new_run_id() -> str:
+    """A run's own id for its backup names: the process id and a random part."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _backup_of(path: Path, run_id: str) -> Path:
+    return path.with_name(f".{path.name}.gd-prev-{run_id}")
 
 
 def _remove(path: Path) -> None:
@@ -68,11 +77,15 @@ class RunOutputsGuard:
     def __init__(self) -> None:
         self._catalog: Any = None
         self._touched: dict[Path, Path | None] = {}  # output -> its moved-aside previous version
+        self.run_id = new_run_id()
+        self.last_restored = 0  # outputs the last failed run put back (the command line says it)
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001, ARG002
         self._catalog = catalog
         self._touched = {}
+        self.run_id = new_run_id()
+        self.last_restored = 0
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:  # noqa: ARG002
@@ -88,8 +101,7 @@ class RunOutputsGuard:
                 continue
             backup: Path | None = None
             if path.exists():
-                backup = _backup_of(path)
-                _remove(backup)  # a stale copy from a run killed with -9
+                backup = _backup_of(path, self.run_id)  # this run's own name: no other run touches it
                 os.replace(path, backup)
             self._touched[path] = backup
 
@@ -102,9 +114,9 @@ class RunOutputsGuard:
 
     @hook_impl
     def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:  # noqa: ANN001, ARG002
-        n = self.rollback()
-        if n:
-            log.warning("run failed: %d output(s) put back as they were before the run (no partial results)", n)
+        n = self.last_restored = self.rollback()
+        if n:  # the command line's error message says it (one line); here for logs of in-process runs
+            log.debug("run failed: %d output(s) put back as they were before the run (no partial results)", n)
 
     def rollback(self) -> int:
         """Remove what this run wrote and move the previous outputs back; the number of outputs."""

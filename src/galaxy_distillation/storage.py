@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from galaxy_distillation.io import write_bytes
+from galaxy_distillation.io import move_aside, write_bytes
 
-__all__ = ["FileStore", "cache_folder", "checkpoint_location", "exists", "filesystem", "inside", "is_local",
+__all__ = ["FileStore", "cache_folder", "checkpoint_location", "content_tag", "exists", "filesystem", "inside", "is_local",
            "join", "local_path", "mirror_files", "rooted", "sibling", "split"]
 
 _LOCAL = {None, "", "file", "local"}
@@ -163,6 +163,19 @@ class FileStore:
         fs, path = self._remote()
         fs.pipe_file(path, data)
 
+    def move_aside(self, suffix: str) -> str:
+        """Rename the file to ``<stem>.<suffix><ext>`` in its folder (kept, never deleted); the new URL."""
+        name = PurePosixPath(split(self.url)[1]).name
+        stem, dot, ext = name.rpartition(".")
+        target = sibling(self.url, f"{stem}.{suffix}.{ext}" if dot else f"{name}.{suffix}")
+        if is_local(self.url):
+            move_aside(local_path(self.url), local_path(target))
+            return target
+        fs, path = self._remote()
+        fs.mv(path, split(target)[1])  # an object store copies, then removes the original
+        fs.invalidate_cache()
+        return target
+
     def delete(self) -> None:
         """Remove the file (no error when it is not there)."""
         if is_local(self.url):
@@ -186,35 +199,57 @@ def checkpoint_location(root: str, variant: str) -> Path | FileStore:
     return FileStore(join(root, variant, STATE_FILE))
 
 
+def content_tag(entry: dict[str, Any]) -> str:
+    """What identifies a remote file's content in a listing entry: its ETag (S3: the MD5 of the
+    bytes) or checksum when the store gives one, else its size and modification time."""
+    for key in ("ETag", "etag", "md5Hash", "md5", "checksum", "crc32c"):
+        if entry.get(key):
+            return str(entry[key]).strip('"')
+    return f"{entry.get('size')}:{entry.get('LastModified') or entry.get('mtime') or entry.get('updated')}"
+
+
 def mirror_files(url: str, names: list[str] | set[str], cache_dir: str | Path | None = None,
                  storage_options: dict[str, Any] | None = None) -> Path:
     """Mirror the files ``names`` of the remote folder ``url`` into its local cache folder.
 
-    One listing of the folder; a file is downloaded only when it is not in the cache with the
-    remote size (an interrupted download is fetched again). A name absent from the remote folder
+    One listing of the folder; a file is downloaded only when it is not in the cache from the
+    same remote content (:func:`content_tag`, recorded at each download in ``.<folder>.content.json``
+    beside the cache folder; an interrupted download is fetched again). A name absent from the remote folder
     is absent from the returned folder too (a stale cached copy is removed), so a reader of the
     cache sees exactly what the folder holds. Many files are fetched concurrently by fsspec.
 
     Returns:
         The local folder holding the mirrored files.
     """
+    import json
+
     fs, root = filesystem(url, storage_options)
     cache = cache_folder(url, cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     fs.invalidate_cache()
     try:
-        listing = {PurePosixPath(e["name"]).name: int(e.get("size") or 0)
+        listing = {PurePosixPath(e["name"]).name: content_tag(e)
                    for e in fs.ls(root, detail=True) if e.get("type") == "file"}
     except FileNotFoundError:
         listing = {}
+    record = cache.parent / f".{cache.name}.content.json"  # beside the folder: the folder holds only the files
+    try:
+        seen = json.loads(record.read_text()) if record.exists() else {}
+    except ValueError:
+        seen = {}
     remote, local = [], []
     for name in sorted(set(names)):
         target = cache / name
         if name not in listing:
             target.unlink(missing_ok=True)
-        elif not target.is_file() or target.stat().st_size != listing[name]:
+            seen.pop(name, None)
+        elif not target.is_file() or seen.get(name) != listing[name]:
+            seen.pop(name, None)
             remote.append(f"{root.rstrip('/')}/{name}")
             local.append(str(target))
     if remote:
+        write_bytes(record, json.dumps(seen).encode())  # forget what is being replaced first
         fs.get(remote, local)
+        seen.update({PurePosixPath(r).name: listing[PurePosixPath(r).name] for r in remote})
+    write_bytes(record, json.dumps(seen).encode())
     return cache

@@ -19,13 +19,17 @@ Conversion of every image (any size, any PIL mode):
 
 Files are matched on their extension (case-insensitive: jpg, jpeg, png, bmp, gif,
 tif, tiff, webp); other files and hidden entries (names starting with ``.``) are
-ignored. Class folders are searched recursively. Unreadable images are skipped,
+ignored. Class folders are searched recursively. Symbolic links that lead out of the root
+folder (a linked class folder, a link to ``/etc/passwd``) are never followed: they are
+skipped with a :class:`DataSourceWarning` naming each link and listed in the report
+(``skipped_links``); links that stay inside the root are followed. Unreadable images are skipped,
 counted and listed in the report; classes left without images are skipped with a
 :class:`DataSourceWarning`.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 from collections import Counter
@@ -57,13 +61,29 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def _class_dirs(folder: Path) -> list[Path]:
-    """Non-hidden sub-folders of ``folder``, sorted by name."""
-    return sorted((p for p in _list_dir(folder) if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name)
+def _leaves(entry: Path, root: Path | None, links: list[Path] | None) -> bool:
+    """Whether ``entry`` is a symbolic link whose target lies outside ``root`` (recorded in ``links``)."""
+    if root is None or not entry.is_symlink():
+        return False
+    try:
+        entry.resolve(strict=False).relative_to(root)
+        return False
+    except (ValueError, RuntimeError, OSError):  # outside, a link loop, or unreadable
+        if links is not None:
+            links.append(entry)
+        return True
 
 
-def _scan_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image files and ignored (non-image) files under ``folder``, recursively.
+def _class_dirs(folder: Path, root: Path | None = None, links: list[Path] | None = None) -> list[Path]:
+    """Non-hidden sub-folders of ``folder``, sorted by name (links out of ``root`` skipped)."""
+    return sorted((p for p in _list_dir(folder) if not _is_hidden(p) and not _leaves(p, root, links) and p.is_dir()),
+                  key=lambda p: p.name)
+
+
+def _scan_files(folder: Path, root: Path | None = None, links: list[Path] | None = None
+                ) -> tuple[list[Path], list[Path]]:
+    """Image files and ignored (non-image) files under ``folder``, recursively; a symbolic link
+    that leads out of ``root`` (the resolved root folder) is skipped and recorded in ``links``.
 
     Returns:
         ``(images, ignored)``, each sorted by path relative to ``folder`` so the result
@@ -72,10 +92,15 @@ def _scan_files(folder: Path) -> tuple[list[Path], list[Path]]:
     images: list[Path] = []
     ignored: list[Path] = []
     stack = [folder]
+    seen: set[Path] = set()
     while stack:
         current = stack.pop()
+        real = current.resolve()
+        if real in seen:  # a link back to a folder already scanned (inside the root)
+            continue
+        seen.add(real)
         for entry in _list_dir(current):
-            if _is_hidden(entry):
+            if _is_hidden(entry) or _leaves(entry, root, links):
                 continue
             if entry.is_dir():
                 stack.append(entry)
@@ -228,9 +253,11 @@ def load_image_folder(
 
     # --- discover classes -------------------------------------------------------------
     split_roots = {"train": root / "train", "test": root / "test"} if presplit else {"all": root}
+    real_root = root.resolve()
+    links: list[Path] = []  # symbolic links out of the root: never followed
     class_dirs: dict[str, dict[str, Path]] = {}
     for split, folder in split_roots.items():
-        class_dirs[split] = {p.name: p for p in _class_dirs(folder)}
+        class_dirs[split] = {p.name: p for p in _class_dirs(folder, real_root, links)}
     if presplit and set(class_dirs["train"]) != set(class_dirs["test"]):
         only_train = sorted(set(class_dirs["train"]) - set(class_dirs["test"]))
         only_test = sorted(set(class_dirs["test"]) - set(class_dirs["train"]))
@@ -252,10 +279,14 @@ def load_image_folder(
     ignored: list[str] = []
     for split, dirs in class_dirs.items():
         for name in names:
-            imgs, other = _scan_files(dirs[name])
+            imgs, other = _scan_files(dirs[name], real_root, links)
             files[(split, name)] = imgs
             ignored += [p.relative_to(root).as_posix() for p in other]
     total = sum(len(v) for v in files.values())
+    skipped_links = [p.relative_to(root).as_posix() for p in links]
+    if skipped_links:
+        warnings.warn(f"{root}: skipped {len(skipped_links)} symbolic link(s) leading out of the folder, e.g. "
+                      f"{skipped_links[0]} -> {os.readlink(links[0])}", DataSourceWarning, stacklevel=2)
 
     # --- decode -------------------------------------------------------------------------
     arrays: dict[tuple[str, str], list[np.ndarray]] = {k: [] for k in files}
@@ -360,6 +391,7 @@ def load_image_folder(
         "unreadable_files": unreadable[:_MAX_LISTED],
         "n_ignored_files": len(ignored),
         "ignored_files": sorted(ignored)[:_MAX_LISTED],
+        "skipped_links": skipped_links[:_MAX_LISTED],
         "n_distinct_original_sizes": len(sizes),
         "original_sizes": [[w, h] for (w, h), _ in sizes.most_common(_MAX_SIZES)],
         "original_modes": dict(sorted(modes.items())),

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +28,7 @@ import torch
 
 from galaxy_distillation.errors import UserError
 from galaxy_distillation.io import atomic_write, os_error_of, write_bytes
+from galaxy_distillation.io import move_aside as io_move_aside
 
 __all__ = [
     "CheckpointError",
@@ -36,6 +39,10 @@ __all__ = [
     "STATE_FILE",
     "FORMAT_VERSION",
     "config_fingerprint",
+    "EXECUTION_ONLY",
+    "result_key",
+    "tensor_sha256",
+    "move_aside",
     "check_plain",
     "save_state",
     "load_state",
@@ -46,6 +53,16 @@ STATE_FILE = "state.pt"
 FORMAT_VERSION = 1
 
 _PLAIN = (str, int, float, bool, type(None))
+
+log = logging.getLogger(__name__)
+
+#: Settings that change how a result is computed, never its numbers (a fast path computes the same
+#: function as the plain one): left out of every result key, so switching them keeps checkpoints,
+#: finished sweep cells and baselines.
+EXECUTION_ONLY = frozenset({
+    "memory_mode", "expert_cache", "experts_at_once", "use_vmap", "vmap_on_cpu", "vmap_max_images",
+    "eval_batch_size", "devices", "checkpoint_every", "checkpoint_root",
+})
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -94,6 +111,10 @@ class FolderStore:
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def move_aside(self, suffix: str) -> str:
+        """Rename ``state.pt`` to ``state.<suffix>.pt`` beside it (kept, never deleted); the new name."""
+        return str(io_move_aside(self.path, self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix}")))
+
 
 def as_store(checkpoint: str | os.PathLike[str] | CheckpointStore | None) -> CheckpointStore | None:
     """A store for ``checkpoint``: a folder path becomes a :class:`FolderStore`; a store is kept."""
@@ -118,6 +139,46 @@ def config_fingerprint(payload: Mapping[str, Any]) -> str:
     except (TypeError, ValueError) as exc:  # pragma: no cover - default=repr covers most
         raise CheckpointError(f"configuration is not serialisable for fingerprinting: {exc}") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _without_execution_only(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _without_execution_only(v) for k, v in obj.items() if k not in EXECUTION_ONLY}
+    if isinstance(obj, (list, tuple)):
+        return [_without_execution_only(v) for v in obj]
+    return obj
+
+
+def result_key(**parts: Any) -> str:
+    """The one key of a result (a distillation checkpoint, a sweep cell, the Full baseline, an
+    evaluation): SHA-256 hex of everything it depends on, e.g. ``data=<data fingerprint>``,
+    ``experts=<experts fingerprint>`` and the settings. Settings in :data:`EXECUTION_ONLY` are
+    dropped at any depth, so they never invalidate a result."""
+    return config_fingerprint(_without_execution_only(parts))
+
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' contents (bytes in order, no copy for contiguous CPU tensors).
+    Equals hashing ``t.cpu().contiguous().numpy().tobytes()`` of each in turn."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def move_aside(store: CheckpointStore, key: str) -> str | None:
+    """Move a checkpoint that no longer matches its run aside (``state.<UTC time>-<key[:12]>.pt``),
+    never deleting it; logs one line. Returns the new name, ``None`` when the store cannot rename
+    (the checkpoint then stays and the caller must refuse)."""
+    mover = getattr(store, "move_aside", None)
+    if mover is None:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = mover(f"{stamp}-{str(key)[:12]}")
+    log.warning("checkpoint %s was made from other data, experts or settings: moved aside to %s, starting afresh",
+                store, moved)
+    return moved
 
 
 def check_plain(obj: Any, where: str = "state") -> None:

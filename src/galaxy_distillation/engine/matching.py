@@ -21,6 +21,7 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -32,12 +33,22 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointMismatchError, CheckpointStore, as_store, config_fingerprint, load_state, save_state
+from .checkpoint import (
+    CheckpointMismatchError,
+    CheckpointStore,
+    as_store,
+    load_state,
+    move_aside,
+    result_key,
+    save_state,
+    tensor_sha256,
+)
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
 from .draws import StepDraw, draw_steps, to_device
 from .dsa import DSAParams
 from .functional import FlatModel
 from .networks import build_from_spec
+from .resume import changed_settings, describe_changes, stored_settings
 from .schedule import StageState, STMSchedule
 from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
@@ -74,6 +85,8 @@ class Distiller:
         eval_hook: ``eval_hook(iteration, images, labels, lr) -> dict | None`` every
             ``config.eval_every`` iterations; its result is stored in the record.
         dsa_params: DSA strengths (default ``DSAParams()``).
+        data_key: the data's fingerprint (content), part of the checkpoint's key; default the
+            SHA-256 of ``train_x`` and ``train_y``.
     """
 
     def __init__(self, experts: ExpertSource, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
@@ -81,7 +94,7 @@ class Distiller:
                  checkpoint_dir: str | Path | CheckpointStore | None = None,
                  callback: Callable[[IterationRecord], None] | None = None,
                  eval_hook: Callable[[int, torch.Tensor, torch.Tensor, float], dict[str, float] | None] | None = None,
-                 dsa_params: DSAParams | None = None) -> None:
+                 dsa_params: DSAParams | None = None, data_key: str | None = None) -> None:
         config.validate()
         if train_x.dim() != 4:
             raise DistillConfigError(f"train_x must be (N, C, H, W), got shape {tuple(train_x.shape)}")
@@ -98,10 +111,15 @@ class Distiller:
         self.checkpoint_dir = Path(checkpoint_dir) if isinstance(checkpoint_dir, (str, Path)) else checkpoint_dir
         self.callback = callback
         self.eval_hook = eval_hook
+        # Who writes the checkpoints (e.g. {"mlflow_run_id": ...}; plain strings, stored in each
+        # checkpoint) and, after ``run``, where it resumed from (None: started afresh).
+        self.run_info: dict[str, str] = {}
+        self.resumed_from: dict[str, Any] | None = None
         self.dsa_params = dsa_params
         self.train_x = train_x
         self.train_y = train_y
         self.dtype = train_x.dtype
+        self.data_key = data_key  # computed on first use (only a checkpointed run needs it)
 
         channels, h, w = train_x.shape[1:]
         # the template's own weights are never used (every forward gets a flat parameter vector)
@@ -189,29 +207,39 @@ class Distiller:
         return self.lr_param.exp() if self.config.effective_log_lr else self.lr_param
 
     def fingerprint(self) -> str:
-        """Hash of everything that must match for a checkpoint to be resumed.
+        """The checkpoint's key: :func:`~.checkpoint.result_key` of the data (content), the experts
+        (their fingerprint: headers, no tensor read) and the settings that change the numbers.
 
-        ``iterations``, ``checkpoint_every`` and ``eval_every`` are excluded, so a run can be
-        resumed with a larger iteration budget.
+        ``iterations`` and ``eval_every`` are excluded, so a run can be resumed with a larger
+        iteration budget; so are the execution-only settings (``memory_mode``, ``expert_cache``,
+        ``checkpoint_every``: :data:`~.checkpoint.EXECUTION_ONLY`).
         """
         cfg = dataclasses.asdict(self.config)
-        for k in ("iterations", "checkpoint_every", "eval_every"):
+        for k in ("iterations", "eval_every"):
             cfg.pop(k)
-        payload = {
-            "config": cfg,
-            "arch": self.arch,
-            "num_classes": self.num_classes,
-            "train_shape": list(self.train_x.shape),
-            "n_experts": len(self.experts),
-            "expert_epochs": int(self.experts.num_epochs),
-            "dtype": str(self.dtype),
-        }
-        return config_fingerprint(payload)
+        experts = getattr(self.experts, "fingerprint", None)
+        if self.data_key is None:
+            self.data_key = tensor_sha256(self.train_x, self.train_y)
+        return result_key(
+            config=cfg, arch=self.arch, num_classes=self.num_classes, train_shape=list(self.train_x.shape),
+            data=self.data_key, n_experts=len(self.experts), expert_epochs=int(self.experts.num_epochs),
+            experts=experts() if callable(experts) else None, dtype=str(self.dtype),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting of this run as plain values (the fingerprint's and the budget's), stored
+        in each checkpoint so a resumed run can say which of them changed."""
+        payload = {"config": dataclasses.asdict(self.config), "arch": self.arch, "num_classes": self.num_classes,
+                   "train_shape": list(self.train_x.shape), "n_experts": len(self.experts),
+                   "expert_epochs": int(self.experts.num_epochs), "dtype": str(self.dtype)}
+        return json.loads(json.dumps(payload, sort_keys=True, default=repr))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors + plain types only)."""
         s = self.schedule.state
         return {
+            "run_info": {str(k): str(v) for k, v in self.run_info.items()},
+            "settings_json": json.dumps(self.settings(), sort_keys=True),
             "fingerprint": self.fingerprint(),
             "iteration": self.iteration,
             "images": self.images.detach(),
@@ -231,7 +259,8 @@ class Distiller:
         """Restore a :meth:`state_dict` (raises ``CheckpointMismatchError`` on a config mismatch)."""
         if state.get("fingerprint") != self.fingerprint():
             raise CheckpointMismatchError(
-                "checkpoint was written with a different configuration/data; use a new checkpoint_dir or delete it"
+                f"checkpoint {self.checkpoint_store} was written with a different configuration/data/experts; "
+                "use a new checkpoint_dir or move it away"
             )
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.images))
@@ -463,22 +492,27 @@ class Distiller:
             stop_after: return after this many iterations in this call (stop_reason
                 ``"interrupted"``; the checkpoint lets a later call continue exactly).
             on_mismatch: a checkpoint written with other settings: ``"raise"``
-                (``CheckpointMismatchError``) or ``"restart"`` (log a warning, discard it and
-                start afresh).
+                (``CheckpointMismatchError``) or ``"restart"`` (move it aside, never delete it,
+                log a warning and start afresh).
         """
         if on_mismatch not in ("raise", "restart"):
             raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
         if self.checkpoint_store is not None:
             state = load_state(self.checkpoint_store)
             if state is not None:
+                changed = changed_settings(stored_settings(state), self.settings())
                 try:
                     self.load_state_dict(state)
+                    self.resumed_from = {"iteration": self.iteration, "checkpoint": str(self.checkpoint_store),
+                                         "run_info": dict(state.get("run_info") or {}), "changed": changed}
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
-                    log.warning("The checkpoint %s was made with other settings: starting afresh.",
-                                self.checkpoint_store)
-                    self.checkpoint_store.delete()
+                    if changed:
+                        log.warning("The checkpoint %s was made with other settings: %s.", self.checkpoint_store,
+                                    describe_changes(changed))
+                    if move_aside(self.checkpoint_store, str(state.get("fingerprint"))) is None:
+                        raise
                     self._init_state()
         if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
             self.stop_reason = None  # resumed with a larger budget

@@ -12,6 +12,7 @@ train losses). :func:`load_trajectory` with ``max_epoch=k`` reads only rows 0..k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -166,6 +167,22 @@ class ExpertBank:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the experts' names and metadata (headers only, no tensor read): changes when
+        any expert used is retrained, replaced, added or removed."""
+        items = [[p.name, info] for p, info in zip(self.paths, self._infos, strict=True)]
+        return hashlib.sha256(json.dumps(items, sort_keys=True, default=repr).encode()).hexdigest()
+
+    def first(self, n: int) -> ExpertBank:
+        """The same bank limited to its first ``n`` experts (by index); nothing on disk changes."""
+        if not 0 < n <= len(self.paths):
+            raise ExpertError(f"{self.directory} has {len(self.paths)} experts, {n} asked for")
+        view = object.__new__(type(self))  # not copy.copy: a subclass may pickle itself as a reopening
+        view.__dict__.update(self.__dict__)
+        view.paths, view._infos = self.paths[:n], self._infos[:n]
+        view.num_epochs = min(info["epochs"] for info in view._infos)
+        return view
+
     def test_acc(self, i: int) -> list[float]:
         """Per-epoch test accuracy (%) of expert ``i``."""
         return list(self._infos[i]["test_acc"])
@@ -210,6 +227,13 @@ class InMemoryExperts:
 
     def __len__(self) -> int:
         return len(self._trajs)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the trajectories' contents (they are in memory)."""
+        digest = hashlib.sha256()
+        for t in self._trajs:
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def load(self, i: int, max_epoch: int | None = None) -> torch.Tensor:
         """Rows ``0 .. max_epoch`` of expert ``i``, shape ``(max_epoch+1, P)``."""

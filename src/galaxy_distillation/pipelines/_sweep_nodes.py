@@ -3,8 +3,13 @@ skipping work an earlier run already finished with the same settings.
 
 A cell's nodes receive their own earlier outputs through ``*_previous`` catalog entries on the
 same files (:class:`~galaxy_distillation.sweep_datasets.OptionalDataset`); when those carry the
-same settings key the node returns them instead of recomputing, so an interrupted sweep resumes
-where it stopped and a finished one only rewrites its table.
+same key the node returns them instead of recomputing, so an interrupted sweep resumes where it
+stopped and a finished one only rewrites its table. The key is
+:func:`~galaxy_distillation.engine.checkpoint.result_key` (the one key of the distillation
+checkpoints too) of the data's content (:func:`~galaxy_distillation.pipelines.teacher.nodes.data_fingerprint`),
+the experts used (their fingerprint) and the settings that change the numbers: data whose
+content changed, or retrained experts, redo every cell; an execution-only setting
+(``memory_mode``, ``expert_cache``, ``use_vmap``...) redoes nothing.
 
 The work of each node (a cell's distillation, its evaluation, a training set's Full baseline)
 is one task of :func:`galaxy_distillation.compute.run_one`: in this process, or one Ray task
@@ -28,6 +33,7 @@ import pandas as pd
 
 from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_one
+from galaxy_distillation.engine.checkpoint import result_key
 from galaxy_distillation.params import (
     ArchParams,
     ComputeParams,
@@ -35,12 +41,13 @@ from galaxy_distillation.params import (
     EvaluationParams,
     SweepParams,
     TeacherParams,
+    source_name,
 )
 from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history_metrics
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
-from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set
-from galaxy_distillation.sweep import Cell, applies, cell_key, cells, results_table
+from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, evaluate_full_set, experts_for
+from galaxy_distillation.sweep import ROW_COLUMNS, Cell, applies, cells, result_tags, results_table
 from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
@@ -82,9 +89,9 @@ def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, 
                   compute: ComputeParams | None = None) -> dict[str, Any]:
     """The "Full dataset" baseline of one training set (``teacher.evaluate_full_set``, one
     task), shared by every cell on it; skipped when an earlier one has the same settings."""
-    key = cell_key(n=evaluation.full_n_nets, epochs=evaluation.full_epochs, lr=evaluation.full_lr,
-                   evaluation=evaluation.model_dump(exclude={"n_nets", "epochs", "random_lr", "cross_arch"}),
-                   zca=teacher.zca, model=model.spec(), shape=list(prepared_data.train_x.shape))
+    key = result_key(data=data_fingerprint(prepared_data), n=evaluation.full_n_nets, epochs=evaluation.full_epochs,
+                     lr=evaluation.full_lr, zca=teacher.zca, model=model.spec(),
+                     evaluation=evaluation.model_dump(exclude={"n_nets", "epochs", "random_lr", "cross_arch"}))
     if previous and previous.get("key") == key:
         log.info("full baseline: finished, skipped (%.1f%%)", previous["mean"])
         return previous
@@ -101,14 +108,17 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
     def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
-                     compute: ComputeParams | None = None) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
+                     compute: ComputeParams | None = None, teacher: TeacherParams = None,  # None: a bank given directly
+                     data_root: str = "", data_label: str | None = None
+                     ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
             return {"skipped": "not in table"}, {"skipped": "not in table"}
         config = distill.engine_config(cell.method, cell.ipc, cell.init, dataset=dataset)
-        key = cell_key(config=asdict(config), model=model.spec(), dataset=dataset, cell=cell.name,
-                       quick=evaluation.model_dump(include={"quick_nets", "quick_epochs_fraction", "epochs", "seed"}),
-                       n_experts=len(expert_trajectories), shape=list(prepared_data.train_x.shape))
+        experts = experts_for(expert_trajectories, prepared_data, teacher, model)
+        key = result_key(data=data_fingerprint(prepared_data), experts=experts.fingerprint(), config=asdict(config),
+                         model=model.spec(), dataset=dataset, cell=cell.name,
+                         quick=evaluation.model_dump(include={"quick_nets", "quick_epochs_fraction", "epochs", "seed"}))
         if previous_set is not None and previous_history is not None and previous_set["meta"].get("cell_key") == key:
             log.info("%s: distilled set finished, skipped", cell.name)
             return previous_set, previous_history
@@ -117,7 +127,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
-            (expert_trajectories, distill, evaluation, model, cell, cell.variant(dataset), device,
+            (experts, distill, evaluation, model, cell, cell.variant(data_label or source_name(dataset, data_root)),
+             device,
              _in_task(progress, compute), dataset),
             compute.model_dump(), desc=f"cell {cell.name}", progress=progress, shared=(prepared_data,))
         distilled["meta"]["cell_key"] = key
@@ -135,12 +146,14 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
     def evaluate_cell(prepared_data: PreparedData, distilled_set: dict[str, Any] | None,
                       history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
                       full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
-                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None
+                      sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None,
+                      data_root: str = "", data_label: str | None = None
                       ) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}
-        key = cell_key(distilled=distilled_set["meta"].get("cell_key"), full=full.get("key"),
-                       evaluation=evaluation.model_dump(exclude={"full_n_nets", "full_epochs", "full_lr", "cross_arch"}))
+        key = result_key(distilled=distilled_set["meta"].get("cell_key"), full=full.get("key"),
+                         evaluation=evaluation.model_dump(exclude={"full_n_nets", "full_epochs", "full_lr",
+                                                                   "cross_arch"}))
         if previous and previous.get("cell_key") == key:
             log.info("%s: evaluation finished, skipped (%.1f%%)", cell.name, previous["distilled_acc_mean"])
             results = previous
@@ -151,7 +164,9 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                 (distilled_set, evaluation, model, cell.ipc, device, _in_task(progress, compute)),
                 compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress, shared=(prepared_data,))
             results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
-                                            cell.ipc, cell.init, cell.augmented, cell.variant(dataset))
+                                            cell.ipc, cell.init, cell.augmented,
+                                            cell.variant(data_label or source_name(dataset, data_root)),
+                                            data_label=data_label, tag_run=False)
             rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
             results = {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
         log_cell(cell, results, history)
@@ -170,6 +185,7 @@ def log_cell(cell: Cell, results: dict[str, Any], history: pd.DataFrame | dict[s
     with tracking.child_run(f"cell {cell.name}", params) as run:
         if run is None:
             return
+        tracking.set_tags(result_tags(results))
         if isinstance(history, pd.DataFrame):
             tracking.log_histories(history_metrics(history))
         tracking.log_histories({k: [{"step": 0, "value": float(results[k])}] for k in (
@@ -198,18 +214,18 @@ def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:
 def table_node(table: str, flags: tuple[str, ...]) -> Callable[..., tuple[str, pd.DataFrame]]:
     """The table in the paper's layout, ours beside the paper's numbers and the difference.
     Inputs after the parameters: the Full baselines of ``flags``, then every cell's evaluation
-    in :func:`~galaxy_distillation.sweep.cells` order."""
+    in :func:`~galaxy_distillation.sweep.cells` order (after ``dataset``, ``evaluation`` and ``data_label``)."""
 
-    def results_table_node(dataset: str, evaluation: EvaluationParams, *results: Any) -> tuple[str, pd.DataFrame]:
+    def results_table_node(dataset: str, evaluation: EvaluationParams, data_label: str, *results: Any
+                           ) -> tuple[str, pd.DataFrame]:
         full = {flag: (None if is_skipped(r) else {"full_acc_mean": r["mean"], "full_acc_std": r["std"]})
                 for flag, r in zip(flags, results[: len(flags)], strict=True)}
         evaluations = {c.name: (None if is_skipped(r) else r)
                        for c, r in zip(cells(table), results[len(flags):], strict=True)}
         done = [r for r in evaluations.values() if r is not None]
-        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done))
-        frame = pd.DataFrame(rows, columns=["table", "dataset", "ipc", "column", "ours_mean", "ours_std",
-                                            "paper_mean", "paper_std", "difference"])
-        log.info("%s (%s):\n%s", table, dataset, markdown)
+        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done), data_label)
+        frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+        log.info("%s (%s):\n%s", table, data_label, markdown)
         return markdown, frame.replace({np.nan: None})
 
     results_table_node.__name__ = results_table_node.__qualname__ = "results_table_node"

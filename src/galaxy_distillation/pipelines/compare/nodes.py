@@ -29,8 +29,16 @@ from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
-from galaxy_distillation.params import ArchParams, CompareParams, ComputeParams, DistillParams, EvaluationParams
+from galaxy_distillation.params import (
+    ArchParams,
+    CompareParams,
+    ComputeParams,
+    DistillParams,
+    EvaluationParams,
+    TeacherParams,
+)
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.teacher.nodes import experts_for
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +133,8 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
-                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None) -> pd.DataFrame:
+                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None,
+                    teacher: TeacherParams = None) -> pd.DataFrame:
     """Distil with every method in ``compare.methods`` for every seed in ``compare.seeds``
     (the paper's Figure 2: MTT vs STM test accuracy against iteration, several trials).
 
@@ -136,13 +145,14 @@ def compare_methods(prepared_data: PreparedData, expert_trajectories: Any, compa
     runs = [(f"{method} seed {seed}", {"method": method, "seed": seed},
              run_config(distill, compare, method, ipc, seed, compare.iterations, dataset=dataset))
             for method in compare.methods for seed in compare.seeds]
-    return _table(run_curves(prepared_data, expert_trajectories, runs, model, evaluation, compare, device, progress,
-                             compute))
+    experts = experts_for(expert_trajectories, prepared_data, teacher, model)  # the bank of this data
+    return _table(run_curves(prepared_data, experts, runs, model, evaluation, compare, device, progress, compute))
 
 
 def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compare: CompareParams,
                     distill: DistillParams, evaluation: EvaluationParams, model: ArchParams, ipc: int, device: str,
-                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None) -> pd.DataFrame:
+                    progress: bool, dataset: str | None = None, compute: ComputeParams | None = None,
+                    teacher: TeacherParams = None) -> pd.DataFrame:
     """STM with every lambda in ``compare.lambdas`` on the seed ``compare.lambda_seed`` for
     ``compare.lambda_iterations`` iterations (default ``compare.iterations``): the paper's
     Figure 3 (test accuracy and the epoch pool T against iteration).
@@ -156,8 +166,8 @@ def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compa
     runs = [(f"stm lambda {lam:g} seed {compare.lambda_seed}", {"method": "stm", "seed": compare.lambda_seed, "lam": lam},
              run_config(distill, compare, "stm", ipc, compare.lambda_seed, iterations, lam=lam, dataset=dataset))
             for lam in compare.lambdas]
-    return _table(run_curves(prepared_data, expert_trajectories, runs, model, evaluation, compare, device, progress,
-                             compute))
+    experts = experts_for(expert_trajectories, prepared_data, teacher, model)  # the bank of this data
+    return _table(run_curves(prepared_data, experts, runs, model, evaluation, compare, device, progress, compute))
 
 
 _evaluated = figures._evaluated

@@ -9,7 +9,7 @@ from .nodes import compare_methods, lambda_ablation, plot_comparison, plot_lambd
 
 _INPUTS = ["prepared_data", "expert_trajectories", "params:compare", "params:distill", "params:evaluation",
            "params:model", "params:ipc", "params:device", "params:progress", "params:dataset",
-           "params:compute"]
+           "params:compute", "params:teacher"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:

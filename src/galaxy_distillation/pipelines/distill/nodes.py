@@ -13,8 +13,10 @@ from galaxy_distillation.engine import Distiller
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
-from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams
+from galaxy_distillation.engine.resume import describe_changes
+from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, experts_for
 from galaxy_distillation.storage import checkpoint_location
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ def distill_dataset(
     device: str,
     progress: bool,
     dataset: str | None = None,
+    teacher: TeacherParams = None,  # None: the bank given is used as it is (checked against the data)
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Distil the training set into ``ipc`` images per class.
 
@@ -41,6 +44,12 @@ def distill_dataset(
     iterations and resumes from there if it was interrupted (a finished variant is returned
     from its final checkpoint at once; a checkpoint made with other settings is discarded with
     a warning).
+
+    The experts are the bank of this data and teacher settings, its first ``teacher.n_experts``
+    (:func:`~galaxy_distillation.pipelines.teacher.nodes.experts_for`: experts of other data are
+    refused). The checkpoint's key holds the data's content, the experts' fingerprint and the
+    settings that change the numbers; a checkpoint of other data, experts or settings is moved
+    aside (``state.<time>-<key>.pt``, never deleted) and the run starts afresh.
     Every ``distill.eval_every`` iterations a quick evaluation (``evaluation.quick_nets`` nets,
     ``evaluation.quick_epochs_fraction`` of the evaluation epochs) records test accuracy against
     iteration for the curves; with ``distill.selection: best_train`` the same nets are also
@@ -53,6 +62,7 @@ def distill_dataset(
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
     data = prepared_data
+    expert_trajectories = experts_for(expert_trajectories, data, teacher, model)
     dev = pick_device(device)
     config = distill.engine_config(method, ipc, init, dataset=dataset)
     check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
@@ -80,23 +90,31 @@ def distill_dataset(
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
-                          checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook)
+                          checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook,
+                          data_key=data_fingerprint(data))
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
     initial_images = distiller.images.detach().clone()
     initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
+    distiller.run_info = tracking.run_info()  # stored in each checkpoint: a resumed run names the run it continued
     result = distiller.run(progress=progress, on_mismatch="restart")
+    resumed = report_resume(variant, distiller.resumed_from, len(result.history), result.stop_reason)
     history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
-        "iterations": len(result.history), "class_names": data.class_names,
+        "iterations": len(result.history), "max_iterations": int(config.iterations),
+        "n_experts": len(expert_trajectories), "expert_train_epochs": int(expert_trajectories.num_epochs),
+        "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "selection": result.selection, "selected_iteration": result.selected_iteration,
         "selected_train_acc": result.selected_train_acc, "preset": preset,
         "initial_eval": initial,
         "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
+        "data_sha256": data_fingerprint(data), "key": distiller.fingerprint(),  # what it was made from
     }
+    if resumed:
+        meta["resumed_from"] = resumed
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
@@ -104,6 +122,30 @@ def distill_dataset(
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
+
+
+def report_resume(variant: str, resumed_from: dict[str, Any] | None, iterations: int, stop_reason: str | None
+                  ) -> dict[str, Any] | None:
+    """Say where a resumed distillation continued from: a log line (iteration, checkpoint, the
+    run that wrote it, the settings changed since), and ``resumed_from.*`` tags on the MLflow
+    run (``resumed_from.run_id`` links the run that did the earlier iterations). None when the
+    run started afresh."""
+    if not resumed_from:
+        return None
+    info = resumed_from.get("run_info") or {}
+    changed = resumed_from.get("changed") or {}
+    writer = info.get("mlflow_run_id")
+    log.info("%s: resumed from the checkpoint %s at iteration %d (written by MLflow run %s); now %d iterations (%s)",
+             variant, resumed_from.get("checkpoint"), int(resumed_from["iteration"]),
+             f"'{info.get('mlflow_run_name', '')}' {writer}" if writer else "unknown", iterations, stop_reason)
+    if changed:
+        log.info("%s: settings changed since the checkpoint: %s", variant, describe_changes(changed))
+    record = {"iteration": int(resumed_from["iteration"]), "checkpoint": resumed_from.get("checkpoint"),
+              "run_id": writer, "run_name": info.get("mlflow_run_name"), "changed": changed}
+    tracking.set_tags({"resumed_from.iteration": record["iteration"], "resumed_from.checkpoint": record["checkpoint"],
+                       "resumed_from.run_id": writer, "resumed_from.run_name": record["run_name"],
+                       "resumed_from.changed": describe_changes(changed) if changed else "none"})
+    return record
 
 
 def history_table(records: list[Any]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 distill_dataset,
                 ["prepared_data", "expert_trajectories", "params:distill", "params:evaluation", "params:model",
                  "params:method", "params:ipc", "params:init", "params:variant", "params:device", "params:progress",
-                 "params:dataset"],
+                 "params:dataset", "params:teacher"],
                 ["distilled_set", "distill_history", "distill_metrics"],
                 name="distill_dataset",
             ),
