@@ -151,7 +151,7 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     table = "table"
     run = [c for c in cells(table) if c.ipc == 1]
 
-    def sweep_run(data, experts, previous):
+    def sweep_run(data, experts, previous, distill=distill, evaluation=evaluation):
         full = full_baseline(data, previous.get("full"), evaluation, teacher, model, "cpu", False)
         out = {"full": full}
         for cell in run:
@@ -170,7 +170,8 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     first = sweep_run(data_a, _teacher_run(data_a, teacher, model, tmp_path / "experts"), {})
     data_b = _data(_image_folder(tmp_path / "images", seed=2), teacher)  # same count, other pixels
     caplog.set_level(logging.INFO)
-    second = sweep_run(data_b, _teacher_run(data_b, teacher, model, tmp_path / "experts"), first)
+    experts_b = _teacher_run(data_b, teacher, model, tmp_path / "experts")
+    second = sweep_run(data_b, experts_b, first)
 
     assert "skipped" not in caplog.text  # no cell, evaluation or baseline reused
     assert second["full"]["key"] != first["full"]["key"]
@@ -182,6 +183,14 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     for cell in run:  # the table shows the new evaluations' numbers
         assert ours[(cell.method, 1)] == pytest.approx(second[cell.name]["distilled_acc_mean"])
     assert ours[("full", 1)] == pytest.approx(second["full"]["mean"])
+
+    # execution-only settings (after an out-of-memory, say) redo nothing
+    caplog.clear()
+    third = sweep_run(data_b, experts_b, second,
+                      distill=distill.model_copy(update={"memory_mode": "checkpoint", "expert_cache": 1}),
+                      evaluation=evaluation.model_copy(update={"use_vmap": False, "eval_batch_size": 7}))
+    assert caplog.text.count("skipped") == 1 + 2 * len(run)  # the Full baseline, each cell's two stages
+    assert all(third[cell.name] is second[cell.name] for cell in run)
 
 
 def test_evaluation_refuses_a_distilled_set_or_full_baseline_of_other_data(tiny_model_input, tiny_params):
