@@ -209,3 +209,26 @@ def test_evaluation_refuses_a_distilled_set_or_full_baseline_of_other_data(tiny_
     with pytest.raises(Exception, match="Full baseline was made from data"):
         collect_evaluation(record, record, full_of_a, {}, fresh, tiny_params["model"], "toy", "stm", 1, "real",
                            False, "v")
+
+
+def test_experts_written_before_banks_were_keyed_are_reused_or_left_alone(tiny_model_input, tiny_params, tmp_path):
+    """A folder of the earlier layout (expert files in the folder itself): used when they are all of
+    this data and settings, never moved or deleted."""
+    from galaxy_distillation.engine.trajectories import save_trajectory
+    from galaxy_distillation.pipelines.teacher.nodes import experts_for
+
+    teacher, model = tiny_params["teacher"], tiny_params["model"]
+    data, _ = prepare(tiny_model_input, teacher)
+    for chunk in train_experts(data, teacher, model, "cpu", False):
+        if "index" in chunk:
+            save_trajectory(chunk["trajectory"], tmp_path / "experts" / f"expert_{chunk['index']:04d}.safetensors")
+    before = _files(tmp_path / "experts")
+    chunks = list(train_experts(data, teacher, model, "cpu", False,
+                                ExpertInventoryDataset(str(tmp_path / "experts")).load()))
+    assert chunks == [{"bank": "", "keep": [0, 1]}]  # nothing to train: the folder's own experts
+    bank = experts_for(ExpertTrajectoriesDataset(str(tmp_path / "experts")).load(), data, teacher, model)
+    assert bank.directory == tmp_path / "experts" and len(bank) == 2
+    other = teacher.model_copy(update={"lr": teacher.lr * 2})  # other settings: a bank beside them
+    _teacher_run(data, other, model, tmp_path / "experts")
+    after = _files(tmp_path / "experts")
+    assert {k: after[k] for k in before} == before and len(after) == 4
