@@ -232,3 +232,62 @@ def test_experts_written_before_banks_were_keyed_are_reused_or_left_alone(tiny_m
     _teacher_run(data, other, model, tmp_path / "experts")
     after = _files(tmp_path / "experts")
     assert {k: after[k] for k in before} == before and len(after) == 4
+
+
+def test_an_interrupted_teacher_on_other_data_leaves_the_old_bank_and_transform_together(
+        tiny_model_input, tiny_params, tmp_path, monkeypatch):
+    """Ctrl-C after the first new expert: the run's outputs are put back (the transform), and the
+    old bank was never touched (the new experts went into their own bank)."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    from galaxy_distillation.datasets import TensorDictDataset
+    from galaxy_distillation.outputs import RunOutputsGuard
+    from galaxy_distillation.params import ComputeParams
+    from galaxy_distillation.pipelines.teacher import create_pipeline
+
+    pipe = create_pipeline().only_nodes("prepare", "train_experts")
+
+    def run(model_input):
+        catalog = DataCatalog({
+            "model_input": MemoryDataset(model_input, copy_mode="assign"),
+            "data_transform": TensorDictDataset(str(tmp_path / "transform.safetensors")),
+            "expert_trajectories": ExpertTrajectoriesDataset(str(tmp_path / "experts")),
+            "expert_inventory": ExpertInventoryDataset(str(tmp_path / "experts")),
+            **{f"params:{k}": MemoryDataset(v, copy_mode="assign") for k, v in {
+                "teacher": tiny_params["teacher"], "model": tiny_params["model"], "device": "cpu",
+                "progress": False, "compute": ComputeParams()}.items()}})
+        guard = RunOutputsGuard()
+        guard.before_pipeline_run(run_params={}, pipeline=pipe, catalog=catalog)
+        real_save = TensorDictDataset.save
+
+        def guarded(self, data):
+            guard.before_dataset_saved(dataset_name="data_transform", data=None, node=None)
+            return real_save(self, data)
+
+        with monkeypatch.context() as m:
+            m.setattr(TensorDictDataset, "save", guarded)
+            try:
+                SequentialRunner().run(pipe, catalog)
+            except BaseException:
+                guard.rollback()  # what the CLI does on Ctrl-C
+                raise
+        guard.after_pipeline_run(run_params={}, run_result={}, pipeline=pipe, catalog=catalog)
+
+    run(tiny_model_input)
+    old_bank, old_transform = _files(tmp_path / "experts"), (tmp_path / "transform.safetensors").read_bytes()
+    real = ExpertTrajectoriesDataset.save
+
+    def interrupted(self, data):
+        real(self, data)
+        if data.get("index") == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ExpertTrajectoriesDataset, "save", interrupted)
+    other = {**tiny_model_input, "train_x": 255 - tiny_model_input["train_x"]}
+    with pytest.raises(KeyboardInterrupt):
+        run(other)
+    after = _files(tmp_path / "experts")
+    assert {k: after.get(k) for k in old_bank} == old_bank  # the old bank as it was
+    assert (tmp_path / "transform.safetensors").read_bytes() == old_transform  # with its transform
+    assert len(after) == 3  # the new data's first expert, in its own bank (resumed next run)
