@@ -40,14 +40,18 @@ def ours(proc: subprocess.CompletedProcess) -> list[str]:
 # ---------------------------------------------------------------- through kedro run
 
 
-def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_is_trained(bare):
-    """Before: the sweep rendered the sky, curated and trained every expert, then failed."""
-    proc = kedro_run(bare, "--pipelines=table", "--params", "teacher.epochs=3,distill.max_start_epoch=10")
+def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_is_trained(bare, tmp_path):
+    """Before: the sweep trained every expert of the image folder, then failed in its first MTT cell."""
+    from galaxy_distillation.datasources.synthetic_folder import make_toy_image_folder
+
+    folder = make_toy_image_folder(tmp_path / "shapes", n_classes=3, n_per_class=6, size=12, seed=0)
+    proc = kedro_run(bare, "--pipelines=table", "--params", f"dataset=imagefolder,data_root={folder},"
+                     "teacher.epochs=3,teacher.n_experts=1,distill.max_start_epoch=10")
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = ours(proc)
     assert "'distill.max_start_epoch' = 10" in line and "needs 11 expert epochs" in line
     assert "teacher.epochs = 3" in line
-    assert "== sky" not in proc.stderr and not (bare / "data").exists()  # no node ran, nothing written
+    assert "== teacher" not in proc.stderr and not (bare / "data" / "06_models").exists()  # no node ran
 
 
 def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
