@@ -85,6 +85,18 @@ def test_a_failing_node_prints_two_lines(bare, tmp_path):
     assert after[1].startswith("(3 output(s) put back as before the run; rerun with --verbose")
 
 
+def test_a_broken_credentials_file_is_named_by_kedro_run(tmp_path):
+    """Before: kedro-mlflow read it first and the run ended in a 100-line traceback."""
+    project = copy_project(tmp_path)
+    broken = project / "conf" / "local" / "credentials.yml"
+    broken.write_text("storage:\n  aws_access_key_id: [unclosed\n")
+    proc = kedro_run(project, "--pipelines=distill")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}credentials file {broken} cannot be read (ParserError: ")
+    assert "Traceback" not in proc.stderr
+
+
 # ---------------------------------------------------------------- the checks, in process
 
 
