@@ -97,6 +97,17 @@ def test_a_broken_credentials_file_is_named_by_kedro_run(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_read_only_storage_root_is_refused_by_kedro_run_before_any_node(bare, tmp_path, request):
+    root = tmp_path / "ro"
+    root.mkdir()
+    _read_only(root, request)
+    proc = kedro_run(bare, "--pipelines=sky", "--params", f"storage_root={root}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}output folder {root} is not writable (") and "storage_root" in line
+    assert "== sky" not in proc.stderr  # the node never started
+
+
 # ---------------------------------------------------------------- the checks, in process
 
 
