@@ -42,6 +42,7 @@ __all__ = [
     "EvalResult",
     "evaluate_images",
     "compute_accuracy",
+    "compute_predictions",
     "init_network",
     "check_dataset",
 ]
@@ -90,6 +91,7 @@ class EvalResult:
     curves: list[list[float]] = field(default_factory=list)  # [net][checkpoint] test accuracy (%)
     seconds: float = 0.0
     used_vmap: bool = False
+    predictions: torch.Tensor | None = None  # (n_nets, M) final predicted class of each test image
 
 
 
@@ -134,6 +136,24 @@ def compute_accuracy(
     return 100.0 * correct / x.shape[0]
 
 
+@torch.no_grad()
+def compute_predictions(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Predicted class (N,) (int64, on CPU) of ``forward`` on ``x`` (N, C, H, W), in batches
+    (the same batches as :func:`compute_accuracy`, so ``(pred == y).mean()`` is its accuracy)."""
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = as_float_batch(x[i : i + batch_size].to(device, non_blocking=True), mean, std)
+        out.append(forward(xb).argmax(-1).cpu())
+    return torch.cat(out)
+
+
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
@@ -156,11 +176,13 @@ def _train_loop(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+    predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     n, c, h, w = train_x.shape
     bs = min(config.batch_size, n)
     decay = _decay_epoch(config)
     cps = _checkpoints(config.epochs, config.curve_every)
+    test_y_cpu = test_y.cpu()
     accs: list[float] = []
     curves: list[list[float]] = []
     for k, s in enumerate(seeds):
@@ -172,7 +194,12 @@ def _train_loop(
         def record(epoch: int, net: torch.nn.Module = net, curve: list[float] = curve) -> None:
             if epoch in cps:
                 net.eval()
-                curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
+                if epoch == cps[-1] and predictions is not None:  # the final nets: keep what they predict
+                    pred = compute_predictions(net, test_x, config.eval_batch_size, device, mean, std)
+                    predictions.append(pred)
+                    curve.append(100.0 * int((pred == test_y_cpu).sum()) / test_x.shape[0])
+                else:
+                    curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
                 net.train()
 
         record(0)
@@ -198,6 +225,7 @@ def _train_vmap(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+    predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     n, c, h, w = train_x.shape
     bs = min(config.batch_size, n)
@@ -223,10 +251,16 @@ def _train_vmap(
         if epoch not in cps:
             return
         correct = torch.zeros(k_nets, dtype=torch.long, device=device)
+        keep = predictions is not None and epoch == cps[-1]  # the final nets: keep what they predict
+        preds = []
         for i in range(0, test_x.shape[0], config.eval_batch_size):
             xb = as_float_batch(test_x[i : i + config.eval_batch_size].to(device), mean, std)
             pred = shared_x(params, buffers, xb).argmax(-1)  # (K, b)
             correct += (pred == test_y[i : i + config.eval_batch_size].to(device).unsqueeze(0)).sum(1)
+            if keep:
+                preds.append(pred.cpu())
+        if keep:
+            predictions.extend(torch.cat(preds, dim=1).unbind(0))
         for j in range(k_nets):
             curves[j].append(100.0 * int(correct[j]) / test_x.shape[0])
 
@@ -306,8 +340,9 @@ def evaluate_images(
         and bs * config.n_nets <= config.vmap_max_images
     )
     runner = _train_vmap if use_vmap else _train_loop
+    predictions: list[torch.Tensor] = []
     accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,
-                               progress, mean, std)
+                               progress, mean, std, predictions)
     return EvalResult(
         accs=[float(a) for a in accs],
         mean=float(np.mean(accs)),
@@ -316,6 +351,7 @@ def evaluate_images(
         curves=curves,
         seconds=time.perf_counter() - t0,
         used_vmap=use_vmap,
+        predictions=torch.stack(predictions) if len(predictions) == len(accs) else None,
     )
 
 

@@ -21,6 +21,7 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -47,6 +48,7 @@ from .draws import StepDraw, draw_steps, to_device
 from .dsa import DSAParams
 from .functional import FlatModel
 from .networks import build_from_spec
+from .resume import changed_settings, describe_changes, stored_settings
 from .schedule import StageState, STMSchedule
 from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
@@ -109,6 +111,10 @@ class Distiller:
         self.checkpoint_dir = Path(checkpoint_dir) if isinstance(checkpoint_dir, (str, Path)) else checkpoint_dir
         self.callback = callback
         self.eval_hook = eval_hook
+        # Who writes the checkpoints (e.g. {"mlflow_run_id": ...}; plain strings, stored in each
+        # checkpoint) and, after ``run``, where it resumed from (None: started afresh).
+        self.run_info: dict[str, str] = {}
+        self.resumed_from: dict[str, Any] | None = None
         self.dsa_params = dsa_params
         self.train_x = train_x
         self.train_y = train_y
@@ -220,10 +226,20 @@ class Distiller:
             experts=experts() if callable(experts) else None, dtype=str(self.dtype),
         )
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting of this run as plain values (the fingerprint's and the budget's), stored
+        in each checkpoint so a resumed run can say which of them changed."""
+        payload = {"config": dataclasses.asdict(self.config), "arch": self.arch, "num_classes": self.num_classes,
+                   "train_shape": list(self.train_x.shape), "n_experts": len(self.experts),
+                   "expert_epochs": int(self.experts.num_epochs), "dtype": str(self.dtype)}
+        return json.loads(json.dumps(payload, sort_keys=True, default=repr))
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors + plain types only)."""
         s = self.schedule.state
         return {
+            "run_info": {str(k): str(v) for k, v in self.run_info.items()},
+            "settings_json": json.dumps(self.settings(), sort_keys=True),
             "fingerprint": self.fingerprint(),
             "iteration": self.iteration,
             "images": self.images.detach(),
@@ -484,11 +500,17 @@ class Distiller:
         if self.checkpoint_store is not None:
             state = load_state(self.checkpoint_store)
             if state is not None:
+                changed = changed_settings(stored_settings(state), self.settings())
                 try:
                     self.load_state_dict(state)
+                    self.resumed_from = {"iteration": self.iteration, "checkpoint": str(self.checkpoint_store),
+                                         "run_info": dict(state.get("run_info") or {}), "changed": changed}
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
+                    if changed:
+                        log.warning("The checkpoint %s was made with other settings: %s.", self.checkpoint_store,
+                                    describe_changes(changed))
                     if move_aside(self.checkpoint_store, str(state.get("fingerprint"))) is None:
                         raise
                     self._init_state()

@@ -19,6 +19,7 @@ from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.datasets import BANK_PREFIX
 from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, tensor_sha256
+from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, train_expert_group
@@ -238,7 +239,8 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
     (otherwise the evaluation protocol: SGD momentum, weight decay, lr x0.1 at half, DSA).
 
     Returns:
-        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images"}`` (test accuracy in %).
+        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images", "classes"}`` (test accuracy
+        in %; ``classes``: :func:`~galaxy_distillation.engine.classwise.class_report`).
     """
     data = prepared_data
     cfg = evaluation.engine_config(model, evaluation.full_n_nets, evaluation.full_epochs)
@@ -248,5 +250,8 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
                           cfg, seed=derive_seed(evaluation.seed, FULL_SEED_KEY), device=pick_device(device),
                           progress=progress)
     log.info("full: %.2f +- %.2f %%", res.mean, res.std)
-    return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
-            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}
+    out = {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
+           "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}
+    if res.predictions is not None:  # per-class accuracy and the confusion matrix (mean over the nets)
+        out["classes"] = class_report(res.predictions, data.test_y, data.num_classes)
+    return out
