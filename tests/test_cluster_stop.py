@@ -52,7 +52,7 @@ def cluster(tmp_path_factory):
     for key in [k for k in env if k.startswith(("AWS_", "RAY_ADDRESS", "MLFLOW_"))]:
         env.pop(key)
     port = free_port(HEAD)
-    ray_env = {**env, "RAY_agent_register_timeout_ms": "120000"}
+    ray_env = {**env, "RAY_agent_register_timeout_ms": "120000"}  # as tests/test_cluster.py
     try:
         _start_cluster(ray_env, port)
         yield {"env": env, "address": f"{HEAD}:{port}",
