@@ -215,7 +215,7 @@ class DistillParams(_Strict):
     lr_img_decay_every: int = Field(50, gt=0)
     max_bad_steps: int = Field(10, gt=0)
     bad_step_lr_factor: float = Field(0.5, gt=0, le=1)
-    memory_mode: Literal["unrolled", "checkpoint"] = "unrolled"
+    memory_mode: Literal["unrolled", "checkpoint", "auto"] = "unrolled"  # auto: CPU unrolled; CUDA by a probe
     expert_cache: int = Field(4, gt=0)
     checkpoint_every: int = Field(50, ge=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"
@@ -278,7 +278,7 @@ class EvaluationParams(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     lr_decay_at: float = Field(0.5, gt=0)
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    use_vmap: bool = True
+    use_vmap: bool | Literal["auto"] = "auto"  # auto: CPU the loop; CUDA the faster by a short timed probe
     vmap_on_cpu: bool = False
     eval_batch_size: int = Field(256, gt=0)
     vmap_max_images: int = Field(1024, gt=0)

@@ -18,6 +18,8 @@ tolerance. vmap is skipped (loop used) for batch-norm nets, when ``n_nets * batc
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from .data import as_float_batch
 from .dsa import DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
 from .seeding import derive_seed, make_generator
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EvaluationError",
@@ -72,7 +76,7 @@ class EvalConfig:
     lr_decay_at: float
     dsa_strategy: str
     arch: dict
-    use_vmap: bool
+    use_vmap: bool | str  # True | False | "auto" (CPU: the loop; CUDA: the faster by a short probe)
     vmap_on_cpu: bool
     eval_batch_size: int
     vmap_max_images: int
@@ -285,6 +289,36 @@ def _train_vmap(
     return [cv[-1] for cv in curves], cps, curves
 
 
+_VMAP_CHOICE: dict[tuple, bool] = {}
+
+
+def vmap_is_faster(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None, epochs: int = 3) -> bool:
+    """``evaluation.use_vmap: auto``: whether the vmap program beats the per-net loop here, by timing
+    both for ``epochs`` epochs (after a one-epoch warm-up each) on this very set. Decided once per
+    (set shape, nets, batch, architecture, device) in a process, and logged. Same results either way
+    (to float tolerance), only the time differs."""
+    key = (tuple(train_x.shape), len(seeds), config.batch_size, repr(config.arch), str(device))
+    if key not in _VMAP_CHOICE:
+        times = {}
+        small_x, small_y = test_x[: config.eval_batch_size], test_y[: config.eval_batch_size]
+        for name, runner in (("loop", _train_loop), ("vmap", _train_vmap)):
+            for n_epochs in (1, epochs):
+                cfg = dataclasses.replace(config, epochs=n_epochs, curve_every=0)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                runner(train_x, train_y, small_x, small_y, num_classes, lr, cfg, seeds, device, False, mean, std)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[name] = time.perf_counter() - t0
+        _VMAP_CHOICE[key] = times["vmap"] < times["loop"]
+        log.info("evaluation.use_vmap auto -> %s (probe on %s, %d nets x %d epochs: loop %.3f s, vmap %.3f s)",
+                 _VMAP_CHOICE[key], device, len(seeds), epochs, times["loop"], times["vmap"])
+    return _VMAP_CHOICE[key]
+
+
 def evaluate_images(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -332,13 +366,13 @@ def evaluate_images(
     seeds = [derive_seed(seed, k) for k in range(config.n_nets)]
     probe = build_from_spec(config.arch, train_x.shape[1], num_classes, tuple(train_x.shape[2:]), device="meta")
     bs = min(config.batch_size, train_x.shape[0])
-    use_vmap = (
-        config.use_vmap
-        and (device.type != "cpu" or config.vmap_on_cpu)
-        and config.n_nets > 1
-        and not has_batchnorm(probe)
-        and bs * config.n_nets <= config.vmap_max_images
-    )
+    allowed = ((device.type != "cpu" or config.vmap_on_cpu) and config.n_nets > 1 and not has_batchnorm(probe)
+               and bs * config.n_nets <= config.vmap_max_images)
+    if str(config.use_vmap).lower() == "auto":  # CPU: the loop (measured faster); CUDA: a short timed probe
+        use_vmap = allowed and device.type != "cpu" and vmap_is_faster(
+            train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device, mean, std)
+    else:
+        use_vmap = bool(config.use_vmap) and allowed
     runner = _train_vmap if use_vmap else _train_loop
     predictions: list[torch.Tensor] = []
     accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,

@@ -22,7 +22,7 @@ from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, te
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, train_expert_group
+from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, probe_experts_at_once, train_expert_group
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.engine.trajectories import ExpertError
 from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
@@ -158,7 +158,7 @@ def train_experts(
     (:class:`~galaxy_distillation.datasets.ExpertShelf`; a read error there is raised, never
     taken for a missing expert), or a plain ``{index: meta}`` of the bank.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
-    (``auto``: 4 on CUDA, 1 on CPU); each keeps its own seed.
+    (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.
 
     Yields:
         First ``{"bank": name, "keep": [i, ...]}`` (the experts reused), then ``{"bank": name,
@@ -192,7 +192,9 @@ def train_experts(
     # group size from the device the tasks get: this one locally, a GPU per task when Ray grants one
     task_device = pick_device(device) if compute.backend == "local" else torch.device(
         "cuda" if compute.gpus_per_task > 0 else "cpu")
-    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)))
+    probe = None if compute.backend != "local" else (  # auto on CUDA: a short timed probe (engine/experts.py)
+        lambda max_k: probe_experts_at_once(tuple(data.train_x.shape[1:]), data.num_classes, config, task_device, max_k))
+    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe)
     groups = [todo[start:start + k] for start in range(0, len(todo), k)]
     tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]
     for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
