@@ -8,6 +8,7 @@ the distill node with its checkpoint, the sweep's nodes and table).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -163,7 +164,9 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
                 data, distilled, history, previous.get(cell.name), full, evaluation, model, "imagefolder", sweep,
                 "cpu", False)
         results = [out.get(c.name, {"skipped": "not in table"}) for c in cells(table)]
-        out["table"] = table_node(table, ("plain",))("imagefolder", evaluation, full, *results)
+        make_table = table_node(table, ("plain",))
+        label = ("image folder",) if "data_label" in inspect.signature(make_table).parameters else ()
+        out["table"] = make_table("imagefolder", evaluation, *label, full, *results)
         return out
 
     data_a = _data(_image_folder(tmp_path / "images", seed=1), teacher)
