@@ -43,6 +43,7 @@ def test_a_resumed_run_names_the_run_and_checkpoint_it_continued_and_what_change
     short = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path / "ck"), "iterations": 2})
     rest = (tiny_params["evaluation"], tiny_params["model"], "stm", 1, "real", "mock_v", "cpu", False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("resume")  # not an experiment id left over from another test's store
     with mlflow.start_run(run_name="distill mock_v") as first:  # stopped after 2 iterations (the "killed" run)
         fresh, _, _ = distill_dataset(data, experts, short, *rest)
     assert "resumed_from" not in fresh["meta"]
