@@ -59,6 +59,9 @@ distill:
 evaluation: {n_nets: 2, epochs: 4, full_n_nets: 1, full_epochs: 1, full_lr: 0.01, batch_size: 64, seed: 0,
              cross_arch: [mlp]}
 """,
+    "parameters_insight.yml": """
+insight: {statmorph: false, stability: false, n_bootstrap: 50, n_workers: 1, progress: false}
+""",
     "parameters.yml": """
 model: {arch: convnet, width: 8, depth: 2, norm: instancenorm, pooling: avgpooling, activation: relu}
 progress: false
@@ -107,6 +110,11 @@ def test_default_run_produces_every_stage(project):
                  "curves_mock_stm_ipc1_real_plain.png", "results_table.md", "results_table.csv"):
         assert (project / "data/08_reporting" / name).stat().st_size > 0
     assert "| 1 |" in (project / "data/08_reporting/results_table.md").read_text()
+    # insight (after reporting): the report folder of the variant, one card per class
+    (folder,) = (project / "data/08_reporting").glob("insight_*")
+    assert {"diagnostics.csv", "claims.csv", "report.md", "heatmap.png", "card_class0.png"} <= {
+        p.name for p in folder.iterdir()}
+    assert (project / "data/05_model_input/insight_real_diagnostics.parquet").exists()
     assert set(result["cross_arch"]) == {"mlp"}
 
 

@@ -64,6 +64,23 @@ def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
     assert "== curation" not in proc.stderr  # no node started
 
 
+def test_a_failing_node_prints_two_lines(bare, tmp_path):
+    """Before: Kedro's node error (2 lines), its resume suggestion (3), the outputs guard's
+    warning and the message with its hint: 8 lines."""
+    from galaxy_distillation.sky.writer import simulate_catalogue
+
+    simulate_catalogue(300, seed=0).to_csv(tmp_path / "votes.csv", index=False)
+    (tmp_path / "map.csv").write_text("objid,sample,asset_id\n1,original,1\n")
+    proc = kedro_run(bare, "--pipelines=curation", "--params",
+                     f"votes_path={tmp_path / 'votes.csv'},mapping_path={tmp_path / 'map.csv'},image_dir={tmp_path}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    after = proc.stderr.splitlines()
+    after = after[next(i for i, ln in enumerate(after) if "== curation" in ln) + 1:]
+    assert len(after) == 2, after
+    assert after[0].startswith(f"{PREFIX}240 of 240 selected galaxies have no image")
+    assert after[1].startswith("(3 output(s) put back as before the run; rerun with --verbose")
+
+
 # ---------------------------------------------------------------- the checks, in process
 
 

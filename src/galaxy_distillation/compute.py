@@ -299,7 +299,7 @@ def object_ref(ray: Any, obj: Any) -> Any:
         except TypeError:
             return ref
         _REFS[key] = (weak, job, ref)
-        log.debug("put a %s into Ray's object store", type(obj).__name__)
+        log.info("put a %s into Ray's object store (one copy for every task sharing it)", type(obj).__name__)
         return ref
 
 

@@ -36,7 +36,7 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 )
 
 #: The order of the project's stages, for the stage headers.
-STAGES: tuple[str, ...] = ("sky", "curation", "teacher", "distill", "evaluation", "reporting", "compare")
+STAGES: tuple[str, ...] = ("sky", "curation", "teacher", "distill", "evaluation", "reporting", "insight", "compare")
 
 
 def quiet_third_party_warnings() -> None:

@@ -28,6 +28,7 @@ from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
 from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
 from galaxy_distillation.storage import inside, rooted
+from galaxy_distillation.params_insight import ClaimParams, InsightParams  # noqa: F401 - the insight group
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -410,6 +411,7 @@ PARAMETER_GROUPS: dict[str, type[BaseModel]] = {
     "compute": ComputeParams,
     "reporting": ReportingParams,
     "sweep": SweepParams,
+    "insight": InsightParams,
 }
 
 _ALLOWED_HINT = {

@@ -1,6 +1,6 @@
 """Project pipelines.
 
-``__default__`` is sky -> curation -> teacher -> distill -> evaluation -> reporting. The sky
+``__default__`` is sky -> curation -> teacher -> distill -> evaluation -> reporting -> insight. The sky
 node renders the mock sky only when the raw GZ2 paths point at it (real data configured:
 it does nothing), and curation waits for it through the ``mock_sky_manifest`` dataset.
 ``benchmark`` (teacher -> distill -> evaluation -> reporting) is for ``dataset=cifar10``,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from galaxy_distillation.pipelines import benchmark, curation, sky
+from galaxy_distillation.pipelines import benchmark, curation, insight, sky
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -21,5 +21,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     # explicitly rather than by indexing names that may not have been loaded.
     pipelines["__default__"] = (
         sky.create_pipeline() + curation.create_pipeline(after_sky=True) + benchmark.create_pipeline()
+        + insight.create_pipeline()
     )
     return pipelines

@@ -52,7 +52,7 @@ INPUTS = ("vote_catalogue", "filename_mapping", "model_input", "expert_trajector
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 #: Pipelines whose name is followed by the variant, the compare slug or the expert slug.
-_VARIANT_PIPELINES = {"__default__", "distill", "evaluation", "reporting", "benchmark"}
+_VARIANT_PIPELINES = {"__default__", "distill", "evaluation", "reporting", "benchmark", "insight"}
 
 
 def _flag(value: Any) -> str:
