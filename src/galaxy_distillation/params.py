@@ -27,8 +27,8 @@ from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
 from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
 from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
-from galaxy_distillation.storage import inside, rooted
 from galaxy_distillation.params_insight import ClaimParams, InsightParams  # noqa: F401 - the insight group
+from galaxy_distillation.storage import inside, rooted
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
