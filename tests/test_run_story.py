@@ -249,14 +249,14 @@ def test_runs_table_lists_what_makes_runs_comparable_and_the_run_a_resume_contin
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("galaxy_distillation")
+    experiment = mlflow.create_experiment("galaxy_distillation")  # explicit: none left active for other tests
     record = {"variant": "mock_stm_ipc10_real_plain", "data_label": "mock", "method": "stm", "ipc": 10,
               "init": "real", "augmented": False, "distill_iterations": 50, "stop_reason": "max_iterations",
               "n_experts": 5, "expert_train_epochs": 15, "n_nets": 5, "epochs": 300, "full_n_nets": 2,
               "full_epochs": 50}
-    with mlflow.start_run(run_name="killed") as killed:
+    with mlflow.start_run(run_name="killed", experiment_id=experiment) as killed:
         pass
-    with mlflow.start_run(run_name="all mock_stm_ipc10_real_plain"):
+    with mlflow.start_run(run_name="all mock_stm_ipc10_real_plain", experiment_id=experiment):
         assert tracking.set_tags(result_tags(record))
         tracking.set_tags({"resumed_from.run_id": killed.info.run_id})
         mlflow.log_metric("eval.distilled_acc_mean", 63.94)

@@ -197,9 +197,9 @@ def confusion_figure(results: Mapping[str, Any]) -> Figure:
         return empty_figure("no per-class records in this evaluation")
     k = len(names)
     side = 0.42 * k + 1.6
-    fig = new_figure(side * len(sets) + 2.6, side + 1.6)
+    fig = new_figure(side * len(sets) + 2.6, side + 1.4)
     axes = fig.subplots(1, len(sets), squeeze=False)[0]
-    short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+    short = [n if len(n) <= 20 else n[:19] + "…" for n in names]
     protocol = {"distilled": (results.get("n_nets"), results.get("epochs")),
                 "random": (results.get("n_nets"), results.get("epochs")),
                 "full": (results.get("full_n_nets"), results.get("full_epochs"))}
@@ -220,7 +220,8 @@ def confusion_figure(results: Mapping[str, Any]) -> Figure:
     axes[0].set_ylabel("true class", fontsize=8)
     fig.suptitle(f"{results.get('variant', '')}: confusion on the test set (% of each true class, mean over nets)"
                  + data_note(results), fontsize=10)
-    fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=0.8, bottom=0.14, wspace=0.15)
+    fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=1.0 - 0.9 / (side + 1.4),
+                        bottom=0.6 / (side + 1.4), wspace=0.15)
     return fig
 
 

@@ -55,7 +55,7 @@ def summary_lines(results: Sequence[Mapping[str, Any]], files: Sequence[str]) ->
         kind = next((k for suffix, k in _KINDS if path.endswith(suffix)), None)
         if kind:
             groups.setdefault(kind, []).append(path)
-    where = "; ".join(f"{kind}: {', '.join(paths)}" for kind, paths in groups.items())
+    where = "; ".join(f"{kind}: {', '.join(groups[kind])}" for kind in ("figures", "tables", "reports") if kind in groups)
     lines = [f"result {headline(r)}" for r in results] if len(results) > 1 else []
     head = f"done: {headline(results[0])}" if len(results) == 1 else "done"
     lines.append(f"{head}" + (f" | {where}" if where else " (no figures or tables written)"))

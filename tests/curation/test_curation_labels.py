@@ -96,7 +96,8 @@ def test_labelling_node_reports_class_counts_and_mean_confidence(tmp_path, caplo
 
     rows = [row for c, row, _ in CASES] + [CASES[0][1]]  # class 0 twice, then one per class
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), mlflow.start_run() as run:
+    experiment = mlflow.create_experiment("labels")  # explicit: no experiment left active by another test
+    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), mlflow.start_run(experiment_id=experiment) as run:
         labelled, report = label_catalogue(frame(rows))
     stats = report["labels"]
     assert stats["counts_by_label"] == [2, 1, 1, 1, 1, 1, 1, 1, 1]

@@ -43,11 +43,13 @@ def test_a_resumed_run_names_the_run_and_checkpoint_it_continued_and_what_change
     short = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path / "ck"), "iterations": 2})
     rest = (tiny_params["evaluation"], tiny_params["model"], "stm", 1, "real", "mock_v", "cpu", False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run(run_name="distill mock_v") as first:  # stopped after 2 iterations (the "killed" run)
+    experiment = mlflow.create_experiment("resume")  # explicit: no experiment left active by another test
+    with mlflow.start_run(run_name="distill mock_v", experiment_id=experiment) as first:  # stopped after 2 iterations (the "killed" run)
         fresh, _, _ = distill_dataset(data, experts, short, *rest)
     assert "resumed_from" not in fresh["meta"]
     longer = short.model_copy(update={"iterations": 4})
-    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), mlflow.start_run(run_name="again") as second:
+    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), \
+            mlflow.start_run(run_name="again", experiment_id=experiment) as second:
         resumed, history, _ = distill_dataset(data, experts, longer, *rest)
     assert len(history) == 4
     record = resumed["meta"]["resumed_from"]
