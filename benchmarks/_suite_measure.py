@@ -141,15 +141,18 @@ def _count_copies(counter: dict):
 
 
 def _cuda_kernels(prof) -> int | None:  # noqa: ANN001
-    """Number of GPU kernel (and memcpy/memset) events of a profile, by whichever API this torch has."""
+    """Number of GPU kernel (and memcpy/memset) events of a profile: the larger of two ways this torch
+    may expose them (``FunctionEvent``s of device type CUDA; the raw kineto events), ``None`` if neither works."""
+    counts = []
     try:
-        return sum(1 for e in prof.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+        counts.append(sum(1 for e in prof.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA))
     except Exception:  # noqa: BLE001
         pass
     try:
-        return sum(1 for e in prof.profiler.kineto_results.events() if "cuda" in str(e.device_type()).lower())
+        counts.append(sum(1 for e in prof.profiler.kineto_results.events() if "cuda" in str(e.device_type()).lower()))
     except Exception:  # noqa: BLE001
-        return None
+        pass
+    return max(counts) if counts else None
 
 
 def count_iteration(shape: Shape, mode: str, device: torch.device, width: int, batched: bool) -> dict:

@@ -179,7 +179,7 @@ def _ray_params(services, root: str = f"s3://{BUCKET}/run") -> list[str]:
 
 
 def _bucket_experts(s3) -> dict[str, bytes]:
-    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="run/06_models/experts/gz2_plain/")
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="run/06_models/experts/mock_plain/")
     return {o["Key"].rsplit("/", 1)[1]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
             for o in listing.get("Contents", [])}
 
@@ -284,7 +284,7 @@ CELLS = ("mtt_ipc1_real_plain", "stm_ipc1_real_plain")
 def _cell_outputs(s3) -> dict[str, bytes]:
     keys = [o["Key"] for prefix in ("run/07_model_output/", "run/08_reporting/")
             for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-            if any(cell in o["Key"] for cell in CELLS) or "full_gz2_plain" in o["Key"]]
+            if any(cell in o["Key"] for cell in CELLS) or "full_mock_plain" in o["Key"]]
     return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
 
 
@@ -304,8 +304,8 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
     assert nodes == {HEAD, WORKER}, out[-3000:]
     ray_outputs = _cell_outputs(s3)
     for cell in CELLS:
-        assert f"run/07_model_output/gz2_{cell}/distilled.safetensors" in ray_outputs
-    assert s3.get_object(Bucket=BUCKET, Key="run/08_reporting/table_gz2.md")["Body"].read().startswith(b"# table: gz2")
+        assert f"run/07_model_output/mock_{cell}/distilled.safetensors" in ray_outputs
+    assert s3.get_object(Bucket=BUCKET, Key="run/08_reporting/table_mock.md")["Body"].read().startswith(b"# table: mock")
 
     import mlflow
 
@@ -336,8 +336,8 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
     for cell in CELLS:
         import json
 
-        ray_eval = json.loads(ray_outputs[f"run/08_reporting/evaluation_gz2_{cell}.json"])
-        local_eval = json.loads(local_outputs[f"run/08_reporting/evaluation_gz2_{cell}.json"])
+        ray_eval = json.loads(ray_outputs[f"run/08_reporting/evaluation_mock_{cell}.json"])
+        local_eval = json.loads(local_outputs[f"run/08_reporting/evaluation_mock_{cell}.json"])
         assert ray_eval["distilled_accs"] == local_eval["distilled_accs"], cell
         assert ray_eval["random_accs"] == local_eval["random_accs"], cell
 
@@ -359,7 +359,7 @@ def test_compare_runs_every_trial_as_a_ray_task(services, project):
     assert len(back) == 3, out[-3000:]
     import pandas as pd
 
-    body = s3.get_object(Bucket=BUCKET, Key="run/08_reporting/compare_gz2_ipc1_plain.csv")["Body"]
+    body = s3.get_object(Bucket=BUCKET, Key="run/08_reporting/compare_mock_ipc1_plain.csv")["Body"]
     curves = pd.read_csv(body)
     assert set(curves["method"]) == {"mtt", "stm"} and curves["iteration"].max() == 2
 

@@ -40,13 +40,32 @@ def test_runtime_params_name_variant_files_and_default_is_cpu_sized():
     base = _loader("local")
     assert base["parameters"]["curation"]["image_size"] == 32
     default_path = base["catalog"]["distilled_set"]["dataset"]["filepath"]
-    assert "gz2_stm_ipc1_real_plain" in default_path
+    assert "mock_stm_ipc1_real_plain" in default_path
     other = _loader("local", ipc=10, method="mtt", init="noise", augmented="true")
     path = other["catalog"]["distilled_set"]["dataset"]["filepath"]
-    assert "gz2_mtt_ipc10_noise_aug" in path
-    assert other["catalog"]["expert_trajectories"]["path"].endswith("experts/gz2_aug")
-    assert other["parameters"]["variant"] == "gz2_mtt_ipc10_noise_aug"
+    assert "mock_mtt_ipc10_noise_aug" in path
+    assert other["catalog"]["expert_trajectories"]["path"].endswith("experts/mock_aug")
+    assert other["parameters"]["variant"] == "mock_mtt_ipc10_noise_aug"
     assert other["parameters"]["ipc"] == 10
+
+
+@pytest.mark.parametrize(("env", "runtime", "label"), [
+    ("local", {}, "mock"),                                           # the built-in mock sky
+    ("local", {"storage_root": "s3://b/run"}, "mock"),               # the mock sky in a bucket
+    ("local", {"votes_path": "/data/gz2/gz2_hart16.csv.gz"}, "gz2"),  # real GZ2 files
+    ("paper", {}, "gz2"),                                            # the paper's real GZ2 paths
+    ("local", {"dataset": "cifar10"}, "cifar10"),
+])
+def test_names_say_mock_sky_or_real_gz2(env, runtime, label):
+    config = _loader(env, **runtime)
+    params, catalog = config["parameters"], config["catalog"]
+    assert params["data_label"] == label
+    assert params["variant"] == f"{label}_stm_ipc1_real_plain"
+    assert f"/evaluation_{label}_stm_ipc1_real_plain.json" in catalog["evaluation_results"]["dataset"]["filepath"]
+    assert catalog["expert_trajectories"]["path"].endswith(f"experts/{label}_plain")
+    assert catalog["full_baseline"]["dataset"]["filepath"].endswith(f"full_{label}_plain.json")
+    assert catalog["compare_curves"]["filepath"].endswith(f"compare_{label}_ipc1_plain.csv")
+    assert catalog["{table}.results_csv"]["filepath"].endswith(f"{{table}}_{label}.csv")
 
 
 def test_catalog_entries_carry_kedro_viz_layers():

@@ -8,6 +8,7 @@ the distill node with its checkpoint, the sweep's nodes and table).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     table = "table"
     run = [c for c in cells(table) if c.ipc == 1]
 
-    def sweep_run(data, experts, previous):
+    def sweep_run(data, experts, previous, distill=distill, evaluation=evaluation):
         full = full_baseline(data, previous.get("full"), evaluation, teacher, model, "cpu", False)
         out = {"full": full}
         for cell in run:
@@ -163,14 +164,17 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
                 data, distilled, history, previous.get(cell.name), full, evaluation, model, "imagefolder", sweep,
                 "cpu", False)
         results = [out.get(c.name, {"skipped": "not in table"}) for c in cells(table)]
-        out["table"] = table_node(table, ("plain",))("imagefolder", evaluation, full, *results)
+        make_table = table_node(table, ("plain",))
+        label = ("image folder",) if "data_label" in inspect.signature(make_table).parameters else ()
+        out["table"] = make_table("imagefolder", evaluation, *label, full, *results)
         return out
 
     data_a = _data(_image_folder(tmp_path / "images", seed=1), teacher)
     first = sweep_run(data_a, _teacher_run(data_a, teacher, model, tmp_path / "experts"), {})
     data_b = _data(_image_folder(tmp_path / "images", seed=2), teacher)  # same count, other pixels
     caplog.set_level(logging.INFO)
-    second = sweep_run(data_b, _teacher_run(data_b, teacher, model, tmp_path / "experts"), first)
+    experts_b = _teacher_run(data_b, teacher, model, tmp_path / "experts")
+    second = sweep_run(data_b, experts_b, first)
 
     assert "skipped" not in caplog.text  # no cell, evaluation or baseline reused
     assert second["full"]["key"] != first["full"]["key"]
@@ -182,6 +186,14 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
     for cell in run:  # the table shows the new evaluations' numbers
         assert ours[(cell.method, 1)] == pytest.approx(second[cell.name]["distilled_acc_mean"])
     assert ours[("full", 1)] == pytest.approx(second["full"]["mean"])
+
+    # execution-only settings (after an out-of-memory, say) redo nothing
+    caplog.clear()
+    third = sweep_run(data_b, experts_b, second,
+                      distill=distill.model_copy(update={"memory_mode": "checkpoint", "expert_cache": 1}),
+                      evaluation=evaluation.model_copy(update={"use_vmap": False, "eval_batch_size": 7}))
+    assert caplog.text.count("skipped") == 1 + 2 * len(run)  # the Full baseline, each cell's two stages
+    assert all(third[cell.name] is second[cell.name] for cell in run)
 
 
 def test_evaluation_refuses_a_distilled_set_or_full_baseline_of_other_data(tiny_model_input, tiny_params):
@@ -200,3 +212,85 @@ def test_evaluation_refuses_a_distilled_set_or_full_baseline_of_other_data(tiny_
     with pytest.raises(Exception, match="Full baseline was made from data"):
         collect_evaluation(record, record, full_of_a, {}, fresh, tiny_params["model"], "toy", "stm", 1, "real",
                            False, "v")
+
+
+def test_experts_written_before_banks_were_keyed_are_reused_or_left_alone(tiny_model_input, tiny_params, tmp_path):
+    """A folder of the earlier layout (expert files in the folder itself): used when they are all of
+    this data and settings, never moved or deleted."""
+    from galaxy_distillation.engine.trajectories import save_trajectory
+    from galaxy_distillation.pipelines.teacher.nodes import experts_for
+
+    teacher, model = tiny_params["teacher"], tiny_params["model"]
+    data, _ = prepare(tiny_model_input, teacher)
+    for chunk in train_experts(data, teacher, model, "cpu", False):
+        if "index" in chunk:
+            save_trajectory(chunk["trajectory"], tmp_path / "experts" / f"expert_{chunk['index']:04d}.safetensors")
+    before = _files(tmp_path / "experts")
+    chunks = list(train_experts(data, teacher, model, "cpu", False,
+                                ExpertInventoryDataset(str(tmp_path / "experts")).load()))
+    assert chunks == [{"bank": "", "keep": [0, 1]}]  # nothing to train: the folder's own experts
+    bank = experts_for(ExpertTrajectoriesDataset(str(tmp_path / "experts")).load(), data, teacher, model)
+    assert bank.directory == tmp_path / "experts" and len(bank) == 2
+    other = teacher.model_copy(update={"lr": teacher.lr * 2})  # other settings: a bank beside them
+    _teacher_run(data, other, model, tmp_path / "experts")
+    after = _files(tmp_path / "experts")
+    assert {k: after[k] for k in before} == before and len(after) == 4
+
+
+def test_an_interrupted_teacher_on_other_data_leaves_the_old_bank_and_transform_together(
+        tiny_model_input, tiny_params, tmp_path, monkeypatch):
+    """Ctrl-C after the first new expert: the run's outputs are put back (the transform), and the
+    old bank was never touched (the new experts went into their own bank)."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    from galaxy_distillation.datasets import TensorDictDataset
+    from galaxy_distillation.outputs import RunOutputsGuard
+    from galaxy_distillation.params import ComputeParams
+    from galaxy_distillation.pipelines.teacher import create_pipeline
+
+    pipe = create_pipeline().only_nodes("prepare", "train_experts")
+
+    def run(model_input):
+        catalog = DataCatalog({
+            "model_input": MemoryDataset(model_input, copy_mode="assign"),
+            "data_transform": TensorDictDataset(str(tmp_path / "transform.safetensors")),
+            "expert_trajectories": ExpertTrajectoriesDataset(str(tmp_path / "experts")),
+            "expert_inventory": ExpertInventoryDataset(str(tmp_path / "experts")),
+            **{f"params:{k}": MemoryDataset(v, copy_mode="assign") for k, v in {
+                "teacher": tiny_params["teacher"], "model": tiny_params["model"], "device": "cpu",
+                "progress": False, "compute": ComputeParams()}.items()}})
+        guard = RunOutputsGuard()
+        guard.before_pipeline_run(run_params={}, pipeline=pipe, catalog=catalog)
+        real_save = TensorDictDataset.save
+
+        def guarded(self, data):
+            guard.before_dataset_saved(dataset_name="data_transform", data=None, node=None)
+            return real_save(self, data)
+
+        with monkeypatch.context() as m:
+            m.setattr(TensorDictDataset, "save", guarded)
+            try:
+                SequentialRunner().run(pipe, catalog)
+            except BaseException:
+                guard.rollback()  # what the CLI does on Ctrl-C
+                raise
+        guard.after_pipeline_run(run_params={}, run_result={}, pipeline=pipe, catalog=catalog)
+
+    run(tiny_model_input)
+    old_bank, old_transform = _files(tmp_path / "experts"), (tmp_path / "transform.safetensors").read_bytes()
+    real = ExpertTrajectoriesDataset.save
+
+    def interrupted(self, data):
+        real(self, data)
+        if data.get("index") == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ExpertTrajectoriesDataset, "save", interrupted)
+    other = {**tiny_model_input, "train_x": 255 - tiny_model_input["train_x"]}
+    with pytest.raises(KeyboardInterrupt):
+        run(other)
+    after = _files(tmp_path / "experts")
+    assert {k: after.get(k) for k in old_bank} == old_bank  # the old bank as it was
+    assert (tmp_path / "transform.safetensors").read_bytes() == old_transform  # with its transform
+    assert len(after) == 3  # the new data's first expert, in its own bank (resumed next run)

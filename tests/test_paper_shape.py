@@ -59,23 +59,23 @@ def _tiny_cifar10(path: Path) -> None:
 def test_paper_env_runs_table2_at_128px_width_128(tmp_path):
     project = copy_project(tmp_path)
     out = kedro(project, "run", "--env", "paper", "--pipelines=table2", "--params", f"{BONE},{MOCK},sweep.inits=[real]")
-    distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_aug/distilled.safetensors"))
+    distilled = load_file(str(project / "data/07_model_output/mock_stm_ipc1_real_aug/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 128, 128)
     from galaxy_distillation.engine.trajectories import ExpertBank
 
-    (folder,) = (project / "data/06_models/experts/gz2_plain").glob("bank-*")  # one bank: this data and settings
+    (folder,) = (project / "data/06_models/experts/mock_plain").glob("bank-*")  # one bank: this data and settings
     bank = ExpertBank(folder)
     assert (len(bank), bank.num_epochs, bank.num_params) == (2, 2, 594_441)  # ConvNet-3 width 128 at 128 px
-    assert not (project / "data/08_reporting/evaluation_gz2_stm_ipc1_noise_plain.json").exists()  # not selected
+    assert not (project / "data/08_reporting/evaluation_mock_stm_ipc1_noise_plain.json").exists()  # not selected
     for cell in ("stm_ipc1_real_plain", "stm_ipc1_real_aug"):
-        result = json.loads((project / f"data/08_reporting/evaluation_gz2_{cell}.json").read_text())
+        result = json.loads((project / f"data/08_reporting/evaluation_mock_{cell}.json").read_text())
         for key in ("distilled_acc_mean", "random_acc_mean", "full_acc_mean", "stop_reason", "selection"):
             assert key in result
         assert result["preset"]["source"] == "STM Table 3, code schedule"
         assert result["preset"]["applied"]["max_start_epoch"] == 29 and result["preset"]["applied"]["lr_img"] == 10000
         assert set(result["preset"]["explicit"]) == {"iterations", "syn_steps"}  # --params won
         assert result["selection"] == "best_train" and result["random_lr"] == 1e-4
-    table = (project / "data/08_reporting/table2_gz2.md").read_text()
+    table = (project / "data/08_reporting/table2_mock.md").read_text()
     assert "| 1 | " in table and "(paper 53.1 ± 1.7" in table and "(paper 54.7 ± 0.7" in table
     assert "(paper 89.0 ± 0.5" in table and "(paper 27.4 ± 0.5" in table
     assert "Full: the whole training set, 1 nets x 1 epochs" in table

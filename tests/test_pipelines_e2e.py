@@ -94,17 +94,20 @@ def test_default_run_produces_every_stage(project):
     assert meta["sizes"]["train_augmented"] == 2 * meta["sizes"]["train"]
     train = load_file(str(project / "data/05_model_input/gz2/train.safetensors"))
     assert train["images"].dtype == torch.uint8 and train["images"].shape[1:] == (3, 16, 16)
-    assert len(list((project / "data/06_models/experts/gz2_plain").glob("bank-*/expert_*.safetensors"))) == 2
-    distilled = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
+    assert len(list((project / "data/06_models/experts/mock_plain").glob("bank-*/expert_*.safetensors"))) == 2
+    distilled = load_file(str(project / "data/07_model_output/mock_stm_ipc1_real_plain/distilled.safetensors"))
     assert distilled["images"].shape == (9, 3, 16, 16)
-    result = json.loads((project / "data/08_reporting/evaluation_gz2_stm_ipc1_real_plain.json").read_text())
+    result = json.loads((project / "data/08_reporting/evaluation_mock_stm_ipc1_real_plain.json").read_text())
     for key in ("distilled_acc_mean", "distilled_acc_std", "random_acc_mean", "random_acc_std",
                 "full_acc_mean", "full_acc_std"):
         assert 0.0 <= result[key] <= 100.0
     assert (result["dataset"], result["method"], result["ipc"], result["init"], result["augmented"]) == (
         "gz2", "stm", 1, "real", False)
-    for name in ("curation_report.json", "curation_montage.png", "grid_gz2_stm_ipc1_real_plain.png",
-                 "curves_gz2_stm_ipc1_real_plain.png", "results_table.md", "results_table.csv"):
+    assert result["data_label"] == "mock"  # the mock sky is named as such, never as GZ2
+    assert set(result["classes"]) == {"class_names", "distilled", "random", "full"}
+    for name in ("curation_report.json", "curation_montage.png", "grid_mock_stm_ipc1_real_plain.png",
+                 "confusion_mock_stm_ipc1_real_plain.png",
+                 "curves_mock_stm_ipc1_real_plain.png", "results_table.md", "results_table.csv"):
         assert (project / "data/08_reporting" / name).stat().st_size > 0
     assert "| 1 |" in (project / "data/08_reporting/results_table.md").read_text()
     # insight (after reporting): the report folder of the variant, one card per class
@@ -121,23 +124,23 @@ def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
     log = (proc.stdout + proc.stderr).splitlines()
     assert not [line for line in log if "WARNING" in line or "Warning" in line], log
     assert len(log) < 60 and "== distill (" in " ".join(log)
-    one = load_file(str(project / "data/07_model_output/gz2_stm_ipc1_real_plain/distilled.safetensors"))
-    two = load_file(str(project / "data/07_model_output/gz2_stm_ipc2_real_plain/distilled.safetensors"))
+    one = load_file(str(project / "data/07_model_output/mock_stm_ipc1_real_plain/distilled.safetensors"))
+    two = load_file(str(project / "data/07_model_output/mock_stm_ipc2_real_plain/distilled.safetensors"))
     assert one["images"].shape == (9, 3, 16, 16)
     assert two["images"].shape == (18, 3, 16, 16)
-    assert len(list((project / "data/08_reporting").glob("evaluation_gz2_stm_ipc*_real_plain.json"))) == 2
+    assert len(list((project / "data/08_reporting").glob("evaluation_mock_stm_ipc*_real_plain.json"))) == 2
     table = (project / "data/08_reporting/results_table.csv").read_text()
-    assert "gz2_stm_ipc1_real_plain" in table and "gz2_stm_ipc2_real_plain" in table
+    assert "mock_stm_ipc1_real_plain" in table and "mock_stm_ipc2_real_plain" in table
 
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["galaxy_distillation"])
     names = set(runs["tags.mlflow.runName"])
-    assert {"all gz2_stm_ipc1_real_plain", "distill+evaluation+reporting gz2_stm_ipc2_real_plain"} <= names
+    assert {"all mock_stm_ipc1_real_plain", "distill+evaluation+reporting mock_stm_ipc2_real_plain"} <= names
     client = mlflow.MlflowClient()
-    first = runs[runs["tags.mlflow.runName"] == "all gz2_stm_ipc1_real_plain"].iloc[-1]
-    second = runs[runs["tags.mlflow.runName"] == "distill+evaluation+reporting gz2_stm_ipc2_real_plain"].iloc[0]
+    first = runs[runs["tags.mlflow.runName"] == "all mock_stm_ipc1_real_plain"].iloc[-1]
+    second = runs[runs["tags.mlflow.runName"] == "distill+evaluation+reporting mock_stm_ipc2_real_plain"].iloc[0]
     run_id = second["run_id"]
     # the ipc=2 run links to the run whose curated data and experts it used, and says how it was started
     assert second["tags.consumed.model_input"] == second["tags.consumed.expert_trajectories"] == first["run_id"]
@@ -151,7 +154,7 @@ def test_second_variant_writes_beside_the_first_and_mlflow_has_both(project):
     assert len(losses) == 6
     assert client.get_metric_history(run_id, "eval.distilled_acc_mean")
     artifacts = {a.path for a in client.list_artifacts(run_id, "reporting")}
-    assert "reporting/grid_gz2_stm_ipc2_real_plain.png" in artifacts
+    assert "reporting/grid_mock_stm_ipc2_real_plain.png" in artifacts
     logged = client.get_run(run_id).data.params  # typed groups logged field by field
     assert logged["distill.iterations"] == "6" and logged["evaluation.n_nets"] == "2" and logged["ipc"] == "2"
 
@@ -181,8 +184,8 @@ def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
     votes = ROOT / "tests/data/gz2_stripe82_coadd2_votes.csv.gz"  # a public GZ2 table carried in the repository
     assert votes.exists(), f"the real Stripe 82 vote table is missing: {votes}"
     out = project / "data/02_intermediate/labelled_catalog.parquet"
-    kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
-          "--params", f"votes_path={votes}")
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=curation", "--to-outputs=labelled_catalog",
+                 "--params", f"votes_path={votes}")
     import pandas as pd
 
     labelled = pd.read_parquet(out)
@@ -191,16 +194,25 @@ def test_curation_labels_the_real_stripe82_table_from_the_command_line(project):
     assert labelled["dr7objid"].min() > 10**17
     assert set(labelled["label"].unique()) <= set(range(9)) and labelled["label"].nunique() == 9
     assert 0.3 < labelled["confidence"].mean() < 0.8
+    # the labels-only recipe reports what it found: a JSON report, log lines, MLflow metrics
+    report = json.loads((project / "data/08_reporting/label_report.json").read_text())["labels"]
+    assert report["counts_by_label"] == labelled["label"].value_counts().reindex(range(9)).tolist()
+    assert abs(report["mean_confidence"] - labelled["confidence"].mean()) < 1e-9
+    log = proc.stdout + proc.stderr
+    assert f"labelled {len(labelled):,} of" in log and "class counts (mean confidence): 0 smooth" in log
 
 
 def test_distillation_resumes_from_its_checkpoint(project):
     """A longer budget continues the ipc=1 run from its checkpoint: the first iterations are
     the ones already done (same losses), not a new run."""
-    before = pd_read(project / "data/07_model_output/gz2_stm_ipc1_real_plain/history.csv")
-    kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", "distill.iterations=9")
-    after = pd_read(project / "data/07_model_output/gz2_stm_ipc1_real_plain/history.csv")
+    before = pd_read(project / "data/07_model_output/mock_stm_ipc1_real_plain/history.csv")
+    proc = kedro(project, "run", "--env", "smoke", "--pipelines=distill", "--params", "distill.iterations=9")
+    after = pd_read(project / "data/07_model_output/mock_stm_ipc1_real_plain/history.csv")
     assert len(before) == 6 and len(after) == 9
     assert after["loss"].iloc[:6].tolist() == before["loss"].tolist()
+    log = proc.stdout + proc.stderr
+    assert "mock_stm_ipc1_real_plain: resumed from the checkpoint" in log and "at iteration 6" in log
+    assert "settings changed since the checkpoint: iterations 6 -> 9" in log
 
 
 def pd_read(path: Path):
@@ -243,8 +255,8 @@ def test_explore_notebook_runs_top_to_bottom_on_the_smoke_run(project, tmp_path)
     outputs = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
-    assert "variant: gz2_stm_ipc1_real_plain" in text
+    assert "variant: mock_stm_ipc1_real_plain" in text
     for name in ("distilled", "random", "full"):
         assert f"{name:>9}: " in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the grid and the curves
-    assert "model_input: run 'all gz2_stm_ipc1_real_plain'" in text  # the provenance sidecar
+    assert "model_input: run 'all mock_stm_ipc1_real_plain'" in text  # the provenance sidecar

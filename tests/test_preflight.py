@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,14 +41,18 @@ def ours(proc: subprocess.CompletedProcess) -> list[str]:
 # ---------------------------------------------------------------- through kedro run
 
 
-def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_is_trained(bare):
-    """Before: the sweep rendered the sky, curated and trained every expert, then failed."""
-    proc = kedro_run(bare, "--pipelines=table", "--params", "teacher.epochs=3,distill.max_start_epoch=10")
+def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_is_trained(bare, tmp_path):
+    """Before: the sweep trained every expert of the image folder, then failed in its first MTT cell."""
+    from galaxy_distillation.datasources.synthetic_folder import make_toy_image_folder
+
+    folder = make_toy_image_folder(tmp_path / "shapes", n_classes=3, n_per_class=6, size=12, seed=0)
+    proc = kedro_run(bare, "--pipelines=table", "--params", f"dataset=imagefolder,data_root={folder},"
+                     "teacher.epochs=3,teacher.n_experts=1,distill.max_start_epoch=10")
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = ours(proc)
     assert "'distill.max_start_epoch' = 10" in line and "needs 11 expert epochs" in line
     assert "teacher.epochs = 3" in line
-    assert "== sky" not in proc.stderr and not (bare / "data").exists()  # no node ran, nothing written
+    assert "== teacher" not in proc.stderr and not (bare / "data" / "06_models").exists()  # no node ran
 
 
 def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
@@ -62,6 +67,47 @@ def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
     (line,) = ours(proc)
     assert line == f"{PREFIX}filename mapping not found: {tmp_path / 'nowhere.csv'} (parameter mapping_path; see docs/data.md)"
     assert "== curation" not in proc.stderr  # no node started
+
+
+def test_a_failing_node_prints_two_lines(bare, tmp_path):
+    """Before: Kedro's node error (2 lines), its resume suggestion (3), the outputs guard's
+    warning and the message with its hint: 8 lines."""
+    from galaxy_distillation.sky.writer import simulate_catalogue
+
+    simulate_catalogue(300, seed=0).to_csv(tmp_path / "votes.csv", index=False)
+    (tmp_path / "map.csv").write_text("objid,sample,asset_id\n1,original,1\n")
+    proc = kedro_run(bare, "--pipelines=curation", "--params",
+                     f"votes_path={tmp_path / 'votes.csv'},mapping_path={tmp_path / 'map.csv'},image_dir={tmp_path}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    lines = lines[next(i for i, ln in enumerate(lines) if "== curation" in ln) + 1:]
+    after = [ln for ln in lines if not re.match(r"\d\d:\d\d:\d\d INFO ", ln)]  # the nodes' progress lines
+    assert len(after) == 2, after
+    assert after[0].startswith(f"{PREFIX}240 of 240 selected galaxies have no image")
+    assert re.match(r"\(\d+ output\(s\) put back as before the run; rerun with --verbose", after[1])
+
+
+def test_a_broken_credentials_file_is_named_by_kedro_run(tmp_path):
+    """Before: kedro-mlflow read it first and the run ended in a 100-line traceback."""
+    project = copy_project(tmp_path)
+    broken = project / "conf" / "local" / "credentials.yml"
+    broken.write_text("storage:\n  aws_access_key_id: [unclosed\n")
+    proc = kedro_run(project, "--pipelines=distill")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}credentials file {broken} cannot be read (ParserError: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_read_only_storage_root_is_refused_by_kedro_run_before_any_node(bare, tmp_path, request):
+    root = tmp_path / "ro"
+    root.mkdir()
+    _read_only(root, request)
+    proc = kedro_run(bare, "--pipelines=sky", "--params", f"storage_root={root}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}output folder {root} is not writable (") and "storage_root" in line
+    assert "== sky" not in proc.stderr  # the node never started
 
 
 # ---------------------------------------------------------------- the checks, in process

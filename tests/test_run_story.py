@@ -34,6 +34,21 @@ def test_run_names_say_what_ran(pipelines, partial, expected):
     assert tracking.run_name(pipelines, PARAMS, partial) == expected
 
 
+@pytest.mark.parametrize(("pipelines", "expected"), [
+    (["teacher"], "teacher mock_plain"), (["compare"], "compare mock_ipc2_plain"),
+    (None, "all mock_stm_ipc2_real_plain"),
+])
+def test_run_names_on_the_mock_sky_say_mock(pipelines, expected):
+    params = {**PARAMS, "data_label": "mock", "variant": "mock_stm_ipc2_real_plain"}
+    assert tracking.run_name(pipelines, params) == expected
+
+
+def test_figure_titles_on_the_mock_sky_say_so():
+    assert "MOCK SKY" in figures.data_note({"variant": "mock_stm_ipc1_real_plain"})
+    assert "MOCK SKY" in figures.data_note(None, {"data_label": "mock"})
+    assert figures.data_note({"variant": "gz2_stm_ipc1_real_plain"}, {"data_label": "gz2"}) == ""
+
+
 def test_partial_label_and_runner_name():
     assert tracking.partial_label({"to_outputs": ["labelled_catalog"], "tags": None}) == "to labelled_catalog"
     assert tracking.partial_label({"node_names": [], "from_nodes": None}) is None
@@ -136,13 +151,33 @@ def test_curves_have_iteration_zero_band_reference_lines_and_integer_ticks():
     acc, _, pool = fig.axes[:3]
     fig.canvas.draw()
     legend = [t.get_text() for t in acc.get_legend().get_texts()]
-    assert "Random real: 15.0 %" in legend and "Full training set: 70.0 %" in legend
+    assert "Random real, final (5 nets x 300 epochs): 15.0 %" in legend
+    assert "Full training set, final (? nets x ? epochs): 70.0 %" in legend
+    assert "distilled, quick (2 nets x 60 epochs)" in legend
     assert acc.collections, "no ± std band"
     assert all(float(t).is_integer() for t in pool.get_yticks())
     step = fig.axes[3]
     assert step.get_yscale() == "log" and len([t for t in step.get_yticklabels() if t.get_text()]) >= 2
     texts = " ".join(t.get_text() for t in fig.texts)
     assert "2 nets x 60 epochs" in texts and "gz2_stm_ipc1_real_plain" in fig._suptitle.get_text()
+
+
+def test_curves_compare_the_quick_line_only_with_a_reference_of_the_same_protocol():
+    results = {"random_acc_mean": 63.9, "random_acc_std": 0.8, "distilled_acc_mean": 63.9, "distilled_acc_std": 2.1,
+               "n_nets": 5, "epochs": 300, "full_acc_mean": 80.0, "full_acc_std": 1.0, "full_n_nets": 2,
+               "full_epochs": 50, "random_quick_acc_mean": 50.0, "random_quick_acc_std": 1.0, "quick_n_nets": 2,
+               "quick_epochs": 60}
+    meta = {"variant": "mock_stm_ipc10_real_plain", "method": "stm", "ipc": 10,
+            "quick_eval": {"n_nets": 2, "epochs": 60, "eval_every": 4}}
+    fig = figures.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
+    acc = fig.axes[0]
+    lines = [line for line in acc.get_lines() if line.get_linestyle() == "--"]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == 50.0  # the only line across the curve: same protocol
+    legend = [t.get_text() for t in acc.get_legend().get_texts()]
+    assert "Random real, quick (2 nets x 60 epochs): 50.0 %" in legend
+    assert "distilled, final (5 nets x 300 epochs): 63.9 %" in legend
+    assert "Full training set, final (2 nets x 50 epochs): 80.0 %" in legend
+    assert "MOCK SKY" in fig._suptitle.get_text()
 
 
 def test_distilled_grid_has_class_columns_initial_row_and_accuracy_caption():
@@ -152,10 +187,17 @@ def test_distilled_grid_has_class_columns_initial_row_and_accuracy_caption():
                                         meta={"variant": "v", "method": "stm", "ipc": 2, "init": "real"},
                                         results={"distilled_acc_mean": 40.0, "distilled_acc_std": 2.0,
                                                  "n_nets": 5, "epochs": 300})
-    axes = np.array(fig.axes).reshape(4, 9)
-    assert [ax.get_title().replace("\n", " ") for ax in axes[0]] == list(CLASS_NAMES)
-    assert [axes[r][0].get_ylabel() for r in range(4)] == ["initial 1", "distilled 1", "initial 2", "distilled 2"]
+    axes = np.array(fig.axes).reshape(9, 2)  # several images per class: a row per class, prototypes side by side
+    assert [axes[r][0].get_ylabel() for r in range(9)] == [f"{c}: {n}" for c, n in enumerate(CLASS_NAMES)]
     assert "40.0 ± 2.0 %" in " ".join(t.get_text() for t in fig.texts)
+    with_initial = figures.distilled_grid_figure(images, labels, CLASS_NAMES, initial=torch.rand(18, 3, 8, 8),
+                                                 meta={"ipc": 2}, show_initial=True)
+    assert len(with_initial.axes) == 18 * 2 and with_initial.axes[2].get_ylabel() == "  (initial)"
+    one = figures.distilled_grid_figure(images[:9], labels[:9], CLASS_NAMES, initial=torch.rand(9, 3, 8, 8),
+                                        meta={"variant": "v", "method": "stm", "ipc": 1})
+    axes = np.array(one.axes).reshape(2, 9)  # one per class: the paper's layout, a column per class
+    assert [ax.get_title().replace("\n", " ") for ax in axes[0]] == list(CLASS_NAMES)
+    assert [axes[r][0].get_ylabel() for r in range(2)] == ["initial", "distilled"]
 
 
 def test_montage_marks_the_mock_sky_and_compare_plots_state_their_budget():
@@ -198,3 +240,51 @@ def test_committed_notebook_ships_with_its_outputs():
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code)
     assert sum(any("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in code) == 2
+
+
+def test_runs_table_lists_what_makes_runs_comparable_and_the_run_a_resume_continued(tmp_path):
+    import mlflow
+
+    from galaxy_distillation.sweep import result_tags
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("galaxy_distillation")
+    record = {"variant": "mock_stm_ipc10_real_plain", "data_label": "mock", "method": "stm", "ipc": 10,
+              "init": "real", "augmented": False, "distill_iterations": 50, "stop_reason": "max_iterations",
+              "n_experts": 5, "expert_train_epochs": 15, "n_nets": 5, "epochs": 300, "full_n_nets": 2,
+              "full_epochs": 50}
+    with mlflow.start_run(run_name="killed") as killed:
+        pass
+    with mlflow.start_run(run_name="all mock_stm_ipc10_real_plain"):
+        assert tracking.set_tags(result_tags(record))
+        tracking.set_tags({"resumed_from.run_id": killed.info.run_id})
+        mlflow.log_metric("eval.distilled_acc_mean", 63.94)
+    assert tracking.set_tags({"x": 1}) is False  # no active run
+    table = tracking.runs_table(uri)
+    row = table.iloc[0]
+    assert (row["run"], row["data"], row["method"], row["IPC"], row["init"], row["iterations (stop)"],
+            row["experts"], row["evaluation"], row["distilled %"]) == (
+        "all mock_stm_ipc10_real_plain", "mock", "stm", "10", "real", "50 (max_iterations)", "5 x 15", "5 x 300", 63.9)
+    assert row["resumed run"] == killed.info.run_id[:8] and "50 iterations" in row["vs the paper's budget"]
+
+
+def test_the_run_ends_with_the_headline_numbers_and_where_the_figures_and_tables_went():
+    from galaxy_distillation.summary import dataset_file, summary_lines
+
+    record = {"variant": "mock_stm_ipc1_real_plain", "distilled_acc_mean": 46.44, "distilled_acc_std": 1.7,
+              "random_acc_mean": 34.2, "random_acc_std": 2.4, "full_acc_mean": 80.2, "full_acc_std": 0.9,
+              "n_nets": 5, "epochs": 300, "full_n_nets": 2, "full_epochs": 50, "distill_iterations": 400}
+    files = ["data/08_reporting/grid_mock_stm_ipc1_real_plain.png", "data/08_reporting/results_table.md",
+             "data/08_reporting/evaluation_mock_stm_ipc1_real_plain.json", "data/08_reporting/results_table.csv"]
+    (line,) = summary_lines([record], files)
+    assert line == ("done: mock_stm_ipc1_real_plain: distilled 46.4 ± 1.7 %, random 34.2 ± 2.4 %, full 80.2 ± 0.9 % "
+                    "(5 nets x 300 epochs; full 2 x 50; 400 iterations) | figures: data/08_reporting/grid_mock_stm_"
+                    "ipc1_real_plain.png; tables: data/08_reporting/results_table.md, data/08_reporting/results_table"
+                    ".csv; reports: data/08_reporting/evaluation_mock_stm_ipc1_real_plain.json")
+    lines = summary_lines([record, {**record, "variant": "other"}], files[1:2])
+    assert len(lines) == 3 and lines[1].startswith("result other:") and lines[-1] == (
+        "done | tables: data/08_reporting/results_table.md")
+    assert summary_lines([], []) == ["done (no figures or tables written)"]
+    assert dataset_file({"inner": {"filepath": "b/x.csv", "protocol": "s3"}}) == "s3://b/x.csv"
+    assert dataset_file({"filepath": "data/08_reporting/a.png", "protocol": "file"}) == "data/08_reporting/a.png"

@@ -268,7 +268,7 @@ def test_every_catalog_entry_and_raw_path_lives_under_storage_root(env):
                       params["distill"]["checkpoint_root"]):
             assert value.startswith(root + "/"), value
     # the sweeps' dataset factories resolve under the root too
-    cat, dataset = DataCatalog.from_config(catalog), params["dataset"]
+    cat, dataset = DataCatalog.from_config(catalog), params["data_label"]  # mock (local env) or gz2 (paper)
     assert cat.get("plain.expert_trajectories")._describe()["path"] == f"s3://b/x/06_models/experts/{dataset}_plain"
     inner = cat.get("stm_ipc1_real_plain.distilled_set")._describe()["inner"]
     assert inner["filepath"] == f"s3://b/x/07_model_output/{dataset}_stm_ipc1_real_plain/distilled.safetensors"

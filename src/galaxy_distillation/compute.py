@@ -267,13 +267,14 @@ def clear_stop() -> None:
 
 
 def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called since the run started."""
     return _STOP.is_set()
 
 
 #: ``id(obj)`` -> (a weak reference to ``obj``, the Ray job, its ObjectRef): one object-store
 #: copy per shared object while it lives (the entry goes with the object).
 _REFS: dict[int, tuple[Any, str, Any]] = {}
-_REFS_LOCK = threading.Lock()
+_REFS_LOCK = threading.RLock()  # re-entrant: a weak-reference callback may run inside object_ref (GC)
 
 
 def _forget(key: int, weak: Any) -> None:
@@ -299,7 +300,7 @@ def object_ref(ray: Any, obj: Any) -> Any:
         except TypeError:
             return ref
         _REFS[key] = (weak, job, ref)
-        log.debug("put a %s into Ray's object store", type(obj).__name__)
+        log.info("put a %s into Ray's object store (one copy for every task sharing it)", type(obj).__name__)
         return ref
 
 

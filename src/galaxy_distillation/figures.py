@@ -7,8 +7,11 @@ never touch a global backend. The nodes call these with plain tables and tensors
 * :func:`class_grid` / :func:`montage_figure`: curated galaxies, one row per class.
 * :func:`distilled_grid_figure`: the paper's Figures 1 and 4 (classes as columns with their
   names, the starting image beside each prototype, test accuracy in the caption).
+* :func:`confusion_figure`: per evaluated set (distilled, random, full) the row-normalised
+  confusion matrix (mean over the nets) with the per-class accuracy on its diagonal.
 * :func:`curves_figure`: quick-evaluation accuracy (iteration 0 on, mean ± std over nets,
-  Random and Full reference lines), matching losses, STM's epoch pool and step size.
+  the Random reference under the same quick protocol; final results as points labelled with
+  their own protocol), matching losses, STM's epoch pool and step size.
 * :func:`comparison_figure` / :func:`lambda_figure`: the paper's Figures 2 and 3, with the budget
   they ran on stated.
 """
@@ -110,6 +113,18 @@ def montage_figure(images: torch.Tensor, labels: torch.Tensor, class_names: Sequ
                       title=title, caption=caption)
 
 
+MOCK_NOTE = "MOCK SKY (synthetic galaxies, not real GZ2)"
+
+
+def data_note(*records: Mapping[str, Any] | None) -> str:
+    """`` - MOCK SKY (...)`` for figures of the built-in mock sky (a record's ``data_label`` is
+    ``mock``, or its variant starts with ``mock_``), else empty: mock results are never titled as GZ2."""
+    for record in records:
+        if record and (record.get("data_label") == "mock" or str(record.get("variant", "")).startswith("mock_")):
+            return f" - {MOCK_NOTE}"
+    return ""
+
+
 def _acc(record: Mapping[str, Any] | None, prefix: str) -> str:
     if not record or record.get(f"{prefix}_acc_mean") is None:
         return "n/a"
@@ -118,9 +133,12 @@ def _acc(record: Mapping[str, Any] | None, prefix: str) -> str:
 
 def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                           initial: torch.Tensor | None = None, meta: Mapping[str, Any] | None = None,
-                          results: Mapping[str, Any] | None = None, max_per_class: int = 10) -> Figure:
-    """The paper's Figures 1 and 4: one column per class (its name on top); per image a row pair
-    "initial" / "distilled" (the starting image above the prototype it became).
+                          results: Mapping[str, Any] | None = None, max_per_class: int = 10,
+                          show_initial: bool = False) -> Figure:
+    """The paper's Figures 1 and 4 at one image per class: one column per class (its name on
+    top), the starting image above the prototype it became. With several images per class: a
+    row per class (its name on the left) with its prototypes side by side; ``show_initial`` adds
+    each class's starting images as a second row under it.
 
     Args:
         images: distilled images in display colours, (N, C, H, W) float in [0, 1].
@@ -130,10 +148,14 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
         meta: the distilled set's meta (variant, method, ipc, init, iterations).
         results: the variant's evaluation results (test accuracy for the caption).
         max_per_class: at most this many images per class are shown.
+        show_initial: with several images per class, also show the starting images.
     """
     meta = dict(meta or {})
     n_classes = len(class_names)
     per_class = min(int(max_per_class), max(int((labels == c).sum()) for c in range(n_classes)))
+    if per_class > 1:
+        return _prototype_rows(images, labels, class_names, per_class, initial if show_initial else None, meta,
+                               results)
     kinds = [("initial", initial), ("distilled", images)] if initial is not None else [("distilled", images)]
     n_rows = per_class * len(kinds)
     cell = 1.05
@@ -152,11 +174,61 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
                     ax.set_ylabel(kind if per_class == 1 else f"{kind} {k + 1}", fontsize=8)
         axes[0][c].set_title(class_names[c].replace(" ", "\n", 1) if len(class_names[c]) > 12 else class_names[c],
                              fontsize=7.5)
-    method = str(meta.get("method", "")).upper()
-    init = meta.get("init")
-    title = (f"{meta.get('variant', '')}: {method} distilled set, {meta.get('ipc', per_class)} image(s) per class"
-             + (f" ({init} init)" if init else ""))
+    title, caption = _grid_text(labels, meta, results, per_class)
     fig.suptitle(title, fontsize=10, y=1.0 - 0.1 / (cell * n_rows + head + foot))
+    _caption(fig, caption)
+    height = cell * n_rows + head + foot
+    fig.subplots_adjust(left=1.0 / (cell * n_classes + 1.2), right=0.995, top=1.0 - head / height,
+                        bottom=foot / height, wspace=0.05, hspace=0.05)
+    return fig
+
+
+_SET_TITLES = {"distilled": "distilled set", "random": "random real", "full": "full training set"}
+
+
+def confusion_figure(results: Mapping[str, Any]) -> Figure:
+    """Row-normalised confusion matrices (mean over the nets, ``[true][predicted]``) of the
+    distilled set, random real and the full training set, side by side, each cell in % of the
+    true class's test images; panel titles carry the overall accuracy and the protocol."""
+    classes = dict(results.get("classes") or {})
+    names = list(classes.get("class_names") or [])
+    sets = [k for k in ("distilled", "random", "full") if classes.get(k)]
+    if not sets or not names:
+        return empty_figure("no per-class records in this evaluation")
+    k = len(names)
+    side = 0.42 * k + 1.6
+    fig = new_figure(side * len(sets) + 2.6, side + 1.6)
+    axes = fig.subplots(1, len(sets), squeeze=False)[0]
+    short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+    protocol = {"distilled": (results.get("n_nets"), results.get("epochs")),
+                "random": (results.get("n_nets"), results.get("epochs")),
+                "full": (results.get("full_n_nets"), results.get("full_epochs"))}
+    for ax, key in zip(axes, sets, strict=True):
+        matrix = 100.0 * np.asarray(classes[key]["confusion"], dtype=float)
+        ax.imshow(matrix, cmap="Blues", vmin=0, vmax=100)
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j] >= 0.5:
+                    ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center", fontsize=6.5,
+                            color="white" if matrix[i, j] > 55 else "black")
+        nets, epochs = protocol[key]
+        ax.set_title(f"{_SET_TITLES[key]}: {_acc(results, key)}\n({nets} nets x {epochs} epochs)", fontsize=8.5)
+        ax.set_xticks(range(k), [str(c) for c in range(k)], fontsize=7)
+        ax.set_yticks(range(k), [f"{c}: {n}" for c, n in enumerate(short)] if key == sets[0] else
+                      [str(c) for c in range(k)], fontsize=7)
+        ax.set_xlabel("predicted class", fontsize=8)
+    axes[0].set_ylabel("true class", fontsize=8)
+    fig.suptitle(f"{results.get('variant', '')}: confusion on the test set (% of each true class, mean over nets)"
+                 + data_note(results), fontsize=10)
+    fig.subplots_adjust(left=2.4 / (side * len(sets) + 2.6), right=0.99, top=0.8, bottom=0.14, wspace=0.15)
+    return fig
+
+
+def _grid_text(labels: torch.Tensor, meta: Mapping[str, Any], results: Mapping[str, Any] | None, per_class: int
+               ) -> tuple[str, str | None]:
+    method, init = str(meta.get("method", "")).upper(), meta.get("init")
+    title = (f"{meta.get('variant', '')}: {method} distilled set, {meta.get('ipc', per_class)} image(s) per class"
+             + (f" ({init} init)" if init else "") + data_note(meta, results))
     lines = []
     if results:
         lines.append(f"Test accuracy of nets trained on these {len(labels)} images: {_acc(results, 'distilled')} "
@@ -164,11 +236,24 @@ def distilled_grid_figure(images: torch.Tensor, labels: torch.Tensor, class_name
                      f"{_acc(results, 'random')}, full training set {_acc(results, 'full')}.")
     if meta.get("iterations"):
         lines.append(f"{meta['iterations']} distillation iterations (stop: {meta.get('stop_reason', '?')}).")
-    _caption(fig, "\n".join(lines) or None)
-    height = cell * n_rows + head + foot
-    fig.subplots_adjust(left=1.0 / (cell * n_classes + 1.2), right=0.995, top=1.0 - head / height,
-                        bottom=foot / height, wspace=0.05, hspace=0.05)
-    return fig
+    return title, "\n".join(lines) or None
+
+
+def _prototype_rows(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], per_class: int,
+                    initial: torch.Tensor | None, meta: Mapping[str, Any], results: Mapping[str, Any] | None
+                    ) -> Figure:
+    """Several images per class: a row per class, its prototypes side by side (and, with
+    ``initial``, the images they started from in a row under it)."""
+    rows, names = [], []
+    for c, name in enumerate(class_names):
+        idx = torch.nonzero(labels == c).flatten()[:per_class].tolist()
+        rows.append([images[i] for i in idx])
+        names.append(f"{c}: {name}")
+        if initial is not None:
+            rows.append([initial[i] for i in idx])
+            names.append("  (initial)")
+    title, caption = _grid_text(labels, meta, results, per_class)
+    return class_grid(rows, names, per_class, title=title, caption=caption)
 
 
 def _series(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -212,7 +297,9 @@ def curves_figure(history: pd.DataFrame, initial: Mapping[str, Any] | None = Non
         history: the distillation history (one row per iteration; ``test_acc``/``test_acc_std``
             at the quick evaluations).
         initial: the quick evaluation of the initial images (iteration 0).
-        results: the final evaluation (Random and Full reference lines).
+        results: the evaluation: the Random reference under the quick protocol (a line, when
+            recorded) and the final distilled, Random and Full results (points at the last
+            iteration, each labelled with its own protocol).
         meta: the distilled set's meta (variant, method, ipc, quick-evaluation size).
     """
     meta = dict(meta or {})
@@ -222,15 +309,29 @@ def curves_figure(history: pd.DataFrame, initial: Mapping[str, Any] | None = Non
     axes = fig.subplots(1, 3)
     points = quick_eval_points(h, initial)
     ax = axes[0]
+    results = dict(results or {})
+    q_nets = quick.get("n_nets", results.get("quick_n_nets", 2))
+    q_epochs = quick.get("epochs", results.get("quick_epochs", "?"))
     if len(points):
-        ax.plot(points["done"], points["mean"], "o-", color="C0", ms=4, label="distilled (quick evaluation)")
+        ax.plot(points["done"], points["mean"], "o-", color="C0", ms=4,
+                label=f"distilled, quick ({q_nets} nets x {q_epochs} epochs)")
         ax.fill_between(points["done"], points["mean"] - points["std"], points["mean"] + points["std"], color="C0",
                         alpha=0.2, label="± std over nets")
-    if results:
-        for key, colour, name in (("random", "C7", "Random real"), ("full", "C2", "Full training set")):
-            mean = results.get(f"{key}_acc_mean")
-            if mean is not None:
-                ax.axhline(mean, color=colour, ls="--", lw=1, label=f"{name}: {mean:.1f} %")
+    if results.get("random_quick_acc_mean") is not None:  # the same protocol as the curve: a line across it
+        mean = results["random_quick_acc_mean"]
+        ax.axhline(mean, color="C7", ls="--", lw=1,
+                   label=f"Random real, quick ({results.get('quick_n_nets')} nets x "
+                         f"{results.get('quick_epochs')} epochs): {mean:.1f} %")
+    end = int(points["done"].max()) if len(points) else (int(h["iteration"].max()) + 1 if len(h) else 0)
+    finals = (("distilled", "C0", "D", "distilled", "n_nets", "epochs"), ("random", "C7", "s", "Random real", "n_nets",
+              "epochs"), ("full", "C2", "^", "Full training set", "full_n_nets", "full_epochs"))
+    for key, colour, marker, name, nets, epochs in finals:  # another protocol: points at the end, labelled
+        mean = results.get(f"{key}_acc_mean")
+        if mean is not None:
+            ax.errorbar([end], [mean], yerr=[results.get(f"{key}_acc_std") or 0.0], color=colour, marker=marker,
+                        ms=6, capsize=3, ls="none", mfc="white" if key != "distilled" else colour,
+                        label=f"{name}, final ({results.get(nets, '?')} nets x {results.get(epochs, '?')} epochs): "
+                              f"{mean:.1f} %")
     ax.set(title="test accuracy during distillation", xlabel="distillation iteration", ylabel="test accuracy (%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -259,16 +360,16 @@ def curves_figure(history: pd.DataFrame, initial: Mapping[str, Any] | None = Non
     twin.set_yscale("log")
     _readable_log_axis(twin, h["lr"])
     title = (f"{meta.get('variant', '')}: {str(meta.get('method', '')).upper()}, "
-             f"{meta.get('ipc', '?')} image(s) per class" if meta else "distillation")
+             f"{meta.get('ipc', '?')} image(s) per class" if meta else "distillation") + data_note(meta, results)
     fig.suptitle(title, fontsize=11)
     caption = []
     if quick:
         caption.append(f"Quick evaluation: {quick.get('n_nets', 2)} nets x {quick.get('epochs', '?')} epochs, "
                        f"every {quick.get('eval_every', '?')} iterations and at iteration 0 (band: ± std over the nets).")
     if results:
-        caption.append(f"Final evaluation: {results.get('n_nets', '?')} nets x {results.get('epochs', '?')} epochs "
-                       f"(distilled {_acc(results, 'distilled')}); Random: a fresh real subset per net; Full: "
-                       f"{results.get('full_n_nets', '?')} nets x {results.get('full_epochs', '?')} epochs.")
+        caption.append("Each protocol is named in the legend: the line and its band are quick evaluations; the "
+                       "points at the end use the final protocols (not comparable with the line's height). Random: "
+                       "a fresh real subset per net.")
     _caption(fig, "  ".join(caption) or None)
     fig.subplots_adjust(left=0.05, right=0.95, top=0.86, bottom=0.2, wspace=0.3)
     return fig

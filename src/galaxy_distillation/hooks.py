@@ -30,7 +30,7 @@ def configured_names(context) -> set[str]:  # noqa: ANN001 - a KedroContext
 #: ``--params`` names that no stage reads (or reads only for some datasets): name -> why / what to set.
 IGNORED = {
     "seed": "no stage reads the top-level seed; set teacher.seed, distill.seed, evaluation.seed, curation.seed or sky.seed",
-    "variant": "the variant name is made from dataset, method, ipc, init and augmented; set those",
+    "variant": "the variant name is made from dataset (and data_root), method, ipc, init and augmented; set those",
     "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
 }
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "write_bytes", "write_text", "os_error_of"]
+__all__ = ["atomic_path", "atomic_write", "write_bytes", "write_text", "os_error_of", "move_aside"]
 
 _OS_ERROR_RE = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
 
@@ -120,3 +120,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
     with atomic_write(path, "w") as fh:
         fh.write(text)
+
+
+def move_aside(path: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename ``path`` to ``target`` in the same folder (one atomic rename, then the folder is
+    fsynced); refuses to replace an existing ``target``, so nothing is ever lost. Returns ``target``."""
+    src, dest = Path(path), Path(target)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists: not replacing it")
+    os.replace(src, dest)
+    _fsync_dir(dest.parent)
+    return dest

@@ -9,7 +9,8 @@
   before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
   the parameter and what is allowed.
 - The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
-  as ``augmented``), :func:`source_name`, :func:`variant_name` and :func:`experts_key`.
+  as ``augmented``), :func:`data_label` (``mock``, ``gz2``, or :func:`source_name`),
+  :func:`variant_name` and :func:`experts_key`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
 from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
 from galaxy_distillation.params_insight import ClaimParams, InsightParams  # noqa: F401 - the insight group
+from galaxy_distillation.storage import inside, rooted
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -66,14 +68,31 @@ def source_name(dataset: str, data_root: Any = None) -> str:
     return f"imagefolder-{name}-{hashlib.sha256(root.encode()).hexdigest()[:6]}"
 
 
+def data_label(dataset: str, votes_path: Any = None, mock_sky_dir: Any = None, storage_root: Any = "data",
+               data_root: Any = None) -> str:
+    """What the numbers come from, the first word of every variant name, run name, title and
+    table row: ``mock`` for GZ2 curated from the built-in mock sky (synthetic galaxies), ``gz2``
+    for real Galaxy Zoo 2, else :func:`source_name` (``cifar10``, ``imagefolder-<name>-<sha6>``).
+
+    The data is the mock sky when the vote catalogue lies inside the mock sky folder: the
+    ``sky`` pipeline's own rule (it renders the sky only then). ``{storage_root}`` in either
+    path stands for ``storage_root``. OmegaConf resolver ``gd.label``.
+    """
+    if dataset != "gz2" or not votes_path or not mock_sky_dir:
+        return source_name(dataset, data_root)
+    return "mock" if inside(rooted(votes_path, storage_root), rooted(mock_sky_dir, storage_root)) else "gz2"
+
+
 def experts_key(dataset: str, augmented: Any) -> str:
-    """Name of the expert set (and of the Full baseline) of a dataset: ``gz2_plain``, ``gz2_aug``."""
+    """Name of the expert set (and of the Full baseline) of a dataset (its :func:`data_label`):
+    ``mock_plain``, ``gz2_aug``."""
     return f"{dataset}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
 def variant_name(dataset: str, method: str, ipc: Any, init: str, augmented: Any) -> str:
     """The variant's name, used for its files, checkpoints and MLflow run:
-    ``<dataset>_<method>_ipc<ipc>_<init>_<plain|aug>``."""
+    ``<dataset>_<method>_ipc<ipc>_<init>_<plain|aug>`` where ``dataset`` is the
+    :func:`data_label` (``mock_stm_ipc1_real_plain`` on the mock sky, ``gz2_...`` on real GZ2)."""
     return f"{dataset}_{method}_ipc{ipc}_{init}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
@@ -196,7 +215,7 @@ class DistillParams(_Strict):
     lr_img_decay_every: int = Field(50, gt=0)
     max_bad_steps: int = Field(10, gt=0)
     bad_step_lr_factor: float = Field(0.5, gt=0, le=1)
-    memory_mode: Literal["unrolled", "checkpoint"] = "unrolled"
+    memory_mode: Literal["unrolled", "checkpoint", "auto"] = "unrolled"  # auto: CPU unrolled; CUDA by a probe
     expert_cache: int = Field(4, gt=0)
     checkpoint_every: int = Field(50, ge=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"
@@ -259,7 +278,7 @@ class EvaluationParams(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     lr_decay_at: float = Field(0.5, gt=0)
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    use_vmap: bool = True
+    use_vmap: bool | Literal["auto"] = "auto"  # auto: CPU the loop; CUDA the faster by a short timed probe
     vmap_on_cpu: bool = False
     eval_batch_size: int = Field(256, gt=0)
     vmap_max_images: int = Field(1024, gt=0)

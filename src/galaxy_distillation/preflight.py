@@ -379,7 +379,7 @@ class ClusterHook:
         self._params: dict[str, Any] = {}
         self._ray_started_here = False
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's, which reads the credentials too (and would raise a traceback)
     def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
         credentials = read_credentials(context.config_loader)
         exported = export_credentials((credentials or {}).get("storage"))

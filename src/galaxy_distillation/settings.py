@@ -8,9 +8,10 @@ from galaxy_distillation.catalog import ProjectDataCatalog
 from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
 from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warnings
 from galaxy_distillation.outputs import OUTPUTS
-from galaxy_distillation.params import experts_key, parse_flag, source_name, variant_name
+from galaxy_distillation.params import data_label, experts_key, parse_flag, source_name, variant_name
 from galaxy_distillation.preflight import ClusterHook
 from galaxy_distillation.storage import rooted
+from galaxy_distillation.summary import RunSummaryHook
 from galaxy_distillation.tracking import RunStoryHook
 
 # Quiet logs: no third-party deprecation blocks, no tqdm redraws in log files, MLflow at WARNING.
@@ -21,8 +22,9 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # Validate parameters before any node runs (fails fast with one line), then the storage root
 # and the Ray cluster (galaxy_distillation.preflight); log the typed
 # parameters; keep a run's outputs all-or-nothing (galaxy_distillation.outputs); name, tag and
-# link the MLflow run and print a one-line header per stage.
-HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), ClusterHook(), OUTPUTS, RunStoryHook())
+# link the MLflow run and print a one-line header per stage; close with the headline numbers and
+# where the figures and tables went (galaxy_distillation.summary).
+HOOKS = (ParameterValidationHook(), TypedParamsMlflowHook(), ClusterHook(), OUTPUTS, RunStoryHook(), RunSummaryHook())
 
 # The default dataset (in-memory, no copy) the Kedro 1.7 way instead of a "{default}" pattern.
 DATA_CATALOG_CLASS = ProjectDataCatalog
@@ -39,7 +41,7 @@ def _env(name: str, default: object = None) -> object:
     return os.environ.get(name) or default
 
 
-for _name, _resolver in {"gd.flag": _flag, "gd.variant": variant_name, "gd.experts": experts_key,
+for _name, _resolver in {"gd.flag": _flag, "gd.label": data_label, "gd.variant": variant_name, "gd.experts": experts_key,
                          "gd.source": source_name,
                          "gd.env": _env, "gd.rooted": rooted}.items():
     OmegaConf.register_resolver(_name, _resolver, replace=True)

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from galaxy_distillation.io import write_bytes
+from galaxy_distillation.io import move_aside, write_bytes
 
 __all__ = ["FileStore", "cache_folder", "checkpoint_location", "content_tag", "exists", "filesystem", "inside", "is_local",
            "join", "local_path", "mirror_files", "rooted", "sibling", "split"]
@@ -169,7 +169,7 @@ class FileStore:
         stem, dot, ext = name.rpartition(".")
         target = sibling(self.url, f"{stem}.{suffix}.{ext}" if dot else f"{name}.{suffix}")
         if is_local(self.url):
-            local_path(self.url).replace(local_path(target))
+            move_aside(local_path(self.url), local_path(target))
             return target
         fs, path = self._remote()
         fs.mv(path, split(target)[1])  # an object store copies, then removes the original

@@ -1,8 +1,8 @@
 """The MLflow run as the story of a ``kedro run`` (kedro-mlflow starts and ends the run).
 
-* The run is named after what ran: ``curation``, ``teacher gz2_plain``,
-  ``distill gz2_stm_ipc2_real_plain``, ``compare gz2_ipc1_plain``, ``all gz2_stm_ipc1_real_plain``
-  (:func:`run_name`), and tagged with the git commit, the exact Kedro command, the
+* The run is named after what ran: ``curation``, ``teacher mock_plain``,
+  ``distill mock_stm_ipc2_real_plain``, ``compare mock_ipc1_plain``, ``all mock_stm_ipc1_real_plain``
+  (:func:`run_name`; ``mock`` on the built-in mock sky, ``gz2`` on real GZ2), and tagged with the git commit, the exact Kedro command, the
   environment and the runner's class name.
 * Provenance: every saved curated dataset, expert bank and distilled set gets a sidecar
   ``mlflow_run.json`` with the id of the run that wrote it; a run that loads one of them tags
@@ -74,7 +74,7 @@ def run_name(pipeline_names: Sequence[str] | None, params: Mapping[str, Any], pa
     order = {stage: k for k, stage in enumerate(("__default__", *STAGES))}
     names = sorted(dict.fromkeys(names), key=lambda n: (order.get(n, len(order)), n))
     label = "+".join("all" if n == "__default__" else n for n in names)
-    dataset = params.get("dataset", "gz2")
+    dataset = params.get("data_label") or params.get("dataset", "gz2")  # mock on the mock sky, gz2 on real GZ2
     if _VARIANT_PIPELINES & set(names):
         suffix = params.get("variant") or (
             f"{dataset}_{params.get('method')}_ipc{params.get('ipc')}_{params.get('init')}_{_flag(params.get('augmented'))}")
@@ -203,6 +203,26 @@ def log_histories(metrics: Mapping[str, Sequence[Mapping[str, float]]]) -> int:
     for start in range(0, len(points), 1000):  # MLflow's batch limit
         mlflow.MlflowClient().log_batch(run.info.run_id, metrics=points[start:start + 1000])
     return len(points)
+
+
+def run_info() -> dict[str, str]:
+    """``{"mlflow_run_id", "mlflow_run_name"}`` of the active run (``{}`` without one): what a
+    distillation stores in its checkpoints, so a run that resumes them can name it."""
+    run = _active_run()
+    if run is None:
+        return {}
+    return {"mlflow_run_id": run.info.run_id, "mlflow_run_name": run.info.run_name or ""}
+
+
+def set_tags(tags: Mapping[str, Any]) -> bool:
+    """Tags on the active run (values as text; ``None`` left out); False without a run."""
+    run = _active_run()
+    if run is None:
+        return False
+    import mlflow
+
+    mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+    return True
 
 
 def log_curve(rows: Iterable[Mapping[str, Any]], keys: Sequence[str] = ("test_acc", "test_acc_std", "T", "loss",
@@ -382,21 +402,28 @@ def _mark_training_experiment(experiment_id: str) -> None:
 #: The runs table's columns: (MLflow column, printed name).
 RUNS_COLUMNS = (
     ("tags.mlflow.runName", "run"), ("start_time", "started"), ("status", "status"),
+    ("tags.result.data", "data"), ("tags.result.method", "method"), ("tags.result.ipc", "IPC"),
+    ("tags.result.init", "init"), ("tags.result.iterations", "iterations (stop)"), ("tags.result.experts", "experts"),
+    ("tags.result.eval_protocol", "evaluation"),
     ("metrics.eval.distilled_acc_mean", "distilled %"), ("metrics.eval.random_acc_mean", "random %"),
     ("metrics.eval.full_acc_mean", "full %"), ("metrics.compare.stm_final_acc_mean", "compare STM %"),
     ("metrics.compare.mtt_final_acc_mean", "compare MTT %"), ("tags.git.commit", "commit"),
-    ("tags.consumed.expert_trajectories", "experts from"), ("run_id", "run id"),
+    ("tags.consumed.expert_trajectories", "experts from"), ("tags.resumed_from.run_id", "resumed run"),
+    ("tags.result.budget_vs_paper", "vs the paper's budget"), ("run_id", "run id"),
 )
 
 
 def runs_table(tracking_uri: str = "sqlite:///mlflow.db", experiment: str = "galaxy_distillation") -> pd.DataFrame:
-    """Every run of the experiment, newest first, with the key metric columns (also in the UI)."""
+    """Every run of the experiment, newest first, with what makes its numbers comparable (data
+    ``mock``/``gz2``, method, IPC, init, iterations and stop reason, experts, evaluation
+    protocol, budget vs the paper's: the ``result.*`` tags), the key metrics, and the run a
+    resumed distillation continued (also in the UI)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(experiment_names=[experiment], order_by=["start_time DESC"])
     table = pd.DataFrame({name: runs[col] if col in runs else None for col, name in RUNS_COLUMNS})
-    for name in ("commit", "experts from", "run id"):
+    for name in ("commit", "experts from", "resumed run", "run id"):
         table[name] = table[name].map(lambda v: v[:8] if isinstance(v, str) else "")
     table["started"] = pd.to_datetime(table["started"]).dt.strftime("%Y-%m-%d %H:%M")
     return table.round(1)

@@ -85,3 +85,27 @@ def test_bad_inputs():
         label_galaxies(frame([canonical_row(a03_star_or_artifact=1.0)]))
     with pytest.raises(EmptyDatasetError):
         label_galaxies(frame([canonical_row()]).iloc[:0])
+
+
+def test_labelling_node_reports_class_counts_and_mean_confidence(tmp_path, caplog):
+    import logging
+
+    import mlflow
+
+    from galaxy_distillation.pipelines.curation.nodes import label_catalogue
+
+    rows = [row for c, row, _ in CASES] + [CASES[0][1]]  # class 0 twice, then one per class
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), mlflow.start_run() as run:
+        labelled, report = label_catalogue(frame(rows))
+    stats = report["labels"]
+    assert stats["counts_by_label"] == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert stats["mean_confidence_by_label"][0] == pytest.approx(0.72)
+    assert stats["mean_confidence_by_label"][3] == pytest.approx(0.504)
+    assert stats["mean_confidence"] == pytest.approx(labelled["confidence"].mean())
+    assert f"labelled 10 of 10 galaxies (dropped 0 star/artifact, 0 without votes); mean confidence " \
+           f"{labelled['confidence'].mean():.3f}" in caplog.text
+    assert f"0 {CLASS_NAMES[0]}: 2 (0.72)" in caplog.text
+    metrics = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+    assert metrics["labels.count_class_0"] == 2 and metrics["labels.n_labelled"] == 10
+    assert metrics["labels.mean_confidence_class_3"] == pytest.approx(0.504)

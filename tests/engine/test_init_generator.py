@@ -84,3 +84,21 @@ def test_meta_networks_hold_no_data_and_draw_nothing():
 def test_a_layer_without_a_known_initialisation_is_refused():
     with pytest.raises(N.NetworkConfigError, match="PReLU"):
         N.init_parameters_(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.PReLU()), make_generator(0))
+
+
+def test_evaluation_and_expert_training_leave_the_global_generator_alone():
+    from galaxy_distillation.engine.evaluation import EvalConfig, evaluate_images
+    from galaxy_distillation.engine.experts import ExpertConfig, train_expert
+
+    g = make_generator(0)
+    x, y = torch.randn(6, 3, 8, 8, generator=g), torch.tensor([0, 1, 2] * 2)
+    arch = {"arch": "convnet", "width": 4, "depth": 1}
+    before = torch.random.get_rng_state()
+    cfg = EvalConfig(n_nets=2, epochs=1, batch_size=4, momentum=0.9, weight_decay=5e-4, lr_decay_at=0.5,
+                     dsa_strategy="color_crop_cutout_flip_scale_rotate", arch=arch, use_vmap=True, vmap_on_cpu=True,
+                     eval_batch_size=8, vmap_max_images=100)
+    evaluate_images(x, y, x, y, 3, 0.01, cfg, seed=1, device=torch.device("cpu"), progress=False)
+    train_expert(x, y, x, y, 3, ExpertConfig(epochs=1, lr=0.01, batch_size=4, momentum=0.9, weight_decay=5e-4,
+                                             dsa_strategy="flip", arch=arch, eval_batch_size=8),
+                 seed=2, device=torch.device("cpu"), progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)

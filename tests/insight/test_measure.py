@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _galaxies import config, properties, render
 
+from _galaxies import config, properties, render
 from galaxy_distillation.engine.data import to_float
 from galaxy_distillation.engine.zca import ZCA
 from galaxy_distillation.insight import measure

@@ -28,6 +28,7 @@ import torch
 
 from galaxy_distillation.errors import UserError
 from galaxy_distillation.io import atomic_write, os_error_of, write_bytes
+from galaxy_distillation.io import move_aside as io_move_aside
 
 __all__ = [
     "CheckpointError",
@@ -112,9 +113,7 @@ class FolderStore:
 
     def move_aside(self, suffix: str) -> str:
         """Rename ``state.pt`` to ``state.<suffix>.pt`` beside it (kept, never deleted); the new name."""
-        target = self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix}")
-        os.replace(self.path, target)
-        return str(target)
+        return str(io_move_aside(self.path, self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix}")))
 
 
 def as_store(checkpoint: str | os.PathLike[str] | CheckpointStore | None) -> CheckpointStore | None:

@@ -67,7 +67,9 @@ class DistillConfig:
             ``lr_img_decay`` every ``lr_img_decay_every`` iterations, stop below ``min_lr_img``).
         loss_rising_rule: also grow when ``r > rising_lam * sigma`` at n = 10, 30, 50, ...
         memory_mode: ``"unrolled"`` (one graph over N steps) or ``"checkpoint"`` (each inner
-            step recomputed in backward; memory flat in N, identical gradient).
+            step recomputed in backward; memory flat in N, identical gradient) or ``"auto"`` (CPU:
+            unrolled; CUDA: the faster that fits, by a short timed probe at the first step, logged
+            and kept in the checkpoint).
         checkpoint_every: save a resumable checkpoint every this many iterations (0 = never).
         seed: seed of every random draw.
         max_bad_steps: consecutive rejected steps before ``DistillationDivergedError``.
@@ -118,8 +120,8 @@ class DistillConfig:
         """Raise :class:`DistillConfigError` naming the first bad field."""
         if self.method not in METHODS:
             raise DistillConfigError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.memory_mode not in MEMORY_MODES:
-            raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
+        if self.memory_mode not in (*MEMORY_MODES, "auto"):
+            raise DistillConfigError(f"memory_mode must be one of {(*MEMORY_MODES, 'auto')}, got {self.memory_mode!r}")
         if self.selection not in SELECTIONS:
             raise DistillConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.selection == "best_train" and self.eval_every < 1:

@@ -19,7 +19,7 @@ import torch
 
 from .dsa import DSADraws, DSAParams, draw_dsa
 
-__all__ = ["StepDraw", "draw_step", "draw_steps", "to_device"]
+__all__ = ["StepDraw", "draw_slots", "draw_step", "draw_steps", "to_device"]
 
 
 @dataclass
@@ -91,3 +91,17 @@ def to_device(steps: Sequence[StepDraw], device: torch.device | str, dtype: torc
         mine = [next(fi) if t.is_floating_point() else next(ii) for t in s.tensors()]
         result.append(s.replace(mine))
     return result
+
+
+def draw_slots(seeds: dict[int, list[int]], images: torch.Tensor, batch_syn: int | None, dsa_strategy: str,
+               dsa_params: DSAParams | None, dtype: torch.dtype | None = None) -> dict[int, list[StepDraw]]:
+    """The draws of several step-seed lists (e.g. a distillation iteration's training and validation
+    slots) for the synthetic set ``images``, copied to its device in ONE transfer."""
+    n, _, h, w = images.shape
+    flat = draw_steps([s for group in seeds.values() for s in group], n, (h, w), batch_syn, dsa_strategy, dsa_params)
+    flat = to_device(flat, images.device, dtype or images.dtype)
+    out, i = {}, 0
+    for slot, group in seeds.items():
+        out[slot] = flat[i: i + len(group)]
+        i += len(group)
+    return out

@@ -18,6 +18,8 @@ tolerance. vmap is skipped (loop used) for batch-norm nets, when ``n_nets * batc
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +38,15 @@ from .dsa import DSAParams, dsa_augment
 from .networks import build_from_spec, has_batchnorm
 from .seeding import derive_seed, make_generator
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "EvaluationError",
     "EvalConfig",
     "EvalResult",
     "evaluate_images",
     "compute_accuracy",
+    "compute_predictions",
     "init_network",
     "check_dataset",
 ]
@@ -71,7 +76,7 @@ class EvalConfig:
     lr_decay_at: float
     dsa_strategy: str
     arch: dict
-    use_vmap: bool
+    use_vmap: bool | str  # True | False | "auto" (CPU: the loop; CUDA: the faster by a short probe)
     vmap_on_cpu: bool
     eval_batch_size: int
     vmap_max_images: int
@@ -90,6 +95,7 @@ class EvalResult:
     curves: list[list[float]] = field(default_factory=list)  # [net][checkpoint] test accuracy (%)
     seconds: float = 0.0
     used_vmap: bool = False
+    predictions: torch.Tensor | None = None  # (n_nets, M) final predicted class of each test image
 
 
 
@@ -134,6 +140,24 @@ def compute_accuracy(
     return 100.0 * correct / x.shape[0]
 
 
+@torch.no_grad()
+def compute_predictions(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Predicted class (N,) (int64, on CPU) of ``forward`` on ``x`` (N, C, H, W), in batches
+    (the same batches as :func:`compute_accuracy`, so ``(pred == y).mean()`` is its accuracy)."""
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = as_float_batch(x[i : i + batch_size].to(device, non_blocking=True), mean, std)
+        out.append(forward(xb).argmax(-1).cpu())
+    return torch.cat(out)
+
+
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
@@ -156,11 +180,13 @@ def _train_loop(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+    predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     n, c, h, w = train_x.shape
     bs = min(config.batch_size, n)
     decay = _decay_epoch(config)
     cps = _checkpoints(config.epochs, config.curve_every)
+    test_y_cpu = test_y.cpu()
     accs: list[float] = []
     curves: list[list[float]] = []
     for k, s in enumerate(seeds):
@@ -172,7 +198,12 @@ def _train_loop(
         def record(epoch: int, net: torch.nn.Module = net, curve: list[float] = curve) -> None:
             if epoch in cps:
                 net.eval()
-                curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
+                if epoch == cps[-1] and predictions is not None:  # the final nets: keep what they predict
+                    pred = compute_predictions(net, test_x, config.eval_batch_size, device, mean, std)
+                    predictions.append(pred)
+                    curve.append(100.0 * int((pred == test_y_cpu).sum()) / test_x.shape[0])
+                else:
+                    curve.append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
                 net.train()
 
         record(0)
@@ -198,6 +229,7 @@ def _train_vmap(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+    predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     n, c, h, w = train_x.shape
     bs = min(config.batch_size, n)
@@ -223,10 +255,16 @@ def _train_vmap(
         if epoch not in cps:
             return
         correct = torch.zeros(k_nets, dtype=torch.long, device=device)
+        keep = predictions is not None and epoch == cps[-1]  # the final nets: keep what they predict
+        preds = []
         for i in range(0, test_x.shape[0], config.eval_batch_size):
             xb = as_float_batch(test_x[i : i + config.eval_batch_size].to(device), mean, std)
             pred = shared_x(params, buffers, xb).argmax(-1)  # (K, b)
             correct += (pred == test_y[i : i + config.eval_batch_size].to(device).unsqueeze(0)).sum(1)
+            if keep:
+                preds.append(pred.cpu())
+        if keep:
+            predictions.extend(torch.cat(preds, dim=1).unbind(0))
         for j in range(k_nets):
             curves[j].append(100.0 * int(correct[j]) / test_x.shape[0])
 
@@ -249,6 +287,36 @@ def _train_vmap(
             opt.step()
         record(ep + 1)
     return [cv[-1] for cv in curves], cps, curves
+
+
+_VMAP_CHOICE: dict[tuple, bool] = {}
+
+
+def vmap_is_faster(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None, epochs: int = 3) -> bool:
+    """``evaluation.use_vmap: auto``: whether the vmap program beats the per-net loop here, by timing
+    both for ``epochs`` epochs (after a one-epoch warm-up each) on this very set. Decided once per
+    (set shape, nets, batch, architecture, device) in a process, and logged. Same results either way
+    (to float tolerance), only the time differs."""
+    key = (tuple(train_x.shape), len(seeds), config.batch_size, repr(config.arch), str(device))
+    if key not in _VMAP_CHOICE:
+        times = {}
+        small_x, small_y = test_x[: config.eval_batch_size], test_y[: config.eval_batch_size]
+        for name, runner in (("loop", _train_loop), ("vmap", _train_vmap)):
+            for n_epochs in (1, epochs):
+                cfg = dataclasses.replace(config, epochs=n_epochs, curve_every=0)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                runner(train_x, train_y, small_x, small_y, num_classes, lr, cfg, seeds, device, False, mean, std)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[name] = time.perf_counter() - t0
+        _VMAP_CHOICE[key] = times["vmap"] < times["loop"]
+        log.info("evaluation.use_vmap auto -> %s (probe on %s, %d nets x %d epochs: loop %.3f s, vmap %.3f s)",
+                 _VMAP_CHOICE[key], device, len(seeds), epochs, times["loop"], times["vmap"])
+    return _VMAP_CHOICE[key]
 
 
 def evaluate_images(
@@ -298,16 +366,17 @@ def evaluate_images(
     seeds = [derive_seed(seed, k) for k in range(config.n_nets)]
     probe = build_from_spec(config.arch, train_x.shape[1], num_classes, tuple(train_x.shape[2:]), device="meta")
     bs = min(config.batch_size, train_x.shape[0])
-    use_vmap = (
-        config.use_vmap
-        and (device.type != "cpu" or config.vmap_on_cpu)
-        and config.n_nets > 1
-        and not has_batchnorm(probe)
-        and bs * config.n_nets <= config.vmap_max_images
-    )
+    allowed = ((device.type != "cpu" or config.vmap_on_cpu) and config.n_nets > 1 and not has_batchnorm(probe)
+               and bs * config.n_nets <= config.vmap_max_images)
+    if str(config.use_vmap).lower() == "auto":  # CPU: the loop (measured faster); CUDA: a short timed probe
+        use_vmap = allowed and device.type != "cpu" and vmap_is_faster(
+            train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device, mean, std)
+    else:
+        use_vmap = bool(config.use_vmap) and allowed
     runner = _train_vmap if use_vmap else _train_loop
+    predictions: list[torch.Tensor] = []
     accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,
-                               progress, mean, std)
+                               progress, mean, std, predictions)
     return EvalResult(
         accs=[float(a) for a in accs],
         mean=float(np.mean(accs)),
@@ -316,6 +385,7 @@ def evaluate_images(
         curves=curves,
         seconds=time.perf_counter() - t0,
         used_vmap=use_vmap,
+        predictions=torch.stack(predictions) if len(predictions) == len(accs) else None,
     )
 
 

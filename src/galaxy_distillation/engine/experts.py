@@ -11,9 +11,10 @@ partial batch kept). Seed ``s`` drives init (``derive_seed(s, 0)``), batch order
 from __future__ import annotations
 
 import copy
+import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,8 +30,11 @@ from .networks import has_batchnorm
 from .seeding import derive_seed, make_generator
 from .trajectories import ExpertError, Trajectory, expert_path, save_trajectory
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ExpertConfig",
+    "probe_experts_at_once",
     "train_expert",
     "train_expert_group",
     "experts_at_once",
@@ -142,20 +146,61 @@ def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
         raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
 
 
-def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int) -> int:
+def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int,
+                    probe: Callable[[int], int] | None = None) -> int:
     """How many experts :func:`train_experts` trains together (``teacher.experts_at_once``).
 
-    ``"auto"``: 4 on CUDA (one batched program keeps the GPU busy), 1 on CPU (measured: the
-    batched program is not faster there, see docs/performance.md); an integer is taken as is.
-    Never more than ``n_experts``.
+    ``"auto"``: on CPU 1 (measured: the batched program is slower there, docs/performance.md; no
+    probe); on CUDA ``probe(max_k)`` when given (:func:`probe_experts_at_once`: the faster of 1 and
+    ``max_k`` by a short timed run, logged), else 4. An integer is taken as is. Never more than
+    ``n_experts``.
     """
     if setting is None or str(setting).strip().lower() == "auto":
-        k = 4 if torch.device(device).type == "cuda" else 1
+        if torch.device(device).type != "cuda":
+            k = 1
+        elif probe is not None:
+            k = int(probe(max(1, min(4, int(n_experts)))))
+        else:
+            k = 4
     else:
         if isinstance(setting, bool) or int(setting) < 1:
             raise ExpertError(f"experts_at_once must be 'auto' or a positive integer, got {setting!r}")
         k = int(setting)
     return max(1, min(k, int(n_experts)))
+
+
+def probe_experts_at_once(image_shape: Sequence[int], num_classes: int, config: ExpertConfig, device: torch.device,
+                          max_k: int, batches: int = 3) -> int:
+    """The faster of 1 and ``max_k`` experts at once on ``device``, by a short timed run.
+
+    Each candidate trains on ``batches`` batches of random images of ``image_shape`` for one epoch
+    (twice; the second run is timed): expert-images per second decide. Values do not change the
+    time, so the probe needs no data. Logged.
+    """
+    if max_k <= 1:
+        return 1
+    device = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    n = batches * config.batch_size
+    x = torch.randn(n, *[int(d) for d in image_shape], generator=g)
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    tx, ty = x[:num_classes], torch.arange(num_classes)
+    cfg = replace(config, epochs=1)
+    rates = {}
+    for k in (1, max_k):
+        for _ in range(2):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            train_expert_group(x, y, tx, ty, num_classes, cfg, seeds=list(range(k)), device=device, progress=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+        rates[k] = k * n / seconds
+    best = max(rates, key=rates.get)
+    log.info("teacher.experts_at_once auto -> %d (probe on %s: %s expert-images/s)", best, device,
+             {k: round(r) for k, r in rates.items()})
+    return best
 
 
 def train_expert_group(
@@ -289,7 +334,9 @@ def train_experts(
     """
     paths = [expert_path(directory, i) for i in range(n_experts)]
     todo = [i for i, path in enumerate(paths) if not path.exists()]
-    k = experts_at_once(at_once, device, max(1, len(todo)))
+    n, c, h, w = train_x.shape
+    k = experts_at_once(at_once, device, max(1, len(todo)),
+                        probe=lambda max_k: probe_experts_at_once((c, h, w), num_classes, config, device, max_k))
     for j in tqdm(range(0, len(todo), k), desc="experts", disable=not progress):
         group = todo[j : j + k]
         trajs = train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,

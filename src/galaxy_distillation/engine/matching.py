@@ -21,8 +21,8 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .autotune import probe_memory_mode, resident_experts
 from .checkpoint import (
     CheckpointMismatchError,
     CheckpointStore,
@@ -43,10 +44,12 @@ from .checkpoint import (
     tensor_sha256,
 )
 from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
-from .draws import StepDraw, draw_steps, to_device
+from .draws import StepDraw, draw_slots
 from .dsa import DSAParams
 from .functional import FlatModel
+from .host_reads import backward_one_read, backward_reads
 from .networks import build_from_spec
+from .resume import changed_settings, describe_changes, stored_settings
 from .schedule import StageState, STMSchedule
 from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
@@ -109,6 +112,10 @@ class Distiller:
         self.checkpoint_dir = Path(checkpoint_dir) if isinstance(checkpoint_dir, (str, Path)) else checkpoint_dir
         self.callback = callback
         self.eval_hook = eval_hook
+        # Who writes the checkpoints (e.g. {"mlflow_run_id": ...}; plain strings, stored in each
+        # checkpoint) and, after ``run``, where it resumed from (None: started afresh).
+        self.run_info: dict[str, str] = {}
+        self.resumed_from: dict[str, Any] | None = None
         self.dsa_params = dsa_params
         self.train_x = train_x
         self.train_y = train_y
@@ -137,15 +144,14 @@ class Distiller:
                     f"expert epochs, the experts have {E}"
                 )
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        # True: draw every inner step's minibatch and DSA numbers of an iteration at once, copy them to
-        # the device in one transfer, and read the iteration's scalars in one sync. False: the path
-        # before (per-step draws and copies, each scalar read on its own), kept for the before/after
-        # figures of benchmarks/gpu_suite.py. Same results either way; not part of the fingerprint.
+        # True: one draw + one copy + one host read per iteration (draws.py, host_reads.py); False: the
+        # earlier per-step path, for benchmarks/gpu_suite.py's before/after. Same results; not fingerprinted.
         self.batched_draws = True
+        self.memory_mode: str | None = None if config.memory_mode == "auto" else config.memory_mode
         self._draws: dict[int, list[StepDraw]] = {}
         self._cache_size = int(config.expert_cache)
         first = self._expert(0)
-        self._cache_size = self._resident_experts(first)
+        self._cache_size = resident_experts(self.config.expert_cache, len(experts), first, self.device)
         if first.shape[1] != self.model.numel:
             raise DistillConfigError(
                 f"experts have {first.shape[1]} parameters but arch {self.arch} has {self.model.numel}"
@@ -220,10 +226,20 @@ class Distiller:
             experts=experts() if callable(experts) else None, dtype=str(self.dtype),
         )
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting of this run as plain values (the fingerprint's and the budget's), stored
+        in each checkpoint so a resumed run can say which of them changed."""
+        payload = {"config": dataclasses.asdict(self.config), "arch": self.arch, "num_classes": self.num_classes,
+                   "train_shape": list(self.train_x.shape), "n_experts": len(self.experts),
+                   "expert_epochs": int(self.experts.num_epochs), "dtype": str(self.dtype)}
+        return json.loads(json.dumps(payload, sort_keys=True, default=repr))
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors + plain types only)."""
         s = self.schedule.state
         return {
+            "run_info": {str(k): str(v) for k, v in self.run_info.items()},
+            "settings_json": json.dumps(self.settings(), sort_keys=True),
             "fingerprint": self.fingerprint(),
             "iteration": self.iteration,
             "images": self.images.detach(),
@@ -237,6 +253,7 @@ class Distiller:
             "consecutive_bad": self.consecutive_bad,
             "stop_reason": self.stop_reason,
             "best": self.best,
+            "memory_mode": self.memory_mode,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -258,6 +275,8 @@ class Distiller:
         self.n_rejected = int(state["n_rejected"])
         self.consecutive_bad = int(state["consecutive_bad"])
         self.stop_reason = state["stop_reason"]
+        if self.config.memory_mode == "auto" and state.get("memory_mode"):
+            self.memory_mode = str(state["memory_mode"])  # the mode the run chose: a resumed run keeps it
         best = state.get("best")
         self.best = None if best is None else {**best, "images": best["images"].to(self.images),
                                                  "lr_param": best["lr_param"].to(self.lr_param)}
@@ -284,19 +303,6 @@ class Distiller:
             self._cache.popitem(last=False)
         return traj
 
-    def _resident_experts(self, first: torch.Tensor) -> int:
-        """How many experts the cache keeps: ``expert_cache``, or on CUDA as many as fit in a quarter
-        of the free device memory (so that a bank read at random is read from disk once, not ~every
-        iteration). The same rows either way, so no result changes; the choice is logged."""
-        size = int(self.config.expert_cache)
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            fit = int(0.25 * free) // max(1, first.numel() * first.element_size())
-            size = max(size, min(len(self.experts), fit))
-            log.info("Distiller: keeping up to %d of %d experts on %s (expert_cache=%d; a quarter of the free "
-                     "memory holds %d)", size, len(self.experts), self.device, self.config.expert_cache, fit)
-        return size
-
     def _seeds(self, iteration: int, slot: int) -> list[int] | list[StepDraw]:
         """The inner steps' seeds of ``(iteration, slot)``, or their draws when :meth:`_draw_iteration` made them."""
         if slot in self._draws:
@@ -306,17 +312,10 @@ class Distiller:
     def _draw_iteration(self, iteration: int) -> None:
         """Make all the inner-step draws of ``iteration`` (training + STM validation) and copy them once."""
         self._draws = {}
-        if not self.batched_draws:
-            return
-        cfg = self.config
-        slots = [_SLOT_TRAIN] + ([_SLOT_VAL] if cfg.method == "stm" else [])
-        n, _, h, w = self.images.shape
-        seeds = [self._seeds(iteration, slot) for slot in slots]
-        steps = draw_steps([s for group in seeds for s in group], n, (h, w), cfg.batch_syn, cfg.dsa_strategy,
-                           self.dsa_params)
-        steps = to_device(steps, self.device, self.dtype)
-        k = cfg.syn_steps
-        self._draws = {slot: steps[j * k: (j + 1) * k] for j, slot in enumerate(slots)}
+        if self.batched_draws:
+            slots = [_SLOT_TRAIN] + ([_SLOT_VAL] if self.config.method == "stm" else [])
+            self._draws = draw_slots({slot: self._seeds(iteration, slot) for slot in slots}, self.images,
+                                     self.config.batch_syn, self.config.dsa_strategy, self.dsa_params)
 
     def _choose(self, iteration: int) -> tuple[int, int]:
         """(expert index, start epoch) of ``iteration``."""
@@ -329,11 +328,8 @@ class Distiller:
         return expert, start
 
     def validation_loss(self, iteration: int, expert: int) -> torch.Tensor:
-        """STM validation: student run ``expert[T] -> expert[T+1]`` without a graph.
-
-        A 0-d tensor on the device (``float(...)`` reads it), so that the iteration reads it together
-        with its other scalars in one host sync (:meth:`step` also accepts a plain float).
-        """
+        """STM validation: student run ``expert[T] -> expert[T+1]`` without a graph: a 0-d device tensor
+        (read with the iteration's other scalars in one host sync; :meth:`step` also accepts a float)."""
         traj = self._expert(expert)
         T = self.schedule.T
         theta_n = unroll_student(self.model, traj[T], self.images.detach(), self.labels,
@@ -349,37 +345,16 @@ class Distiller:
         M = self.config.effective_expert_epochs
         theta_n = unroll_student(self.model, traj[start], self.images, self.labels, self.step_size(),
                                  self._seeds(iteration, _SLOT_TRAIN), self.config.dsa_strategy, self.dsa_params,
-                                 self.config.batch_syn, memory_mode=self.config.memory_mode)
+                                 self.config.batch_syn, memory_mode=self.resolved_memory_mode())
         return matching_loss(theta_n, traj[start], traj[start + M])
 
-    def _backward_one_read(self, loss: torch.Tensor, alpha_t: torch.Tensor, val_t: torch.Tensor | float | None
-                           ) -> tuple[bool, float, float, float | None]:
-        """Back-propagate unconditionally and read every scalar the host needs in ONE transfer: a
-        non-finite loss gives non-finite gradients, so the step is rejected exactly as before."""
-        loss.backward(inputs=[self.images, self.lr_param])  # not into theta_0: skips step 0's Hessian product
-        grads_ok = [torch.isfinite(g).all() if g is not None else torch.zeros((), dtype=torch.bool, device=self.device)
-                    for g in (self.images.grad, self.lr_param.grad)]
-        scalars = [loss.detach().to(self.dtype).reshape(()), alpha_t.reshape(()), *[g.to(self.dtype) for g in grads_ok]]
-        if val_t is not None:
-            if not isinstance(val_t, torch.Tensor):  # a float (e.g. a test's stand-in)
-                val_t = torch.tensor(float(val_t), device=self.device)
-            scalars.append(val_t.detach().to(self.dtype).reshape(()))
-        host = torch.stack(scalars).tolist()  # the iteration's one device-to-host sync
-        val = host[4] if val_t is not None else None
-        ok = math.isfinite(host[0]) and math.isfinite(host[1]) and host[2] == 1.0 and host[3] == 1.0
-        return ok, host[0], host[1], val
-
-    def _backward_reads(self, loss: torch.Tensor, alpha_t: torch.Tensor, val_t: torch.Tensor | float | None
-                        ) -> tuple[bool, float, float, float | None]:
-        """The path before one-read iterations (``batched_draws=False``): each scalar read on its own,
-        no backward for a non-finite loss. Same decisions and values; kept for before/after figures."""
-        val = None if val_t is None else float(val_t)
-        alpha_used = float(alpha_t)
-        ok = bool(torch.isfinite(loss).all()) and math.isfinite(alpha_used)
-        if ok:
-            loss.backward(inputs=[self.images, self.lr_param])
-            ok = all(g is not None and bool(torch.isfinite(g).all()) for g in (self.images.grad, self.lr_param.grad))
-        return ok, float(loss.detach()), alpha_used, val
+    def resolved_memory_mode(self) -> str:
+        """``memory_mode`` with ``auto`` resolved once (CPU: unrolled; CUDA: :func:`.autotune.probe_memory_mode`);
+        logged, and kept in the checkpoint so that a resumed run uses the same mode."""
+        if self.memory_mode is None:
+            self.memory_mode = "unrolled" if self.device.type != "cuda" else probe_memory_mode(self)
+            log.info("distill.memory_mode auto -> %s on %s", self.memory_mode, self.device)
+        return self.memory_mode
 
     def step(self) -> IterationRecord:
         """Run one distillation iteration and return its record."""
@@ -388,6 +363,7 @@ class Distiller:
         t0 = time.perf_counter()
         expert, start = self._choose(it)
         T_now = self.schedule.T if cfg.method == "stm" else cfg.max_start_epoch
+        self.resolved_memory_mode()  # auto: probed once, before this iteration's draws
         self._draw_iteration(it)
         val_t = self.validation_loss(it, expert) if cfg.method == "stm" else None
 
@@ -395,8 +371,8 @@ class Distiller:
         self.opt_lr.zero_grad(set_to_none=True)
         alpha_t = self.step_size().detach().clone()
         loss = self.compute_loss(it, expert, start)
-        ok, loss_value, alpha_used, val = (self._backward_one_read if self.batched_draws else self._backward_reads)(
-            loss, alpha_t, val_t)
+        ok, loss_value, alpha_used, val = (backward_one_read if self.batched_draws else backward_reads)(
+            loss, alpha_t, val_t, self.images, self.lr_param)
         self._draws = {}
         if ok:
             self.opt_img.step()
@@ -484,11 +460,17 @@ class Distiller:
         if self.checkpoint_store is not None:
             state = load_state(self.checkpoint_store)
             if state is not None:
+                changed = changed_settings(stored_settings(state), self.settings())
                 try:
                     self.load_state_dict(state)
+                    self.resumed_from = {"iteration": self.iteration, "checkpoint": str(self.checkpoint_store),
+                                         "run_info": dict(state.get("run_info") or {}), "changed": changed}
                 except CheckpointMismatchError:
                     if on_mismatch == "raise":
                         raise
+                    if changed:
+                        log.warning("The checkpoint %s was made with other settings: %s.", self.checkpoint_store,
+                                    describe_changes(changed))
                     if move_aside(self.checkpoint_store, str(state.get("fingerprint"))) is None:
                         raise
                     self._init_state()

@@ -59,19 +59,19 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
                 node(distill_cell_node(table, cell),
                      ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
                       "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN,
-                      "params:compute", "params:teacher", "params:data_root"],
+                      "params:compute", "params:teacher", "params:data_root", "params:data_label"],
                      ["distilled_set", "distill_history"], name="distill"),
                 node(evaluate_cell_node(table, cell),
                      ["prepared_data", "distilled_set", "distill_history", "evaluation_previous", "full_baseline",
                       "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN, "params:compute",
-                      "params:data_root"],
+                      "params:data_root", "params:data_label"],
                      "evaluation_results", name="evaluate"),
             ],
             cell.name, shared,
         ))
     results = [f"{flag}.full_baseline" for flag in flags] + [f"{c.name}.evaluation_results" for c in cells(table)]
     parts.append(_namespaced(
-        [node(table_node(table, flags), ["params:dataset", "params:evaluation", *results],
+        [node(table_node(table, flags), ["params:dataset", "params:evaluation", "params:data_label", *results],
               ["results_markdown", "results_csv"], name="results_table")],
         table, set(results),
     ))

@@ -47,7 +47,7 @@ from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, evaluate_full_set, experts_for
-from galaxy_distillation.sweep import Cell, applies, cells, results_table
+from galaxy_distillation.sweep import ROW_COLUMNS, Cell, applies, cells, result_tags, results_table
 from galaxy_distillation.sweep_datasets import is_skipped
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
                      previous_history: pd.DataFrame | None, distill: DistillParams, evaluation: EvaluationParams,
                      model: ArchParams, dataset: str, sweep: SweepParams, device: str, progress: bool,
                      compute: ComputeParams | None = None, teacher: TeacherParams = None,  # None: a bank given directly
-                     data_root: str = ""
+                     data_root: str = "", data_label: str | None = None
                      ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
         if not applies(table, dataset, cell, sweep.model_dump()):
             log.info("%s: not part of %s for %s (or not selected by sweep), skipped", cell.name, table, dataset)
@@ -127,7 +127,8 @@ def distill_cell_node(table: str, cell: Cell) -> Callable[..., tuple[Any, Any]]:
             distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
         distilled, history = run_one(
             distill_cell_task,
-            (experts, distill, evaluation, model, cell, cell.variant(source_name(dataset, data_root)), device,
+            (experts, distill, evaluation, model, cell, cell.variant(data_label or source_name(dataset, data_root)),
+             device,
              _in_task(progress, compute), dataset),
             compute.model_dump(), desc=f"cell {cell.name}", progress=progress, shared=(prepared_data,))
         distilled["meta"]["cell_key"] = key
@@ -146,7 +147,7 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                       history: pd.DataFrame | dict[str, Any] | None, previous: dict[str, Any] | None,
                       full: dict[str, Any], evaluation: EvaluationParams, model: ArchParams, dataset: str,
                       sweep: SweepParams, device: str, progress: bool, compute: ComputeParams | None = None,
-                      data_root: str = ""
+                      data_root: str = "", data_label: str | None = None
                       ) -> dict[str, Any]:
         if is_skipped(distilled_set) or not applies(table, dataset, cell, sweep.model_dump()):
             return {"skipped": "not in table"}
@@ -164,7 +165,8 @@ def evaluate_cell_node(table: str, cell: Cell) -> Callable[..., dict[str, Any]]:
                 compute.model_dump(), desc=f"evaluate {cell.name}", progress=progress, shared=(prepared_data,))
             results, _ = collect_evaluation(distilled, random, full, {}, distilled_set, model, dataset, cell.method,
                                             cell.ipc, cell.init, cell.augmented,
-                                            cell.variant(source_name(dataset, data_root)))
+                                            cell.variant(data_label or source_name(dataset, data_root)),
+                                            data_label=data_label, tag_run=False)
             rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
             results = {**results, "random_lr_rule": str(rule), "table": table, "cell_key": key}
         log_cell(cell, results, history)
@@ -183,6 +185,7 @@ def log_cell(cell: Cell, results: dict[str, Any], history: pd.DataFrame | dict[s
     with tracking.child_run(f"cell {cell.name}", params) as run:
         if run is None:
             return
+        tracking.set_tags(result_tags(results))
         if isinstance(history, pd.DataFrame):
             tracking.log_histories(history_metrics(history))
         tracking.log_histories({k: [{"step": 0, "value": float(results[k])}] for k in (
@@ -211,18 +214,18 @@ def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:
 def table_node(table: str, flags: tuple[str, ...]) -> Callable[..., tuple[str, pd.DataFrame]]:
     """The table in the paper's layout, ours beside the paper's numbers and the difference.
     Inputs after the parameters: the Full baselines of ``flags``, then every cell's evaluation
-    in :func:`~galaxy_distillation.sweep.cells` order."""
+    in :func:`~galaxy_distillation.sweep.cells` order (after ``dataset``, ``evaluation`` and ``data_label``)."""
 
-    def results_table_node(dataset: str, evaluation: EvaluationParams, *results: Any) -> tuple[str, pd.DataFrame]:
+    def results_table_node(dataset: str, evaluation: EvaluationParams, data_label: str, *results: Any
+                           ) -> tuple[str, pd.DataFrame]:
         full = {flag: (None if is_skipped(r) else {"full_acc_mean": r["mean"], "full_acc_std": r["std"]})
                 for flag, r in zip(flags, results[: len(flags)], strict=True)}
         evaluations = {c.name: (None if is_skipped(r) else r)
                        for c, r in zip(cells(table), results[len(flags):], strict=True)}
         done = [r for r in evaluations.values() if r is not None]
-        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done))
-        frame = pd.DataFrame(rows, columns=["table", "dataset", "ipc", "column", "ours_mean", "ours_std",
-                                            "paper_mean", "paper_std", "difference"])
-        log.info("%s (%s):\n%s", table, dataset, markdown)
+        markdown, rows = results_table(table, dataset, evaluations, full, caption(evaluation, done), data_label)
+        frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+        log.info("%s (%s):\n%s", table, data_label, markdown)
         return markdown, frame.replace({np.nan: None})
 
     results_table_node.__name__ = results_table_node.__qualname__ = "results_table_node"

@@ -30,3 +30,32 @@ def test_distilled_set_history_and_resume(tiny_model_input, tiny_params, tmp_pat
     changed = distill.model_copy(update={"lr_img": 20.0})  # other settings: start afresh, no error
     other, history2, _ = distill_dataset(data, experts, changed, *args[3:])
     assert len(history2) == 4 and not other["images"].equal(distilled["images"])
+
+
+def test_a_resumed_run_names_the_run_and_checkpoint_it_continued_and_what_changed(tiny_model_input, tiny_params,
+                                                                                 tmp_path, caplog):
+    import logging
+
+    import mlflow
+
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    experts = _experts(data, tiny_params)
+    short = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path / "ck"), "iterations": 2})
+    rest = (tiny_params["evaluation"], tiny_params["model"], "stm", 1, "real", "mock_v", "cpu", False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run(run_name="distill mock_v") as first:  # stopped after 2 iterations (the "killed" run)
+        fresh, _, _ = distill_dataset(data, experts, short, *rest)
+    assert "resumed_from" not in fresh["meta"]
+    longer = short.model_copy(update={"iterations": 4})
+    with caplog.at_level(logging.INFO, logger="galaxy_distillation"), mlflow.start_run(run_name="again") as second:
+        resumed, history, _ = distill_dataset(data, experts, longer, *rest)
+    assert len(history) == 4
+    record = resumed["meta"]["resumed_from"]
+    assert (record["iteration"], record["run_id"], record["run_name"]) == (2, first.info.run_id, "distill mock_v")
+    assert record["changed"] == {"iterations": [2, 4]} and str(tmp_path / "ck") in record["checkpoint"]
+    tags = mlflow.MlflowClient().get_run(second.info.run_id).data.tags
+    assert tags["resumed_from.run_id"] == first.info.run_id and tags["resumed_from.iteration"] == "2"
+    assert tags["resumed_from.changed"] == "iterations 2 -> 4"
+    text = caplog.text
+    assert "mock_v: resumed from the checkpoint" in text and "at iteration 2" in text and first.info.run_id in text
+    assert "settings changed since the checkpoint: iterations 2 -> 4" in text

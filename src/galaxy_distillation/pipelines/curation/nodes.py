@@ -13,27 +13,62 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from galaxy_distillation import tracking
 from galaxy_distillation.curation.images import load_split_tensors
 from galaxy_distillation.curation.labels import CLASS_NAMES, label_galaxies
 from galaxy_distillation.curation.paths import clean_filename_mapping, resolve_image_paths
-from galaxy_distillation.curation.report import curation_report, make_montage, summary_line
+from galaxy_distillation.curation.report import curation_report, make_montage, summary_line, to_plain
 from galaxy_distillation.curation.selection import require_every_class, select_and_split
 from galaxy_distillation.curation.stats import channel_stats
 from galaxy_distillation.params import CurationParams
 from galaxy_distillation.storage import exists, is_local, mirror_files, sibling
+
+log = logging.getLogger(__name__)
 
 
 def label_catalogue(vote_catalogue: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Merge the GZ2 decision tree into 9 classes and score each galaxy's confidence.
 
     Returns:
-        ``labelled_catalog`` (dr7objid, label 0..8, confidence, the ten scores) and a report
-        with what reading the catalogue dropped and the class counts.
+        ``labelled_catalog`` (dr7objid, label 0..8, confidence, the ten scores) and the label
+        report (``label_report.json``: what reading the catalogue dropped, the class counts and
+        mean confidences), also logged (two lines) and as MLflow metrics (``labels.*``).
     """
     labelled, stats = label_galaxies(vote_catalogue)
     read_info = dict(vote_catalogue.attrs.get("read_info", {}))
     labelled.attrs = {}
-    return labelled, {"read": read_info, "labels": stats}
+    by_label = labelled.groupby("label")["confidence"].mean()
+    stats["mean_confidence_by_label"] = [float(by_label[c]) if c in by_label.index else None
+                                         for c in range(len(CLASS_NAMES))]
+    for line in label_summary(stats):
+        log.info(line)
+    tracking.log_histories(label_metrics(stats))
+    return labelled, to_plain({"read": read_info, "labels": stats})
+
+
+def label_summary(stats: dict[str, Any]) -> list[str]:
+    """The labels in two log lines: how many galaxies were labelled and dropped, the mean
+    confidence, and per class its count and mean confidence."""
+    per_class = ", ".join(
+        f"{c} {name}: {n:,}" + (f" ({conf:.2f})" if conf is not None else "")
+        for c, (name, n, conf) in enumerate(zip(CLASS_NAMES, stats["counts_by_label"],
+                                                stats["mean_confidence_by_label"], strict=True)))
+    return [f"labelled {stats['n_labelled']:,} of {stats['n_input']:,} galaxies (dropped {stats['n_artifact_dropped']:,}"
+            f" star/artifact, {stats['n_no_votes_dropped']:,} without votes); mean confidence "
+            f"{stats['mean_confidence']:.3f}",
+            f"class counts (mean confidence): {per_class}"]
+
+
+def label_metrics(stats: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
+    """MLflow metrics of the labels: ``labels.n_labelled``, ``labels.mean_confidence``,
+    ``labels.count_class_<k>``, ``labels.mean_confidence_class_<k>``."""
+    points = {"labels.n_input": stats["n_input"], "labels.n_labelled": stats["n_labelled"],
+              "labels.mean_confidence": stats["mean_confidence"]}
+    for c, (n, conf) in enumerate(zip(stats["counts_by_label"], stats["mean_confidence_by_label"], strict=True)):
+        points[f"labels.count_class_{c}"] = n
+        if conf is not None:
+            points[f"labels.mean_confidence_class_{c}"] = conf
+    return {name: [{"step": 0, "value": float(v)}] for name, v in points.items()}
 
 
 def label_catalogue_after_sky(

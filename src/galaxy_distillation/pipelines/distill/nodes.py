@@ -13,6 +13,7 @@ from galaxy_distillation.engine import Distiller
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
+from galaxy_distillation.engine.resume import describe_changes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, experts_for
@@ -95,12 +96,16 @@ def distill_dataset(
     # starts from the same seeded initialisation, so it is the same point.
     initial_images = distiller.images.detach().clone()
     initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
+    distiller.run_info = tracking.run_info()  # stored in each checkpoint: a resumed run names the run it continued
     result = distiller.run(progress=progress, on_mismatch="restart")
+    resumed = report_resume(variant, distiller.resumed_from, len(result.history), result.stop_reason)
     history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
-        "iterations": len(result.history), "class_names": data.class_names,
+        "iterations": len(result.history), "max_iterations": int(config.iterations),
+        "n_experts": len(expert_trajectories), "expert_train_epochs": int(expert_trajectories.num_epochs),
+        "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "selection": result.selection, "selected_iteration": result.selected_iteration,
         "selected_train_acc": result.selected_train_acc, "preset": preset,
@@ -108,6 +113,8 @@ def distill_dataset(
         "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
         "data_sha256": data_fingerprint(data), "key": distiller.fingerprint(),  # what it was made from
     }
+    if resumed:
+        meta["resumed_from"] = resumed
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
@@ -115,6 +122,30 @@ def distill_dataset(
         "meta": meta,
     }
     return distilled, history, history_metrics(history)
+
+
+def report_resume(variant: str, resumed_from: dict[str, Any] | None, iterations: int, stop_reason: str | None
+                  ) -> dict[str, Any] | None:
+    """Say where a resumed distillation continued from: a log line (iteration, checkpoint, the
+    run that wrote it, the settings changed since), and ``resumed_from.*`` tags on the MLflow
+    run (``resumed_from.run_id`` links the run that did the earlier iterations). None when the
+    run started afresh."""
+    if not resumed_from:
+        return None
+    info = resumed_from.get("run_info") or {}
+    changed = resumed_from.get("changed") or {}
+    writer = info.get("mlflow_run_id")
+    log.info("%s: resumed from the checkpoint %s at iteration %d (written by MLflow run %s); now %d iterations (%s)",
+             variant, resumed_from.get("checkpoint"), int(resumed_from["iteration"]),
+             f"'{info.get('mlflow_run_name', '')}' {writer}" if writer else "unknown", iterations, stop_reason)
+    if changed:
+        log.info("%s: settings changed since the checkpoint: %s", variant, describe_changes(changed))
+    record = {"iteration": int(resumed_from["iteration"]), "checkpoint": resumed_from.get("checkpoint"),
+              "run_id": writer, "run_name": info.get("mlflow_run_name"), "changed": changed}
+    tracking.set_tags({"resumed_from.iteration": record["iteration"], "resumed_from.checkpoint": record["checkpoint"],
+                       "resumed_from.run_id": writer, "resumed_from.run_name": record["run_name"],
+                       "resumed_from.changed": describe_changes(changed) if changed else "none"})
+    return record
 
 
 def history_table(records: list[Any]) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from galaxy_distillation.pipelines import prepare
 
-from .nodes import collect_evaluation, evaluate_cross_arch, evaluate_distilled, evaluate_random
+from .nodes import collect_evaluation, evaluate_cross_arch, evaluate_distilled, evaluate_random, evaluate_random_quick
 
 _RUN = ["params:device", "params:progress"]
 
@@ -17,12 +17,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(evaluate_random,
                  ["prepared_data", "distilled_set", "params:evaluation", "params:model", "params:ipc", *_RUN],
                  "random_evaluation", name="evaluate_random"),
+            node(evaluate_random_quick,
+                 ["prepared_data", "distilled_set", "params:evaluation", "params:model", "params:ipc", *_RUN],
+                 "random_quick_evaluation", name="evaluate_random_quick"),
             node(evaluate_cross_arch, ["prepared_data", "distilled_set", "params:evaluation", "params:model", *_RUN],
                  "cross_arch_evaluation", name="evaluate_cross_arch"),
             node(collect_evaluation,
                  ["distilled_evaluation", "random_evaluation", "full_baseline", "cross_arch_evaluation",
                   "distilled_set", "params:model", "params:dataset", "params:method", "params:ipc", "params:init",
-                  "params:augmented", "params:variant"],
+                  "params:augmented", "params:variant", "params:data_label",
+                  "random_quick_evaluation"],
                  ["evaluation_results", "evaluation_metrics"], name="collect_evaluation"),
         ]
     )

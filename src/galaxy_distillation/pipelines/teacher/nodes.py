@@ -19,9 +19,10 @@ from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.datasets import BANK_PREFIX
 from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, tensor_sha256
+from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, train_expert_group
+from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, probe_experts_at_once, train_expert_group
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.engine.trajectories import ExpertError
 from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
@@ -157,7 +158,7 @@ def train_experts(
     (:class:`~galaxy_distillation.datasets.ExpertShelf`; a read error there is raised, never
     taken for a missing expert), or a plain ``{index: meta}`` of the bank.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
-    (``auto``: 4 on CUDA, 1 on CPU); each keeps its own seed.
+    (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.
 
     Yields:
         First ``{"bank": name, "keep": [i, ...]}`` (the experts reused), then ``{"bank": name,
@@ -191,7 +192,9 @@ def train_experts(
     # group size from the device the tasks get: this one locally, a GPU per task when Ray grants one
     task_device = pick_device(device) if compute.backend == "local" else torch.device(
         "cuda" if compute.gpus_per_task > 0 else "cpu")
-    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)))
+    probe = None if compute.backend != "local" else (  # auto on CUDA: a short timed probe (engine/experts.py)
+        lambda max_k: probe_experts_at_once(tuple(data.train_x.shape[1:]), data.num_classes, config, task_device, max_k))
+    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe)
     groups = [todo[start:start + k] for start in range(0, len(todo), k)]
     tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]
     for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
@@ -238,7 +241,8 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
     (otherwise the evaluation protocol: SGD momentum, weight decay, lr x0.1 at half, DSA).
 
     Returns:
-        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images"}`` (test accuracy in %).
+        ``{"mean", "std", "accs", "n_nets", "epochs", "lr", "n_images", "classes"}`` (test accuracy
+        in %; ``classes``: :func:`~galaxy_distillation.engine.classwise.class_report`).
     """
     data = prepared_data
     cfg = evaluation.engine_config(model, evaluation.full_n_nets, evaluation.full_epochs)
@@ -248,5 +252,8 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
                           cfg, seed=derive_seed(evaluation.seed, FULL_SEED_KEY), device=pick_device(device),
                           progress=progress)
     log.info("full: %.2f +- %.2f %%", res.mean, res.std)
-    return {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
-            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}
+    out = {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
+           "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}
+    if res.predictions is not None:  # per-class accuracy and the confusion matrix (mean over the nets)
+        out["classes"] = class_report(res.predictions, data.test_y, data.num_classes)
+    return out
