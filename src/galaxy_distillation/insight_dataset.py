@@ -44,11 +44,8 @@ class ReportFolderDataset(AbstractDataset[dict[str, Any], dict[str, bytes]]):
         if hasattr(content, "savefig"):
             import io
 
-            import matplotlib.pyplot as plt
-
-            buf = io.BytesIO()
+            buf = io.BytesIO()  # a matplotlib Figure (no pyplot state to close)
             content.savefig(buf, format="png", dpi=100)  # the figures lay themselves out (one draw, not two)
-            plt.close(content)
             return buf.getvalue()
         raise TypeError(f"insight report: cannot write {name!r} of type {type(content).__name__}")
 

@@ -21,6 +21,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     # explicitly rather than by indexing names that may not have been loaded.
     pipelines["__default__"] = (
         sky.create_pipeline() + curation.create_pipeline(after_sky=True) + benchmark.create_pipeline()
-        + insight.create_pipeline()
+        + insight.create_pipeline(after=["curation_report", "results_table_csv"])
     )
     return pipelines

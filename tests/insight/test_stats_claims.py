@@ -107,3 +107,13 @@ def test_measuring_in_worker_processes_gives_the_same_table():
     one = analyse.measure_many(x / 255.0, 0.01, cfg, n_workers=1)
     two = analyse.measure_many(x / 255.0, 0.01, cfg, n_workers=2)
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_compare_evidence_quotes_the_real_medians_of_its_own_diagnostic():
+    rows = [{"class": k, "prototype": 0, "diagnostic": d, "value": v, "percentile": 0.5, "real_median": m,
+             "reason": ""} for k, d, v, m in ((5, "colour", 0.1, 9.0), (6, "colour", 0.2, 9.0),
+                                               (5, "asymmetry", 0.3, 0.2), (6, "asymmetry", 0.1, 0.05))]
+    claim = {"id": "x", "kind": "compare", "diagnostic": "asymmetry", "classes": [5], "versus": [6],
+             "direction": "higher"}
+    out = claims.evaluate_claim(claim, pd.DataFrame(rows), 32)
+    assert out["verdict"] == "supported" and "real galaxies' medians: +0.15" in out["evidence"]

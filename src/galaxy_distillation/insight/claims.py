@@ -81,7 +81,7 @@ def _verdict_on(claim: Mapping[str, Any], table: pd.DataFrame, value: str, pct: 
     if kind == "compare":
         g2 = _rows(table, d, claim["versus"], value)
         diff = float(np.median(g1[value]) - np.median(g2[value]))
-        real = table.drop_duplicates("class").set_index("class")["real_median"]
+        real = table[table["diagnostic"] == d].drop_duplicates("class").set_index("class")["real_median"]
         real_diff = float(np.nanmedian(real.reindex(classes)) - np.nanmedian(real.reindex(claim["versus"])))
         evidence = (f"{d}: prototypes {_fmt(g1, value)} vs {_fmt(g2, value)}; median difference {diff:+.3g} "
                     f"(real galaxies' medians: {real_diff:+.3g})")

@@ -49,6 +49,10 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, summary: dict[str, Any
         lines.append(f"| {row['claim']} | **{row['verdict']}** | {row['evidence']} | {row['starting_images']} |")
     lines += ["", "## Findings (Benjamini-Hochberg)", ""]
     found = table[table["finding"]]
+    n_real = int(table["real_n"].median()) if "real_n" in table and len(table) else 0
+    lines.append(f"A prototype is ranked among about {n_real} real galaxies of its class, so no p-value is below "
+                 f"{2 / (n_real + 1):.3f}; the q-values correct it for {summary['n_tests']} tests.")
+    lines.append("")
     if found.empty:
         lines.append("None: no prototype differs from its class beyond what multiplicity allows.")
     else:

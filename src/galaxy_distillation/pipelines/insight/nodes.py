@@ -24,6 +24,11 @@ MEASURE_VERSION = 1
 _VERDICT_SCORE = {"supported": 1.0, "exaggerated": 0.5, "not supported": 0.0}
 
 
+def wait_for(insight_real_input: dict[str, Any], *_done: Any) -> dict[str, Any]:
+    """Pass the curated set on once the datasets it waits for exist (ordering only)."""
+    return insight_real_input
+
+
 def real_images(model_input: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The curated galaxies (train then test, un-augmented) in display space (u8 / 255) and their labels."""
     x = np.concatenate([model_input["train_x"].numpy(), model_input["test_x"].numpy()]).astype(np.float64) / 255.0
