@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -324,6 +325,9 @@ def test_table_sweep_runs_its_cells_as_ray_tasks_side_by_side_like_a_local_run(s
         s3.delete_object(Bucket=BUCKET, Key=key)
     for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="run/07_model_output/checkpoints/").get("Contents", []):
         s3.delete_object(Bucket=BUCKET, Key=o["Key"])
+    # the cells' checkpoints are in this machine's folder (both nodes run here): without them the local
+    # run computes the cells again instead of resuming (a resumed set records where it resumed from)
+    shutil.rmtree(project / "data" / "07_model_output" / "checkpoints", ignore_errors=True)
     local = [p for p in _ray_params(services) if not p.startswith("compute.")]
     code, out = kedro(project, env, *local, *SWEEP, "threads=1", pipelines="table")
     assert code == 0, out[-4000:]
