@@ -12,6 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_stop_request_left_over():
+    """A stop request is process-wide state (``compute.request_stop``): each test starts without one."""
+    from galaxy_distillation import cli, compute
+
+    cli._STOPPING.clear()
+    compute.clear_stop()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ``shared/`` folder beside the checkout (as in CI)."""

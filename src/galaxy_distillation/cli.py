@@ -246,6 +246,8 @@ def guarded_run(verbose: bool = False, **kwargs: Any) -> Any:
         quiet_node_failures(False)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _STOPPING.clear()  # the run is over: a later run or task in this process starts unstopped
+        compute.clear_stop()
 
 
 #: ``kedro run`` (also what ``python -m galaxy_distillation`` finds through ``find_run_command``).
