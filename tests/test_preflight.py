@@ -155,6 +155,62 @@ def test_a_local_root_with_a_remote_cluster_is_refused_naming_both():
     check_cluster_storage({**params, "compute": {"backend": "ray", "address": "127.0.0.1:6379"}}, create_pipeline())
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return s.getsockname()[1]
+
+
+def test_compute_address_auto_without_a_cluster_is_named_before_any_node(tmp_path, monkeypatch):
+    """Before: ``compute.address: auto`` was taken for a local Ray by the checks and reached Ray
+    only when the hook connected. Ray's own lookup is used, without connecting: ``RAY_ADDRESS``,
+    the address file ``ray start`` writes (under ``RAY_TMPDIR``, a fresh folder here), and a
+    scan for Ray processes (isolated here: other sessions on this machine may run Ray)."""
+    import socket
+
+    pytest.importorskip("ray")
+    from ray._private import services
+
+    from galaxy_distillation.compute import ComputeError
+    from galaxy_distillation.pipelines.table.pipeline import create_pipeline
+    from galaxy_distillation.preflight import StorageError, check_cluster_address, check_cluster_storage, check_run
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)
+    params = {**_table_params(), "storage_root": str(tmp_path / "data"),
+              "compute": {"backend": "ray", "address": "auto"}}
+    with pytest.raises(ComputeError) as info:
+        check_run(params, create_pipeline(), None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("compute.address 'auto': no running Ray cluster found")
+    assert "ray start --head" in message
+
+    port = _closed_port()  # a cluster that stopped: its address file is still there
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.2:{port}\n")
+    with pytest.raises(ComputeError) as info:
+        check_cluster_address(params, create_pipeline())
+    assert str(info.value).startswith(f"compute.address 'auto' is '127.0.0.2:{port}' (from "
+                                      f"{tmp_path / 'ray' / 'ray_current_cluster'}) but no Ray cluster reachable")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{_closed_port()}")
+    with pytest.raises(ComputeError, match=r"compute.address 'auto' is '127.0.0.2:\d+' \(from RAY_ADDRESS\)"):
+        check_cluster_address(params, create_pipeline())
+    with pytest.raises(ComputeError, match="compute.address 'no-port': expected host:port|invalid compute.address"):
+        check_cluster_address({**params, "compute": {"backend": "ray", "address": "no-port"}}, create_pipeline())
+
+    with socket.socket() as server:  # a listening port stands for a live cluster (no Ray is started)
+        server.bind(("127.0.0.2", 0))
+        server.listen()
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{server.getsockname()[1]}")
+        assert check_cluster_address(params, create_pipeline()) == f"127.0.0.2:{server.getsockname()[1]}"
+    assert check_cluster_address({**params, "compute": {"backend": "local", "address": "auto"}}, create_pipeline()) is None
+    with pytest.raises(StorageError, match=r"compute.address 'auto' \(10.1.2.3:6379\) is a remote Ray cluster"):
+        check_cluster_storage({**params, "storage_root": "data"}, create_pipeline(), "10.1.2.3:6379")
+
+
 def _model_input_catalog(tmp_path: Path, size: int):
     from kedro.io import DataCatalog
 

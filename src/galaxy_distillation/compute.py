@@ -93,6 +93,64 @@ def _check_reachable(address: str) -> None:
         raise ComputeError(f"compute.address {address!r}: no Ray cluster reachable ({exc.strerror or exc})") from None
 
 
+def discover_address(address: str) -> tuple[str, str]:
+    """The cluster ``compute.address`` names, found as ``ray.init`` finds it but without
+    connecting: ``auto`` is ``RAY_ADDRESS``, else the address the last ``ray start`` on this
+    machine wrote (``<tmp>/ray/ray_current_cluster``), else a Ray process running here (Ray's
+    own lookup); any other value is itself.
+
+    Returns:
+        ``(address, where it was found)``; ``("", ...)`` for a Ray started by this run.
+
+    Raises:
+        ComputeError: ``auto`` and no cluster found (one line naming ``compute.address``).
+    """
+    address = str(address or "").strip()
+    if address != "auto":
+        return address, "compute.address"
+    _import_ray()
+    try:  # Ray's own lookup (private API: if it moves, ray.init reports a missing cluster itself)
+        from ray._common.utils import get_ray_address_file
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:  # pragma: no cover - depends on the Ray version
+        return address, "Ray"
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ComputeError(
+            "compute.address 'auto': no running Ray cluster found on this machine (no RAY_ADDRESS, no address "
+            "written by `ray start`, no Ray process); start one with `ray start --head`, or set compute.address "
+            "to host:port, or leave it empty for a Ray of this run") from None
+    if os.environ.get("RAY_ADDRESS", "").strip():
+        return str(found), "RAY_ADDRESS"
+    address_file = get_ray_address_file(None)
+    return str(found), address_file if os.path.exists(address_file) else "a Ray process on this machine"
+
+
+def check_address(address: str) -> str:
+    """What :func:`connect` will join, checked before any node without connecting to Ray:
+    ``auto`` found (:func:`discover_address`) and a ``host:port`` accepting a TCP connection.
+
+    Returns:
+        The address found (``host:port``, ``ray://host:port``; empty: a Ray of this run).
+
+    Raises:
+        ComputeError: one line naming ``compute.address`` (and where ``auto`` found its address).
+    """
+    raw = str(address or "").strip()
+    found, where = discover_address(raw)
+    if found == "auto":  # Ray's lookup unavailable: ray.init reports it
+        return found
+    try:
+        _check_reachable(found)
+    except ComputeError as err:
+        if raw != "auto":
+            raise
+        raise ComputeError(f"compute.address 'auto' is {found!r} (from {where}) but {str(err).split(': ', 1)[1]}; "
+                           "a cluster stopped since? start it again or set compute.address") from None
+    return found
+
+
 def connect(compute: dict[str, Any] | None) -> Any:
     """Connect this process to Ray as ``compute`` says (idempotent); returns the ``ray`` module.
 
