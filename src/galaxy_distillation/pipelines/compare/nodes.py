@@ -38,6 +38,7 @@ from galaxy_distillation.params import (
     EvaluationParams,
     TeacherParams,
 )
+from galaxy_distillation.pipelines.distill.nodes import stop_if_asked
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import experts_for
 
@@ -80,6 +81,7 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
     def report(record: IterationRecord) -> None:
         if record.eval:
             log.info("%s, iteration %d: %.1f%%", tag, record.iteration + 1, record.eval["test_acc"])
+        stop_if_asked(distiller, f"comparison run {tag}", record)
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, device,
                           arch=model.spec(), callback=report, eval_hook=hook)
