@@ -55,6 +55,30 @@ def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_i
     assert "== teacher" not in proc.stderr and not (bare / "data" / "06_models").exists()  # no node ran
 
 
+def test_an_image_size_that_would_do_nothing_is_refused_by_kedro_run(tmp_path):
+    """Before: ``--pipelines=distill --params image_size=30`` on GZ2 curated at 32 px ran every
+    iteration at 32 px, exit 0, no word."""
+    project = copy_project(tmp_path)
+    gz2 = project / "data" / "05_model_input" / "gz2"
+    gz2.mkdir(parents=True)
+    (gz2 / "meta.json").write_text(json.dumps({"image_size": 32}))  # what curation at 32 px leaves
+    proc = kedro_run(project, "--pipelines=distill", "--params", "image_size=30")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}invalid parameter 'image_size' = 30: the curated GZ2 data in ")
+    assert "is 32 px and this run does not curate" in line
+
+
+def test_a_local_root_with_a_remote_cluster_is_refused_by_kedro_run_before_any_connection(bare):
+    """Before: nothing compared the two; the run went on to reach the cluster, whose nodes could
+    not have read this machine's folders (experts, checkpoints)."""
+    proc = kedro_run(bare, "--pipelines=teacher", "--params", "compute.backend=ray,compute.address=ray://10.1.2.3:10001")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line == (f"{PREFIX}storage_root 'data' is a local folder but compute.address 'ray://10.1.2.3:10001' is a "
+                    "remote Ray cluster whose nodes cannot read it: use an object store (s3://...) for storage_root")
+
+
 def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
     """Before: label_catalogue and select_galaxies ran first, then locate_images failed."""
     from galaxy_distillation.sky.writer import simulate_catalogue

@@ -385,7 +385,10 @@ def check_writable(params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
 def check_run(params: dict[str, Any], pipeline: Any, catalog: Any, runtime: dict[str, Any] | None = None) -> None:
     """Every check before the first node that the parameters and the file system decide (see the module)."""
     check_epochs(params, pipeline)
-    check_cluster_storage(params, pipeline, check_cluster_address(params, pipeline))
+    check_cluster_storage(params, pipeline)  # from the parameters alone, before any lookup
+    found = check_cluster_address(params, pipeline)
+    if found is not None:
+        check_cluster_storage(params, pipeline, found)  # auto: judged by the address it found
     check_image_size(params, runtime or {}, pipeline, catalog)
     check_required_files(params, pipeline)
     check_writable(params, pipeline, catalog)
