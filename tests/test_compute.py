@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from galaxy_distillation.compute import ComputeError, run_tasks
+from galaxy_distillation.cluster import ComputeError
+from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.params import ComputeParams, ParameterError, validate_parameters
 from galaxy_distillation.pipelines.prepare.nodes import prepare
 from galaxy_distillation.pipelines.teacher.nodes import train_experts

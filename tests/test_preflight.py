@@ -197,7 +197,7 @@ def test_compute_address_auto_without_a_cluster_is_named_before_any_node(tmp_pat
     pytest.importorskip("ray")
     from ray._private import services
 
-    from galaxy_distillation.compute import ComputeError
+    from galaxy_distillation.cluster import ComputeError
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
     from galaxy_distillation.preflight import StorageError, check_cluster_address, check_cluster_storage, check_run
 

@@ -222,7 +222,7 @@ def check_cluster_address(params: dict[str, Any], pipeline: Any) -> str | None:
     compute = _plain(params.get("compute"))
     if compute.get("backend") != "ray" or not _uses_compute(pipeline):
         return None
-    from galaxy_distillation.compute import check_address
+    from galaxy_distillation.cluster import check_address
 
     return check_address(str(compute.get("address") or ""))
 
@@ -415,7 +415,7 @@ class ClusterHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        from galaxy_distillation.compute import connect
+        from galaxy_distillation.cluster import connect
 
         params = self._context.params if hasattr(self, "_context") else {}
         compute = params.get("compute") or {}
