@@ -335,3 +335,14 @@ def test_an_expert_bank_and_an_image_folder_share_the_one_mirror(s3, tmp_path, m
     assert len(bank) == 1 and bank.load(0).eq(0.0).all()
     assert sorted(p.name for p in cached.iterdir()) == ["expert_0000.safetensors"]
     assert (cached / "expert_0000.safetensors").stat().st_mtime_ns == kept  # unchanged: not fetched again
+
+
+def test_the_insight_report_folder_round_trips_on_the_bucket(s3):
+    from galaxy_distillation.insight_dataset import ReportFolderDataset
+
+    dataset = ReportFolderDataset(f"s3://{BUCKET}/report/insight_v")
+    assert not dataset.exists()
+    dataset.save({"summary.json": {"a": 1}, "report.md": "# r\n"})
+    assert dataset.exists() and s3.keys(BUCKET, "report/") == {"report/insight_v/report.md": 4,
+                                                                "report/insight_v/summary.json": 12}
+    assert dataset.load() == {"report.md": b"# r\n", "summary.json": b'{\n  "a": 1\n}'}

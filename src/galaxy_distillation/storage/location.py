@@ -131,10 +131,6 @@ class Location:
         path = self.path if path is None else path
         return path if self.local else f"{self.protocol}://{path}"
 
-    def child(self, *parts: str) -> Location:
-        """The location ``parts`` under this one, with the same credentials."""
-        return Location(self.full(self.join(*parts)), self.credentials)
-
     def invalidate(self) -> None:
         """Forget fsspec's cached listings (the next look is a fresh one)."""
         self.fs.invalidate_cache()
