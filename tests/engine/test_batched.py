@@ -144,3 +144,21 @@ def test_batched_resume_continues_exactly(tmp_path):
 def test_batched_distiller_input_errors():
     with pytest.raises(DistillConfigError, match="at least one Distiller"):
         BatchedDistiller([])
+
+
+def test_batchnorm_runs_step_one_at_a_time():
+    arch = {**TINY_ARCH, "norm": "batchnorm"}
+    x, y = small_problem(dtype=F64)
+    experts = random_experts(arch, 3, 3, 8, dtype=F64)
+
+    def runs():
+        return [Distiller(experts, x, y, 3, fast_config(seed=s, iterations=3), "cpu", arch) for s in (0, 1)]
+
+    alone, together = runs(), runs()
+    for d in alone:
+        d.run(progress=False)
+    batch = BatchedDistiller(together)
+    assert [len(g) for g in batch.groups()] == [1, 1]
+    batch.run(progress=False)
+    for a, b in zip(alone, together):
+        _same(a, b, tol=0.0)
