@@ -16,7 +16,8 @@ from galaxy_distillation.engine.batched import BatchedDistiller
 def batched_costs(shape: M.Shape, mode: str, device: torch.device, width: int, k: int, iters: int,
                   budget_s: float) -> dict:
     """Per distillation-iteration costs of ``k`` STM runs (seeds 0..k-1) advanced by one
-    :class:`BatchedDistiller` (``k = 0``: one plain :class:`Distiller`, the path of a run alone).
+    :class:`BatchedDistiller` (``k = 0``: one plain :class:`Distiller`, the path of a run alone; ``k = 1``:
+    the batched program of one run, ``single_alone=False``, which the default would step alone).
 
     - ``aten``: ATen ops (dispatch counter, forward and backward) of one iteration of all the runs / runs;
     - ``aten_compute``: the same without the view ops (view, permute, expand, detach, ...: no kernel on CUDA);
@@ -25,7 +26,7 @@ def batched_costs(shape: M.Shape, mode: str, device: torch.device, width: int, k
     """
     n = max(k, 1)
     runs = [M.build_distiller(shape, mode, device, width, seed=s) for s in range(n)]
-    step = runs[0].step if k == 0 else BatchedDistiller(runs).step
+    step = runs[0].step if k == 0 else BatchedDistiller(runs, single_alone=False).step
     try:
         step()  # warm-up (experts cached, cuDNN choices)
         M.sync(device)

@@ -48,16 +48,14 @@ def test_unroll_students_bad_shapes_named():
 
 
 def _runs(mode, experts, x, y, bad=None):
-    """Five runs: three STM seeds (one with noise init), one at another N (its own group), one MTT; two stop early."""
+    """Five seeds: two STM runs, one STM with noise init, one STM at another N (its own group), one MTT; budgets differ."""
     cfgs = [fast_config(seed=0, memory_mode=mode, iterations=6, lam=0.5, test_every=3),
             fast_config(seed=1, memory_mode=mode, iterations=4, lam=0.5, test_every=3),
-            fast_config(seed=2, memory_mode=mode, iterations=6, init="noise", batch_syn=2),
+            fast_config(seed=2, memory_mode=mode, iterations=6, init="noise"),
             fast_config(seed=3, memory_mode=mode, iterations=5, syn_steps=2),
             fast_config(seed=4, memory_mode=mode, iterations=6, method="mtt", expert_epochs=2, lr_lr=1e-5)]
     out = []
     for k, cfg in enumerate(cfgs):
-        if k == 2:  # noise init; its batch_syn puts it in its own group too
-            cfg.batch_syn = None
         out.append(Distiller(bad if k == 1 and bad is not None else experts, x, y, 3, cfg, "cpu", TINY_ARCH))
     return out
 
@@ -93,14 +91,20 @@ def test_batched_distiller_equals_separate_runs_float64(mode):
     assert not torch.allclose(together[0].images, together[1].images)  # the runs differ
 
 
-def test_batched_k1_equals_the_plain_path():
+@pytest.mark.parametrize("mode", ["unrolled", "checkpoint"])
+def test_batched_k1_equals_the_plain_path(mode):
     x, y = small_problem(dtype=F64)
     experts = random_experts(TINY_ARCH, 3, 3, 8, dtype=F64)
-    plain = Distiller(experts, x, y, 3, fast_config(iterations=4, batch_syn=2), "cpu", TINY_ARCH)
+
+    def run():
+        return Distiller(experts, x, y, 3, fast_config(iterations=4, batch_syn=2, memory_mode=mode), "cpu", TINY_ARCH)
+
+    plain, program, single = run(), run(), run()
     plain.run(progress=False)
-    one = Distiller(experts, x, y, 3, fast_config(iterations=4, batch_syn=2), "cpu", TINY_ARCH)
-    BatchedDistiller([one]).run(progress=False)
-    _same(plain, one, tol=1e-12)
+    BatchedDistiller([program], single_alone=False).run(progress=False)  # the batched program at K = 1
+    _same(plain, program, tol=1e-12)
+    BatchedDistiller([single]).run(progress=False)  # default: a group of one takes the plain path
+    _same(plain, single, tol=0.0)
 
 
 def test_a_diverging_run_does_not_touch_the_others():

@@ -11,7 +11,8 @@ and start epoch, its optimisers, STM schedule, rejection rule, quick evaluation,
 checkpoints. The K matching losses are summed for the backward pass; the students never mix, so
 each run's gradient is the one it gets alone, and every run's numbers equal running it alone (to
 float rounding: batched kernels sum in another order; tests/engine/test_batched.py, float64).
-Runs with batch-norm (running buffers are not vmap-safe) step one at a time.
+Runs with batch-norm (running buffers are not vmap-safe) step one at a time, and so does a run
+alone in its group (the plain path: vmap at K = 1 only adds ops) unless ``single_alone=False``.
 """
 
 from __future__ import annotations
@@ -49,14 +50,17 @@ class BatchedDistiller:
     Args:
         distillers: the runs (each built as for a run alone, with its own checkpoint folder,
             callback and quick-evaluation hook).
+        single_alone: a group of one run takes the plain path (``Distiller.step``); ``False``
+            runs it as a batched program of one (for measurements and tests).
     """
 
-    def __init__(self, distillers: Sequence[Distiller]) -> None:
+    def __init__(self, distillers: Sequence[Distiller], single_alone: bool = True) -> None:
         if not distillers:
             raise DistillConfigError("BatchedDistiller needs at least one Distiller")
         if len({id(d) for d in distillers}) != len(distillers):
             raise DistillConfigError("BatchedDistiller got the same Distiller twice")
         self.runs = list(distillers)
+        self.single_alone = bool(single_alone)
 
     def groups(self) -> list[list[Distiller]]:
         """The runs with iterations left, grouped by :func:`shape_key` (in the runs' order)."""
@@ -70,7 +74,7 @@ class BatchedDistiller:
         """One iteration of every run with iterations left (``None`` for the others), group by group."""
         records: dict[int, IterationRecord] = {}
         for group in self.groups():
-            alone = shape_key(group[0])[0] == "alone"
+            alone = shape_key(group[0])[0] == "alone" or (self.single_alone and len(group) == 1)
             recs = [d.step() for d in group] if alone else _step_group(group)
             records.update({id(d): r for d, r in zip(group, recs)})
         return [records.get(id(d)) for d in self.runs]
