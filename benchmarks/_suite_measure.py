@@ -46,7 +46,8 @@ def free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def build_distiller(shape: Shape, mode: str, device: torch.device, width: int, batched: bool = True) -> Distiller:
+def build_distiller(shape: Shape, mode: str, device: torch.device, width: int, batched: bool = True,
+                    seed: int = 0) -> Distiller:
     """A Distiller at ``shape`` on a random-walk expert of the right size (timing does not depend on values)."""
     arch = {"arch": "convnet", "width": width, "depth": 3}
     flat = FlatModel(build_from_spec(arch, 3, shape.classes, (shape.size, shape.size)))
@@ -56,7 +57,7 @@ def build_distiller(shape: Shape, mode: str, device: torch.device, width: int, b
     x = torch.randn(shape.classes * shape.ipc, 3, shape.size, shape.size, generator=g)
     y = torch.arange(shape.classes).repeat_interleave(shape.ipc)
     cfg = DistillParams(syn_steps=shape.steps, iterations=10**6, lr_img=100.0, lr_init=0.01, max_start_epoch=1,
-                        memory_mode=mode, checkpoint_every=0, max_iter_stage=0).engine_config("stm", shape.ipc, "real")
+                        memory_mode=mode, checkpoint_every=0, max_iter_stage=0, seed=seed).engine_config("stm", shape.ipc, "real")
     d = Distiller(InMemoryExperts([traj]), x, y, shape.classes, cfg, device, arch)
     d.batched_draws = batched
     return d
@@ -91,6 +92,9 @@ def time_stm(shape: Shape, mode: str, device: torch.device, width: int, iters: i
 _RANDOM_OPS = {"randint", "randperm", "rand", "random_", "uniform_", "normal_", "bernoulli", "bernoulli_", "randn"}
 
 
+_VIEWS = {"_unsafe_view", "_reshape_alias", "lift_fresh"}  # views that their schema does not mark as such
+
+
 class _OpCounter(TorchDispatchMode):
     """Counts ATen ops (below autograd) and scalar reads of non-random tensors (``_local_scalar_dense``).
 
@@ -101,6 +105,7 @@ class _OpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
+        self.compute = 0  # ops that are not views (view, permute, expand, detach, ...: no kernel on CUDA)
         self.scalar_reads = 0
         self._random: dict[int, weakref.ref] = {}
 
@@ -108,6 +113,8 @@ class _OpCounter(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         self.ops += 1
         name = func.overloadpacket.__name__
+        if not func.is_view and name not in _VIEWS:
+            self.compute += 1
         if name in _RANDOM_OPS and isinstance(out, torch.Tensor):
             self._random[id(out)] = weakref.ref(out)
         elif name == "_local_scalar_dense" and args:

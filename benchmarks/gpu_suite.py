@@ -9,6 +9,9 @@ Prints (and with ``--out FILE`` writes as ``FILE`` Markdown and ``FILE.json``) o
   at 32 px, IPC 1 N 50, IPC 10 N 30, IPC 50 N 30; ConvNet-3 width 128);
 - ATen ops per inner step, host syncs and kernels per iteration (before = per-step random draws,
   the old path; after = one draw per iteration, copied once);
+- batched distillations (engine/batched.py): ATen ops (all; without views), kernels (CPU: aten::
+  profiler events) and seconds per distillation-iteration of K = 1 and K = 4 runs advanced as one
+  program (after) beside one run alone (before);
 - expert training images/s (one expert, several at once) and evaluation seconds per 5 nets x 1000
   epochs (loop and vmap);
 - with ``--reference DIR`` (a copy of the gpu-kit), the authors' distill.py / buffer.py figures
@@ -50,9 +53,12 @@ REDUCED = [M.Shape("gz2_ipc1", 16, 9, 1, 4), M.Shape("gz2_ipc10", 16, 9, 2, 3), 
            M.Shape("cifar_ipc10", 8, 10, 2, 3), M.Shape("cifar_ipc50", 8, 10, 3, 3)]
 MODES = ("unrolled", "checkpoint")
 COUNTS = ("aten_per_step", "syncs", "syncs_cuda", "kernels")
+BATCH_K = (1, 4)
+BATCH_METRICS = ("aten", "aten_compute", "kernels", "sec")
 # every row key the table has (tests/test_gpu_suite.py checks them)
 ROW_KEYS = ([k for s in PAPER for m in MODES for k in (f"stm_{m}:{s.key}", f"peak_{m}:{s.key}")]
-            + [f"count_{c}" for c in COUNTS] + ["expert_one", "expert_group"]
+            + [f"count_{c}" for c in COUNTS] + [f"batched_{m}:k{k}" for m in BATCH_METRICS for k in BATCH_K]
+            + ["expert_one", "expert_group"]
             + [f"eval_{v}:{k}" for k in ("gz2_ipc1", "gz2_ipc10") for v in ("loop", "vmap")]
             + ["table2_experts", "table2_distill", "table2_quick_eval", "table2_evaluation", "table2_full_baselines",
                "table2_total", "pipelines"])
@@ -80,6 +86,12 @@ class Suite:
         cs = self.shapes[0]
         for c in COUNTS:
             self._row(f"count_{c}", kinds[f"count_{c}"], f"{cs.label}, checkpoint", "")
+        per = {"aten": ("ATen ops", ""), "aten_compute": ("ATen ops without views", ""), "sec": ("s", "s"),
+               "kernels": ("CUDA kernels" if self.paper else "aten:: profiler events", "")}
+        for m in BATCH_METRICS:
+            for k in BATCH_K:
+                self._row(f"batched_{m}:k{k}", f"{per[m][0]} per distillation-iteration, {k} at once (before: alone)",
+                          f"{cs.label}, checkpoint", per[m][1])
         self._row("expert_one", "expert training images/s, one at a time", "", "images/s")
         self._row("expert_group", "expert training images/s, several at once (all together)", "", "images/s")
         for s in self.shapes[:2]:
@@ -150,6 +162,22 @@ class Suite:
             for c in COUNTS:
                 self.rows[f"count_{c}"][col] = r.get(c)
             self.log(f"  counts ({col}): {r}")
+
+    def batched(self, budget: float) -> None:
+        import _suite_batched as B
+
+        s, end = self.shapes[0], time.perf_counter() + budget
+        alone = B.batched_costs(s, "checkpoint", self.device, self.width, 0, iters=3, budget_s=budget / 8)
+        self.log(f"  one run alone: {alone}")
+        for i, k in enumerate(BATCH_K):
+            share = max(1.0, (end - time.perf_counter()) / (2 * (len(BATCH_K) - i)))
+            r = B.batched_costs(s, "checkpoint", self.device, self.width, k, iters=3, budget_s=share)
+            for m, got in (("aten", "aten"), ("aten_compute", "aten_compute"), ("kernels", "events"), ("sec", "sec")):
+                row = self.rows[f"batched_{m}:k{k}"]
+                row["before"], row["after"] = alone[got], r[got]
+                if alone[got] and r[got]:
+                    row["note"] = f"{r[got] / alone[got]:.2f}x alone"
+            self.log(f"  {k} at once (per distillation): {r}")
 
     def experts(self, budget: float) -> None:
         size, classes = (128, 9) if self.paper else (16, 9)
@@ -262,6 +290,7 @@ class Suite:
         self.section("STM iterations (before: per-step draws and reads)", 0.07 * self.budget,
                      lambda b: self.stm(b, batched=False, shapes=self.shapes[:2], modes=("checkpoint",)))
         self.section("op / sync / kernel counts", 0.12 * self.budget, self.counts)
+        self.section("batched distillations (K at once)", 0.08 * self.budget, self.batched)
         self.section("expert training", 0.12 * self.budget, self.experts)
         self.section("evaluation", 0.1 * self.budget, self.evaluation)
         if a.reference and self.paper:

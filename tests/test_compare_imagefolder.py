@@ -140,6 +140,27 @@ def test_compare_nodes_on_toy_model_input(toy, tmp_path, monkeypatch):
     assert isinstance(plot_comparison(curves), Figure) and isinstance(plot_lambda(lambdas), Figure)
 
 
+def test_compare_batched_gives_the_curves_of_separate_runs(toy, tmp_path, monkeypatch):
+    """``compare.batched``: MTT and STM, two seeds, as one batched program; the curves of four runs alone."""
+    monkeypatch.chdir(tmp_path)
+    experts = InMemoryExperts([t.params for t in toy["experts"]])
+    prepared, _ = prepare(toy["model_input"], TeacherParams(zca=False))
+    curves = []
+    for batched in (False, True):
+        compare = CompareParams(methods=["mtt", "stm"], seeds=[0, 1], iterations=4, eval_every=2, eval_nets=1,
+                                eval_epochs=3, lambdas=[], batched=batched)
+        curves.append(compare_methods(prepared, experts, compare, DISTILL, EVALUATION, ArchParams(**ARCH), 1, "cpu",
+                                      False))
+    alone, together = curves
+    assert len(together) == len(alone) == 2 * 2 * 5
+    for col in ("method", "seed", "iteration", "T"):
+        assert together[col].tolist() == alone[col].tolist(), col
+    for col in ("loss", "val_loss", "lr"):  # float32: the batched kernels sum in another order (measured: 2e-7)
+        assert together[col].fillna(-1).to_numpy() == pytest.approx(alone[col].fillna(-1).to_numpy(), rel=1e-5), col
+    # the quick evaluations train nets on images equal to rounding (measured: the same accuracies)
+    assert together["test_acc"].fillna(-1).to_numpy() == pytest.approx(alone["test_acc"].fillna(-1).to_numpy(), abs=5.0)
+
+
 def _hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
     """MTT and STM, 2 seeds, evaluated at 0, 10, 20; lambdas 1 and 5 with known T steps."""
     rows = []

@@ -37,3 +37,8 @@ def test_gpu_suite_runs_at_reduced_shapes_and_fills_every_row(tmp_path):
     assert syncs["after"] == 1 and syncs["before"] > syncs["after"]
     assert rows["stm_checkpoint:gz2_ipc1"]["before"] > 0
     assert "Table 2 estimate: total" in proc.stdout
+    # batched distillations: every K's row beside one run alone; K = 4 shares the network's ops among its runs
+    for key in [k for k in ROW_KEYS if k.startswith("batched_")]:
+        assert rows[key]["before"] > 0 and rows[key]["after"] > 0, rows[key]
+    for metric in ("aten", "aten_compute"):
+        assert rows[f"batched_{metric}:k4"]["after"] < 0.75 * rows[f"batched_{metric}:k1"]["before"]

@@ -137,3 +137,26 @@ def test_evaluation_vmap_equals_loop_on_cuda():
         res.append(evaluate_images(x, y, x, y, 4, 0.01, cfg, seed=0, device=CUDA, progress=False))
     assert res[1].used_vmap and not res[0].used_vmap
     assert res[0].accs == pytest.approx(res[1].accs, abs=10.0)  # a flipped prediction or two at most
+
+
+@pytest.mark.parametrize("mode", ["unrolled", "checkpoint"])
+def test_batched_distillations_equal_separate_runs_on_cuda(mode):
+    """engine/batched.py on CUDA, float64: three runs (one with noise init) as one program equal three runs alone."""
+    from galaxy_distillation.engine.batched import BatchedDistiller  # noqa: PLC0415
+
+    _, traj, x, y = _setup(torch.float64)
+
+    def runs():
+        return [Distiller(InMemoryExperts([traj, traj * 1.01]), x, y, 4,
+                          DistillParams(syn_steps=4, iterations=3, lr_img=100.0, lr_init=0.01, max_start_epoch=3,
+                                        memory_mode=mode, checkpoint_every=0, seed=s).engine_config("stm", 2, init),
+                          CUDA, ARCH) for s, init in ((0, "real"), (1, "real"), (2, "noise"))]
+
+    alone = runs()
+    for d in alone:
+        d.run(progress=False)
+    together = runs()
+    BatchedDistiller(together).run(progress=False)
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(a.images.detach(), b.images.detach(), rtol=0, atol=1e-9)
+        assert [h.loss for h in a.history] == pytest.approx([h.loss for h in b.history], abs=1e-9)

@@ -4,9 +4,11 @@ One home per concept: ``networks``/``functional`` (nets, flat parameters), ``dsa
 ``seeding`` (every seed derivation), ``experts`` (training), ``trajectories`` (the format, the
 expert bank, in-memory sources), ``distill_config`` (DistillConfig, records, errors), ``schedule`` (STM's epoch-pool
 schedule: trend test, stages, stop rules), ``student`` (inner unroll, memory-flat backward,
-matching loss), ``matching`` (the Distiller), ``checkpoint``, ``evaluation``, ``synthetic``.
+matching loss; K students at once), ``matching`` (the Distiller; its state and checkpoints:
+``distill_state``), ``batched`` (several distillations as one program), ``checkpoint``, ``evaluation``, ``synthetic``.
 """
 
+from .batched import BatchedDistiller
 from .data import DataError, as_float_batch, pick_device, to_display, to_float
 from .distill_config import (
     DistillationDivergedError,
@@ -40,7 +42,7 @@ from .networks import (
 )
 from .schedule import StageDecision, StageState, STMSchedule, TrendTest, pearson_trend, trend_test
 from .seeding import clone_generator, derive_seed, make_generator, mix_seed
-from .student import matching_loss, unroll_student
+from .student import matching_loss, matching_losses, unroll_student, unroll_students
 from .trajectories import (
     ExpertBank,
     ExpertError,
@@ -55,6 +57,7 @@ from .trajectories import (
 from .zca import ZCA, ZCAError
 
 __all__ = [
+    "BatchedDistiller",
     "Distiller",
     "DistillConfig",
     "DistillConfigError",
@@ -69,10 +72,12 @@ __all__ = [
     "StageState",
     "TrendTest",
     "matching_loss",
+    "matching_losses",
     "mix_seed",
     "pearson_trend",
     "trend_test",
     "unroll_student",
+    "unroll_students",
     "ARCHITECTURES",
     "DEFAULT_DSA_STRATEGY",
     "DSA_OPERATIONS",

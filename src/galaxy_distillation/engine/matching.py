@@ -20,8 +20,6 @@ slot)``: runs are reproducible and a resumed run replays exactly the same draws.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -33,24 +31,21 @@ import torch
 from tqdm.auto import tqdm
 
 from .autotune import probe_memory_mode, resident_experts
-from .checkpoint import (
-    CheckpointMismatchError,
-    CheckpointStore,
-    as_store,
-    load_state,
-    move_aside,
-    result_key,
-    save_state,
-    tensor_sha256,
+from .checkpoint import CheckpointStore, as_store
+from .distill_config import (
+    DistillationDivergedError,
+    DistillConfig,
+    DistillConfigError,
+    DistillResult,
+    IterationRecord,
 )
-from .distill_config import DistillationDivergedError, DistillConfig, DistillConfigError, DistillResult, IterationRecord
+from .distill_state import DistillerState
 from .draws import StepDraw, draw_slots
 from .dsa import DSAParams
 from .functional import FlatModel
 from .host_reads import backward_one_read, backward_reads
 from .networks import build_from_spec
-from .resume import changed_settings, describe_changes, stored_settings
-from .schedule import StageState, STMSchedule
+from .schedule import STMSchedule
 from .seeding import make_generator, mix_seed
 from .student import matching_loss, unroll_student
 from .synthetic import init_synthetic
@@ -65,7 +60,7 @@ _SLOT_CHOICE = 0
 _SLOT_TRAIN = 1
 _SLOT_VAL = 2
 
-class Distiller:
+class Distiller(DistillerState):
     """Distil a synthetic set by matching expert trajectories (STM or MTT).
 
     Args:
@@ -184,15 +179,6 @@ class Distiller:
         # best_train selection: the images of the quick evaluation with the best train accuracy
         self.best: dict[str, Any] | None = None
 
-    def _consider(self, eval_result: dict[str, Any] | None) -> None:
-        """Keep the current images when their training-set accuracy is the best so far."""
-        if self.config.selection != "best_train" or not eval_result or "train_acc" not in eval_result:
-            return
-        acc = float(eval_result["train_acc"])
-        if self.best is None or acc > self.best["train_acc"]:
-            self.best = {"train_acc": acc, "iteration": self.iteration, "images": self.images.detach().clone(),
-                         "lr_param": self.lr_param.detach().clone()}
-
     @property
     def lr_img(self) -> float:
         """Current pixel learning rate."""
@@ -205,86 +191,6 @@ class Distiller:
     def step_size(self) -> torch.Tensor:
         """Current student step size alpha (scalar tensor, differentiable w.r.t. ``lr_param``)."""
         return self.lr_param.exp() if self.config.effective_log_lr else self.lr_param
-
-    def fingerprint(self) -> str:
-        """The checkpoint's key: :func:`~.checkpoint.result_key` of the data (content), the experts
-        (their fingerprint: headers, no tensor read) and the settings that change the numbers.
-
-        ``iterations`` and ``eval_every`` are excluded, so a run can be resumed with a larger
-        iteration budget; so are the execution-only settings (``memory_mode``, ``expert_cache``,
-        ``checkpoint_every``: :data:`~.checkpoint.EXECUTION_ONLY`).
-        """
-        cfg = dataclasses.asdict(self.config)
-        for k in ("iterations", "eval_every"):
-            cfg.pop(k)
-        experts = getattr(self.experts, "fingerprint", None)
-        if self.data_key is None:
-            self.data_key = tensor_sha256(self.train_x, self.train_y)
-        return result_key(
-            config=cfg, arch=self.arch, num_classes=self.num_classes, train_shape=list(self.train_x.shape),
-            data=self.data_key, n_experts=len(self.experts), expert_epochs=int(self.experts.num_epochs),
-            experts=experts() if callable(experts) else None, dtype=str(self.dtype),
-        )
-
-    def settings(self) -> dict[str, Any]:
-        """Every setting of this run as plain values (the fingerprint's and the budget's), stored
-        in each checkpoint so a resumed run can say which of them changed."""
-        payload = {"config": dataclasses.asdict(self.config), "arch": self.arch, "num_classes": self.num_classes,
-                   "train_shape": list(self.train_x.shape), "n_experts": len(self.experts),
-                   "expert_epochs": int(self.experts.num_epochs), "dtype": str(self.dtype)}
-        return json.loads(json.dumps(payload, sort_keys=True, default=repr))
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (tensors + plain types only)."""
-        s = self.schedule.state
-        return {
-            "run_info": {str(k): str(v) for k, v in self.run_info.items()},
-            "settings_json": json.dumps(self.settings(), sort_keys=True),
-            "fingerprint": self.fingerprint(),
-            "iteration": self.iteration,
-            "images": self.images.detach(),
-            "labels": self.labels,
-            "lr_param": self.lr_param.detach(),
-            "opt_img": self.opt_img.state_dict(),
-            "opt_lr": self.opt_lr.state_dict(),
-            "stage": dataclasses.asdict(s),
-            "history": [dataclasses.asdict(r) for r in self.history],
-            "n_rejected": self.n_rejected,
-            "consecutive_bad": self.consecutive_bad,
-            "stop_reason": self.stop_reason,
-            "best": self.best,
-            "memory_mode": self.memory_mode,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (raises ``CheckpointMismatchError`` on a config mismatch)."""
-        if state.get("fingerprint") != self.fingerprint():
-            raise CheckpointMismatchError(
-                f"checkpoint {self.checkpoint_store} was written with a different configuration/data/experts; "
-                "use a new checkpoint_dir or move it away"
-            )
-        with torch.no_grad():
-            self.images.copy_(state["images"].to(self.images))
-            self.lr_param.copy_(state["lr_param"].to(self.lr_param))
-        self.labels = state["labels"].to(self.device)
-        self.opt_img.load_state_dict(state["opt_img"])
-        self.opt_lr.load_state_dict(state["opt_lr"])
-        self.schedule.state = StageState(**state["stage"])
-        self.history = [IterationRecord(**r) for r in state["history"]]
-        self.iteration = int(state["iteration"])
-        self.n_rejected = int(state["n_rejected"])
-        self.consecutive_bad = int(state["consecutive_bad"])
-        self.stop_reason = state["stop_reason"]
-        if self.config.memory_mode == "auto" and state.get("memory_mode"):
-            self.memory_mode = str(state["memory_mode"])  # the mode the run chose: a resumed run keeps it
-        best = state.get("best")
-        self.best = None if best is None else {**best, "images": best["images"].to(self.images),
-                                                 "lr_param": best["lr_param"].to(self.lr_param)}
-
-    def save_checkpoint(self) -> None:
-        """Atomically write the current state to the checkpoint store (no-op without one)."""
-        if self.checkpoint_store is not None:
-            save_state(self.checkpoint_store, self.state_dict())
 
     # ------------------------------------------------------------------ one iteration
 
@@ -356,31 +262,44 @@ class Distiller:
             log.info("distill.memory_mode auto -> %s on %s", self.memory_mode, self.device)
         return self.memory_mode
 
-    def step(self) -> IterationRecord:
-        """Run one distillation iteration and return its record."""
-        cfg = self.config
+    def prepare(self) -> tuple[int, int, int]:
+        """The start of an iteration: its expert and start epoch, the memory mode (``auto``: probed once,
+        before this iteration's draws) and all its draws. Returns ``(iteration, expert, start)``."""
         it = self.iteration
-        t0 = time.perf_counter()
         expert, start = self._choose(it)
-        T_now = self.schedule.T if cfg.method == "stm" else cfg.max_start_epoch
-        self.resolved_memory_mode()  # auto: probed once, before this iteration's draws
+        self.resolved_memory_mode()
         self._draw_iteration(it)
-        val_t = self.validation_loss(it, expert) if cfg.method == "stm" else None
+        return it, expert, start
 
+    def zero_grads(self) -> None:
         self.opt_img.zero_grad(set_to_none=True)
         self.opt_lr.zero_grad(set_to_none=True)
+
+    def step(self) -> IterationRecord:
+        """Run one distillation iteration and return its record."""
+        t0 = time.perf_counter()
+        T_now = self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch
+        it, expert, start = self.prepare()
+        val_t = self.validation_loss(it, expert) if self.config.method == "stm" else None
+        self.zero_grads()
         alpha_t = self.step_size().detach().clone()
         loss = self.compute_loss(it, expert, start)
         ok, loss_value, alpha_used, val = (backward_one_read if self.batched_draws else backward_reads)(
             loss, alpha_t, val_t, self.images, self.lr_param)
+        return self.conclude(it, expert, start, T_now, ok, loss_value, alpha_used, val, time.perf_counter() - t0)
+
+    def conclude(self, it: int, expert: int, start: int, T_now: int, ok: bool, loss_value: float, alpha_used: float,
+                 val: float | None, seconds: float) -> IterationRecord:
+        """The end of an iteration, after its backward pass and its one read: step or reject, the STM
+        schedule, the quick evaluation; appends and returns the record."""
+        cfg = self.config
         self._draws = {}
         if ok:
             self.opt_img.step()
             self.opt_lr.step()
             self.consecutive_bad = 0
         else:
-            self.opt_img.zero_grad(set_to_none=True)
-            self.opt_lr.zero_grad(set_to_none=True)
+            self.zero_grads()
             self.n_rejected += 1
             self.consecutive_bad += 1
             self._set_lr_img(self.lr_img * cfg.bad_step_lr_factor)
@@ -407,38 +326,13 @@ class Distiller:
         record = IterationRecord(
             iteration=it, loss=float(loss_value), val_loss=val, T=T_now, r=r, threshold=threshold,
             lr=alpha_used, lr_img=self.lr_img, start_epoch=start, expert=expert,
-            seconds=time.perf_counter() - t0, rejected=not ok, grew=grew,
+            seconds=seconds, rejected=not ok, grew=grew,
             eval=None if eval_result is None else {k: float(v) for k, v in eval_result.items()},
         )
         self.history.append(record)
         return record
 
     # ------------------------------------------------------------------ run
-
-    def result(self) -> DistillResult:
-        """Current synthetic set and bookkeeping as a :class:`DistillResult`.
-
-        With ``selection="best_train"`` the images and step size are those of the quick
-        evaluation with the best training-set accuracy (the last ones if none ran yet).
-        """
-        images, lr_param, selected_it, selected_acc = self.images, self.lr_param, self.iteration, None
-        if self.config.selection == "best_train" and self.best is not None:
-            images, lr_param = self.best["images"], self.best["lr_param"]
-            selected_it, selected_acc = int(self.best["iteration"]), float(self.best["train_acc"])
-        lr = lr_param.detach().exp() if self.config.effective_log_lr else lr_param.detach()
-        return DistillResult(
-            images=images.detach().to("cpu", torch.float32).clone(),
-            labels=self.labels.detach().cpu().clone(),
-            lr=float(lr),
-            history=list(self.history),
-            stop_reason=self.stop_reason or "interrupted",
-            n_rejected_steps=self.n_rejected,
-            T=self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch,
-            iterations_done=self.iteration,
-            selection=self.config.selection,
-            selected_iteration=selected_it,
-            selected_train_acc=selected_acc,
-        )
 
     def run(self, progress: bool = True, stop_after: int | None = None, on_mismatch: str = "raise") -> DistillResult:
         """Distil until a stop rule fires or ``config.iterations`` is reached.
@@ -455,48 +349,21 @@ class Distiller:
                 (``CheckpointMismatchError``) or ``"restart"`` (move it aside, never delete it,
                 log a warning and start afresh).
         """
-        if on_mismatch not in ("raise", "restart"):
-            raise DistillConfigError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
-        if self.checkpoint_store is not None:
-            state = load_state(self.checkpoint_store)
-            if state is not None:
-                changed = changed_settings(stored_settings(state), self.settings())
-                try:
-                    self.load_state_dict(state)
-                    self.resumed_from = {"iteration": self.iteration, "checkpoint": str(self.checkpoint_store),
-                                         "run_info": dict(state.get("run_info") or {}), "changed": changed}
-                except CheckpointMismatchError:
-                    if on_mismatch == "raise":
-                        raise
-                    if changed:
-                        log.warning("The checkpoint %s was made with other settings: %s.", self.checkpoint_store,
-                                    describe_changes(changed))
-                    if move_aside(self.checkpoint_store, str(state.get("fingerprint"))) is None:
-                        raise
-                    self._init_state()
-        if self.stop_reason == "max_iterations" and self.iteration < self.config.iterations:
-            self.stop_reason = None  # resumed with a larger budget
+        self.resume(on_mismatch)
         if self.stop_reason is not None:
             return self.result()
         done_this_call = 0
         bar = tqdm(total=self.config.iterations, initial=self.iteration, disable=not progress,
                    desc=f"distil[{self.config.method}]")
         try:
-            while self.iteration < self.config.iterations and self.stop_reason is None:
+            while self.active:
                 if stop_after is not None and done_this_call >= stop_after:
                     break
                 rec = self.step()
                 done_this_call += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec.loss:.4f}", T=rec.T, lr=f"{rec.lr:.3g}")
-                if self.callback is not None:
-                    self.callback(rec)
-                if (self.config.checkpoint_every > 0 and self.iteration % self.config.checkpoint_every == 0
-                        and self.stop_reason is None):
-                    self.save_checkpoint()
+                self.after_iteration(rec)
         finally:
             bar.close()
-        if self.stop_reason is None and self.iteration >= self.config.iterations:
-            self.stop_reason = "max_iterations"
-        self.save_checkpoint()
-        return self.result()
+        return self.finish()

@@ -1,5 +1,10 @@
 """The student: N inner SGD steps on the synthetic set, unrolled (one graph) or memory-flat
-(each step recomputed in backward, same gradient), and the normalised matching loss."""
+(each step recomputed in backward, same gradient), and the normalised matching loss.
+
+:func:`unroll_students` runs K such students at once (K distillations whose synthetic sets have
+the same shape): one program per step, the network applied to the K parameter vectors with
+``torch.func.vmap`` (a K-group convolution), each student's own draws, and a result equal to K
+:func:`unroll_student` calls (tests/engine/test_batched.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +13,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
 from .distill_config import MEMORY_MODES, DistillConfigError
 from .draws import StepDraw, draw_step
-from .dsa import DEFAULT_DSA_STRATEGY, DSAParams, apply_dsa
+from .dsa import DEFAULT_DSA_STRATEGY, DSADraws, DSAParams, apply_dsa
 from .functional import FlatModel
 
-__all__ = ["unroll_student", "matching_loss"]
+__all__ = ["unroll_student", "unroll_students", "matching_loss", "matching_losses"]
+
+
+def _as_draw(step_seed: int | StepDraw, x_syn: torch.Tensor, batch_syn: int | None, dsa_strategy: str,
+             dsa_params: DSAParams | None) -> StepDraw:
+    """A step's draws: ``step_seed`` itself when already drawn, else drawn from its seed and copied
+    to x_syn's device one by one (``x_syn``: ``(B, C, H, W)``, or ``(K, B, C, H, W)`` for a group)."""
+    if isinstance(step_seed, StepDraw):
+        return step_seed
+    gen = torch.Generator().manual_seed(int(step_seed))
+    draw = draw_step(gen, x_syn.shape[-4], (x_syn.shape[-2], x_syn.shape[-1]), batch_syn, dsa_strategy, dsa_params)
+    return draw.replace([t.to(device=x_syn.device, dtype=x_syn.dtype) if t.is_floating_point()
+                         else t.to(x_syn.device) for t in draw.tensors()])
 
 
 def _student_step(model: FlatModel, theta: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
@@ -33,12 +51,7 @@ def _student_step(model: FlatModel, theta: torch.Tensor, x_syn: torch.Tensor, y_
     Returns:
         ``(P,)`` next parameters (detached unless ``create_graph``).
     """
-    draw = step_seed
-    if not isinstance(draw, StepDraw):  # per-step draws, copied to the device one by one
-        gen = torch.Generator().manual_seed(int(step_seed))
-        draw = draw_step(gen, x_syn.shape[0], (x_syn.shape[2], x_syn.shape[3]), batch_syn, dsa_strategy, dsa_params)
-        draw = draw.replace([t.to(device=x_syn.device, dtype=x_syn.dtype) if t.is_floating_point()
-                             else t.to(x_syn.device) for t in draw.tensors()])
+    draw = _as_draw(step_seed, x_syn, batch_syn, dsa_strategy, dsa_params)
     x, y = x_syn, y_syn
     if draw.idx is not None:
         x, y = x_syn[draw.idx], y_syn[draw.idx]
@@ -128,6 +141,131 @@ def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, 
                                   step_size if create_graph else step_size.detach(), seed,
                                   dsa_strategy, dsa_params, batch_syn, create_graph)
     return theta
+
+
+# ----------------------------------------------------------------------------- K students at once
+
+
+def _dsa_group(x: torch.Tensor, dsas: Sequence[DSADraws | None], params: DSAParams | None) -> torch.Tensor:
+    """Each student's DSA draws applied to its images ``x`` ``(K, b, C, H, W)``. Students whose draws
+    chose the same ops are augmented in one call on their images side by side: every DSA op is
+    per-sample, so this equals one :func:`.dsa.apply_dsa` call per student."""
+    if all(d is None for d in dsas):
+        return x
+    K, b = x.shape[:2]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k, d in enumerate(dsas):
+        groups.setdefault(() if d is None else tuple(op for op, _ in d.ops), []).append(k)
+    pieces, order = [], []
+    for ops, ks in groups.items():
+        xs = x if len(ks) == K else x[ks]
+        if ops:
+            first = dsas[ks[0]].ops
+            merged = DSADraws([(op, tuple(torch.cat([dsas[k].ops[j][1][t] for k in ks]) for t in range(len(ts))))
+                               for j, (op, ts) in enumerate(first)])
+            xs = apply_dsa(xs.flatten(0, 1), merged, params).view(len(ks), b, *x.shape[2:])
+        pieces.append(xs)
+        order += ks
+    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    if order != list(range(K)):
+        out = out[torch.argsort(torch.tensor(order)).to(x.device)]
+    return out
+
+
+def _group_step(model: FlatModel, thetas: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
+                step_size: torch.Tensor, draws: Sequence[StepDraw], dsa_params: DSAParams | None,
+                create_graph: bool) -> torch.Tensor:
+    """K student steps at once: ``thetas`` ``(K, P)``, ``x_syn`` ``(K, B, C, H, W)``, ``y_syn`` ``(K, B)``,
+    ``step_size`` ``(K,)``, one :class:`StepDraw` per student. The network runs on the K parameter
+    vectors with ``vmap``; the K mean losses are summed, so each slice of the gradient is its own
+    student's. Returns ``(K, P)`` (detached unless ``create_graph``)."""
+    K = thetas.shape[0]
+    x, y = x_syn, y_syn
+    if draws[0].idx is not None:
+        rows = torch.arange(K, device=x_syn.device).view(K, 1)
+        idx = torch.stack([d.idx for d in draws])
+        x, y = x_syn[rows, idx], y_syn[rows, idx]
+    with torch.enable_grad():
+        if not thetas.requires_grad:
+            thetas = thetas.detach().requires_grad_(True)
+        x = _dsa_group(x, [d.dsa for d in draws], dsa_params)
+        logits = vmap(model.forward)(thetas, x)  # (K, b, classes)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(K, -1).mean(1)
+        (grad,) = torch.autograd.grad(ce.sum(), thetas, create_graph=create_graph)
+    out = thetas - step_size.view(K, 1) * grad
+    return out if create_graph else out.detach()
+
+
+class _CheckpointedGroupStep(torch.autograd.Function):
+    """:class:`_CheckpointedStep` for K students at once (:func:`_group_step` recomputed in backward)."""
+
+    @staticmethod
+    def forward(ctx: Any, thetas: torch.Tensor, x_syn: torch.Tensor, step_size: torch.Tensor, y_syn: torch.Tensor,
+                model: FlatModel, draws: Sequence[StepDraw], dsa_params: DSAParams | None) -> torch.Tensor:
+        ctx.save_for_backward(thetas, x_syn, step_size, y_syn)
+        ctx.args = (model, draws, dsa_params)
+        return _group_step(model, thetas.detach(), x_syn.detach(), y_syn, step_size.detach(), draws, dsa_params,
+                           create_graph=False)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        thetas, x_syn, step_size, y_syn = ctx.saved_tensors
+        model, draws, dsa_params = ctx.args
+        needs = ctx.needs_input_grad[:3]
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
+                      enumerate(zip((thetas, x_syn, step_size), needs))]
+            out = _group_step(model, leaves[0], leaves[1], y_syn, leaves[2], draws, dsa_params, create_graph=True)
+            wanted = [leaf for leaf, n in zip(leaves, needs) if n]
+            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
+        result = [next(grads) if n else None for n in needs]
+        return (*result, None, None, None, None)
+
+
+def unroll_students(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
+                    step_size: torch.Tensor, step_seeds: Sequence[Sequence[int | StepDraw]],
+                    dsa_strategy: str = DEFAULT_DSA_STRATEGY, dsa_params: DSAParams | None = None,
+                    batch_syn: int | None = None, memory_mode: str = "unrolled",
+                    create_graph: bool = True) -> torch.Tensor:
+    """K :func:`unroll_student` runs at once (same network, same synthetic-set shape and step count).
+
+    Args:
+        theta0: ``(K, P)`` start parameters; x_syn ``(K, B, C, H, W)``; y_syn ``(K, B)``;
+            step_size ``(K,)``; step_seeds: K lists of N seeds or draws (student k's own).
+        the others: as :func:`unroll_student`, shared by the K students.
+
+    Returns:
+        ``(K, P)``: row k equals ``unroll_student`` of student k (to float rounding: the batched
+        kernels sum in another order). Gradients to ``x_syn`` and ``step_size`` are each student's own.
+    """
+    if memory_mode not in MEMORY_MODES:
+        raise DistillConfigError(f"memory_mode must be one of {MEMORY_MODES}, got {memory_mode!r}")
+    K = theta0.shape[0] if theta0.dim() == 2 else -1
+    if K < 1 or x_syn.dim() != 5 or x_syn.shape[0] != K or tuple(y_syn.shape) != tuple(x_syn.shape[:2]) \
+            or tuple(step_size.shape) != (K,) or len(step_seeds) != K or len({len(s) for s in step_seeds}) != 1:
+        raise DistillConfigError(
+            f"unroll_students needs theta0 (K, P), x_syn (K, B, C, H, W), y_syn (K, B), step_size (K,) and K equal-length "
+            f"seed lists; got {tuple(theta0.shape)}, {tuple(x_syn.shape)}, {tuple(y_syn.shape)}, "
+            f"{tuple(step_size.shape)}, {[len(s) for s in step_seeds]}")
+    draws = [[_as_draw(s, x_syn, batch_syn, dsa_strategy, dsa_params) for s in seeds] for seeds in step_seeds]
+    thetas = theta0.detach()
+    if create_graph and memory_mode != "checkpoint":
+        thetas = thetas.clone().requires_grad_(True)
+    for i in range(len(step_seeds[0])):
+        step = [draws[k][i] for k in range(K)]
+        if create_graph and memory_mode == "checkpoint":
+            thetas = _CheckpointedGroupStep.apply(thetas, x_syn, step_size, y_syn, model, step, dsa_params)
+        else:
+            thetas = _group_step(model, thetas, x_syn if create_graph else x_syn.detach(), y_syn,
+                                 step_size if create_graph else step_size.detach(), step, dsa_params, create_graph)
+    return thetas
+
+
+def matching_losses(theta_n: torch.Tensor, theta_start: torch.Tensor, theta_target: torch.Tensor) -> torch.Tensor:
+    """:func:`matching_loss` of K students at once: ``(K, P)`` each, returns ``(K,)``."""
+    target = theta_target.detach()
+    denom = ((theta_start.detach() - target) ** 2).sum(1)
+    return ((theta_n - target) ** 2).sum(1) / denom
 
 
 def matching_loss(theta_n: torch.Tensor, theta_start: torch.Tensor, theta_target: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,11 @@ same network initialisations: the curves differ by the images and step sizes alo
 
 Every run (method x seed, or lambda) is one task of :func:`galaxy_distillation.compute.run_tasks`:
 one after another here, or side by side on a Ray cluster with ``compute.backend: ray``; each
-run's curve is logged as an MLflow child run as it comes back.
+run's curve is logged as an MLflow child run as it comes back. With ``compare.batched: true``
+(default false) the runs are one task instead, and those that share a shape (all of them, unless
+the method presets give them different ``syn_steps`` or ``batch_syn``) advance as one batched
+program per iteration (:class:`~galaxy_distillation.engine.BatchedDistiller`): the same curves to
+float rounding, fewer kernel launches per run on a GPU.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from matplotlib.figure import Figure
 
 from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
-from galaxy_distillation.engine import DistillConfig, Distiller, IterationRecord
+from galaxy_distillation.engine import BatchedDistiller, DistillConfig, Distiller, DistillResult, IterationRecord
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.figures.curves import comparison_figure, evaluated_rows, lambda_figure, mean_band, methods_in
@@ -63,14 +67,11 @@ def run_config(distill: DistillParams, compare: CompareParams, method: str, ipc:
     return distill.engine_config(method, ipc, compare.init, dataset=dataset, **overrides)
 
 
-def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: ArchParams,
-              evaluation: EvaluationParams, compare: CompareParams, device: torch.device, progress: bool
-              ) -> list[dict[str, Any]]:
-    """Distil once and return one row per iteration (plus iteration 0 when
-    ``compare.eval_at_start``): ``iteration`` = iterations done, ``T`` = the epoch pool after
-    that iteration (MTT: ``max_start_epoch``), ``loss``/``val_loss``/``lr`` = the matching
-    loss, STM validation loss and student step size of that iteration, ``test_acc`` (mean over
-    the quick-evaluation nets, %) only where an evaluation ran, otherwise NaN."""
+def _start_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: ArchParams,
+               evaluation: EvaluationParams, compare: CompareParams, device: torch.device
+               ) -> tuple[Distiller, list[dict[str, Any]], dict[str, Any], str]:
+    """One comparison run before its iterations: its Distiller (quick-evaluation hook, log callback),
+    the row of iteration 0 (when ``compare.eval_at_start``), its curve label and log tag."""
     quick = evaluation.engine_config(model, compare.eval_nets, compare.eval_epochs)
     lam = float(config.lam) if config.method == "stm" else math.nan
     label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
@@ -92,7 +93,12 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
         log.info("%s, iteration 0: %.1f%%", tag, start["test_acc"])
         T0 = distiller.schedule.T if config.method == "stm" else int(config.max_start_epoch)
         rows.append({**label, "iteration": 0, **start, "T": T0, "loss": math.nan, "val_loss": math.nan, "lr": lr0})
-    result = distiller.run(progress=progress)
+    return distiller, rows, label, tag
+
+
+def _curve_rows(result: DistillResult, label: dict[str, Any], tag: str) -> list[dict[str, Any]]:
+    """One row per iteration of a finished comparison run."""
+    rows = []
     for rec in result.history:
         quick_result = rec.eval or {}
         rows.append({
@@ -106,23 +112,54 @@ def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfi
     return rows
 
 
+def curve_run(data: PreparedData, expert_trajectories: Any, config: DistillConfig, model: ArchParams,
+              evaluation: EvaluationParams, compare: CompareParams, device: torch.device, progress: bool
+              ) -> list[dict[str, Any]]:
+    """Distil once and return one row per iteration (plus iteration 0 when
+    ``compare.eval_at_start``): ``iteration`` = iterations done, ``T`` = the epoch pool after
+    that iteration (MTT: ``max_start_epoch``), ``loss``/``val_loss``/``lr`` = the matching
+    loss, STM validation loss and student step size of that iteration, ``test_acc`` (mean over
+    the quick-evaluation nets, %) only where an evaluation ran, otherwise NaN."""
+    distiller, rows, label, tag = _start_run(data, expert_trajectories, config, model, evaluation, compare, device)
+    return rows + _curve_rows(distiller.run(progress=progress), label, tag)
+
+
 def curve_task(data: PreparedData, expert_trajectories: Any, model: ArchParams, evaluation: EvaluationParams,
                compare: CompareParams, device: str, progress: bool, config: DistillConfig) -> list[dict[str, Any]]:
     """One comparison run as a task (module level, so Ray can ship it): :func:`curve_run` on this node's device."""
     return curve_run(data, expert_trajectories, config, model, evaluation, compare, pick_device(device), progress)
 
 
+def curves_batched_task(data: PreparedData, expert_trajectories: Any, model: ArchParams, evaluation: EvaluationParams,
+                        compare: CompareParams, device: str, progress: bool, configs: list[DistillConfig]
+                        ) -> list[list[dict[str, Any]]]:
+    """``compare.batched``: every run in ONE task, the runs that share a shape advanced as one program
+    per iteration (:class:`~galaxy_distillation.engine.BatchedDistiller`); each run's rows as
+    :func:`curve_run` gives them (to float rounding), in the order of ``configs``."""
+    dev = pick_device(device)
+    started = [_start_run(data, expert_trajectories, c, model, evaluation, compare, dev) for c in configs]
+    results = BatchedDistiller([d for d, *_ in started]).run(progress=progress)
+    return [rows + _curve_rows(result, label, tag) for (_, rows, label, tag), result in zip(started, results)]
+
+
 def run_curves(data: PreparedData, expert_trajectories: Any, runs: list[tuple[str, dict[str, Any], DistillConfig]],
                model: ArchParams, evaluation: EvaluationParams, compare: CompareParams, device: str, progress: bool,
                compute: ComputeParams | None) -> list[dict[str, Any]]:
-    """Every ``(name, params, config)`` run as one task; each curve is logged as the child run
-    ``name`` when it comes back. Returns the rows of all runs, in the order of ``runs``."""
+    """Every ``(name, params, config)`` run as one task (``compare.batched``: all of them as one task,
+    :func:`curves_batched_task`); each curve is logged as the child run ``name`` when it comes back.
+    Returns the rows of all runs, in the order of ``runs``."""
     compute = compute or ComputeParams()
     shared = (data, expert_trajectories, model, evaluation, compare, device,
               bool(progress) and compute.backend == "local")
     curves: list[list[dict[str, Any]]] = [[] for _ in runs]
-    for i, rows in run_tasks(curve_task, [(config,) for _, _, config in runs], compute.model_dump(), shared=shared,
-                             desc="comparison runs", progress=bool(progress)):
+    if compare.batched:
+        done = run_tasks(curves_batched_task, [([config for _, _, config in runs],)], compute.model_dump(),
+                         shared=shared, desc="comparison runs (batched)", progress=bool(progress))
+        done = [(i, rows) for _, all_rows in done for i, rows in enumerate(all_rows)]
+    else:
+        done = run_tasks(curve_task, [(config,) for _, _, config in runs], compute.model_dump(), shared=shared,
+                         desc="comparison runs", progress=bool(progress))
+    for i, rows in done:
         name, params, _ = runs[i]
         with tracking.child_run(name, params):
             tracking.log_curve(rows)

@@ -1,0 +1,166 @@
+"""Several distillations advanced together: one program per iteration for the runs that share a shape.
+
+:class:`BatchedDistiller` drives K :class:`~.matching.Distiller` objects (e.g. seeds, sweep cells of
+the same training set and IPC, init variants). Each iteration it groups the runs that still have
+iterations left by their current shape (network, synthetic-set shape, dtype, device, ``syn_steps``,
+``batch_syn``, DSA, memory mode) and runs each group's STM validation passes, differentiable
+unrolls (:func:`.student.unroll_students`: the K students under ``torch.func.vmap``, both memory
+modes) and backward pass as ONE program, with one host read for the group. Everything else is each
+run's own and unchanged: its draws (its own per-iteration generators, :mod:`.draws`), its expert
+and start epoch, its optimisers, STM schedule, rejection rule, quick evaluation, callback and
+checkpoints. The K matching losses are summed for the backward pass; the students never mix, so
+each run's gradient is the one it gets alone, and every run's numbers equal running it alone (to
+float rounding: batched kernels sum in another order; tests/engine/test_batched.py, float64).
+Runs with batch-norm (running buffers are not vmap-safe) step one at a time, and so does a run
+alone in its group (the plain path: vmap at K = 1 only adds ops) unless ``single_alone=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .distill_config import DistillConfigError, DistillResult, IterationRecord
+from .dsa import DSAParams
+from .matching import _SLOT_TRAIN, _SLOT_VAL, Distiller
+from .networks import has_batchnorm
+from .student import matching_losses, unroll_students
+
+__all__ = ["BatchedDistiller"]
+
+
+def shape_key(d: Distiller) -> tuple:
+    """What runs must share to be computed as one program (resolves ``memory_mode: auto`` first)."""
+    if has_batchnorm(d.model.module):
+        return ("alone", id(d))
+    cfg = d.config
+    return (json.dumps(d.arch, sort_keys=True, default=repr), d.num_classes, tuple(d.images.shape), str(d.dtype),
+            str(d.device), cfg.syn_steps, cfg.batch_syn, cfg.dsa_strategy, repr(d.dsa_params or DSAParams()),
+            d.resolved_memory_mode())
+
+
+class BatchedDistiller:
+    """Advance K distillations together (see the module docstring); ``run`` returns K results.
+
+    Args:
+        distillers: the runs (each built as for a run alone, with its own checkpoint folder,
+            callback and quick-evaluation hook).
+        single_alone: a group of one run takes the plain path (``Distiller.step``); ``False``
+            runs it as a batched program of one (for measurements and tests).
+    """
+
+    def __init__(self, distillers: Sequence[Distiller], single_alone: bool = True) -> None:
+        if not distillers:
+            raise DistillConfigError("BatchedDistiller needs at least one Distiller")
+        if len({id(d) for d in distillers}) != len(distillers):
+            raise DistillConfigError("BatchedDistiller got the same Distiller twice")
+        self.runs = list(distillers)
+        self.single_alone = bool(single_alone)
+
+    def groups(self) -> list[list[Distiller]]:
+        """The runs with iterations left, grouped by :func:`shape_key` (in the runs' order)."""
+        out: dict[tuple, list[Distiller]] = {}
+        for d in self.runs:
+            if d.active:
+                out.setdefault(shape_key(d), []).append(d)
+        return list(out.values())
+
+    def step(self) -> list[IterationRecord | None]:
+        """One iteration of every run with iterations left (``None`` for the others), group by group."""
+        records: dict[int, IterationRecord] = {}
+        for group in self.groups():
+            alone = shape_key(group[0])[0] == "alone" or (self.single_alone and len(group) == 1)
+            recs = [d.step() for d in group] if alone else _step_group(group)
+            records.update({id(d): r for d, r in zip(group, recs)})
+        return [records.get(id(d)) for d in self.runs]
+
+    def run(self, progress: bool = True, stop_after: int | None = None,
+            on_mismatch: str = "raise") -> list[DistillResult]:
+        """:meth:`.Distiller.run` for every run at once: each resumes from its checkpoint, iterates until
+        its own stop rule or budget (at most ``stop_after`` iterations in this call), saves its
+        checkpoints and returns its :class:`DistillResult`, in the order of the runs."""
+        for d in self.runs:
+            d.resume(on_mismatch)
+        finished = [d.stop_reason is not None for d in self.runs]
+        total = sum(max(0, d.config.iterations - d.iteration) for d in self.runs if d.active)
+        bar = tqdm(total=total, disable=not progress, desc=f"distil x{len(self.runs)}")
+        done = 0
+        try:
+            while any(d.active for d in self.runs):
+                if stop_after is not None and done >= stop_after:
+                    break
+                recs = self.step()
+                done += 1
+                for d, rec in zip(self.runs, recs):
+                    if rec is not None:
+                        d.after_iteration(rec)
+                bar.update(sum(r is not None for r in recs))
+        finally:
+            bar.close()
+        return [d.result() if skip else d.finish() for d, skip in zip(self.runs, finished)]
+
+
+def _step_group(group: list[Distiller]) -> list[IterationRecord]:
+    """One iteration of runs that share a :func:`shape_key`, as one program (their records)."""
+    t0 = time.perf_counter()
+    first = group[0]
+    cfg, model, mode = first.config, first.model, first.resolved_memory_mode()
+    T_now = [d.schedule.T if d.config.method == "stm" else d.config.max_start_epoch for d in group]
+    prepared = [d.prepare() for d in group]  # (iteration, expert, start): each run's own choice and draws
+
+    vals: list[torch.Tensor | None] = [None] * len(group)
+    stm = [k for k, d in enumerate(group) if d.config.method == "stm"]
+    if stm:  # STM validation: expert[T] -> expert[T+1] without a graph, before the image update
+        trajs = [group[k]._expert(prepared[k][1]) for k in stm]
+        Ts = [group[k].schedule.T for k in stm]
+        start = torch.stack([t[T] for t, T in zip(trajs, Ts)])
+        theta_n = unroll_students(
+            model, start, torch.stack([group[k].images.detach() for k in stm]),
+            torch.stack([group[k].labels for k in stm]), torch.stack([group[k].step_size().detach() for k in stm]),
+            [group[k]._seeds(prepared[k][0], _SLOT_VAL) for k in stm], cfg.dsa_strategy, first.dsa_params,
+            cfg.batch_syn, create_graph=False)
+        with torch.no_grad():
+            v = matching_losses(theta_n, start, torch.stack([t[T + 1] for t, T in zip(trajs, Ts)]))
+        for j, k in enumerate(stm):
+            vals[k] = v[j]
+
+    for d in group:
+        d.zero_grads()
+    alphas = [d.step_size().detach().clone() for d in group]
+    trajs = [d._expert(e) for d, (_, e, _) in zip(group, prepared)]
+    starts = torch.stack([t[s] for t, (_, _, s) in zip(trajs, prepared)])
+    targets = torch.stack([t[s + d.config.effective_expert_epochs] for t, d, (_, _, s) in zip(trajs, group, prepared)])
+    theta_n = unroll_students(
+        model, starts, torch.stack([d.images for d in group]), torch.stack([d.labels for d in group]),
+        torch.stack([d.step_size() for d in group]), [d._seeds(p[0], _SLOT_TRAIN) for d, p in zip(group, prepared)],
+        cfg.dsa_strategy, first.dsa_params, cfg.batch_syn, memory_mode=mode)
+    losses = matching_losses(theta_n, starts, targets)
+    reads = _backward_one_read(losses, alphas, vals, group)
+    seconds = (time.perf_counter() - t0) / len(group)
+    return [d.conclude(p[0], p[1], p[2], T, *r, seconds) for d, p, T, r in zip(group, prepared, T_now, reads)]
+
+
+def _backward_one_read(losses: torch.Tensor, alphas: list[torch.Tensor], vals: list[torch.Tensor | None],
+                       group: list[Distiller]) -> list[tuple[bool, float, float, float | None]]:
+    """:func:`.host_reads.backward_one_read` for a group: one backward pass of the summed losses into every
+    run's images and step size, and every run's scalars read in ONE device-to-host transfer."""
+    losses.sum().backward(inputs=[d.images for d in group] + [d.lr_param for d in group])
+    rows = []
+    for k, d in enumerate(group):
+        dtype, device = d.images.dtype, d.images.device
+        finite = [torch.isfinite(g).all() if g is not None else torch.zeros((), dtype=torch.bool, device=device)
+                  for g in (d.images.grad, d.lr_param.grad)]
+        val = vals[k] if vals[k] is not None else torch.full((), math.nan, device=device)
+        rows.append(torch.stack([losses[k].detach().to(dtype), alphas[k].to(dtype).reshape(()),
+                                 *[f.to(dtype) for f in finite], val.detach().to(dtype).reshape(())]))
+    host = torch.stack(rows).tolist()  # the group's one device-to-host sync
+    out = []
+    for h, v in zip(host, vals):
+        ok = math.isfinite(h[0]) and math.isfinite(h[1]) and h[2] == 1.0 and h[3] == 1.0
+        out.append((ok, h[0], h[1], h[4] if v is not None else None))
+    return out
