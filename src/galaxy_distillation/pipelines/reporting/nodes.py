@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from galaxy_distillation import figures
-from galaxy_distillation.params import ReportingParams
+from galaxy_distillation.params import ReportingParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import display_images
 from galaxy_distillation.pipelines.sweep.table import BUDGET_MARK, BUDGET_NOTE, MOCK_NOTE, budget_columns
 
@@ -66,7 +66,7 @@ _DATA_TITLES = {"mock": f"Mock sky ({MOCK_NOTE.split('(', 1)[1].rstrip(')')})", 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {**{k: record.get(k) for k in COLUMNS}, **budget_columns(record), "variant": record.get("variant"),
-            "dataset": record.get("dataset"), "augmented": bool(record.get("augmented"))}
+            "dataset": record.get("dataset"), "augmented": parse_flag(record.get("augmented") or False)}
 
 
 def results_tables(all_evaluation_results: dict[str, Callable[[], Any]], evaluation_results: dict[str, Any]
