@@ -67,7 +67,7 @@ def test_each_cell_node_is_given_its_own_cell_from_the_one_list_of_cells(table):
 
 
 def test_kedro_nodes_selects_one_cells_distill_node_with_every_input_it_reads():
-    """What ``kedro run --pipelines=table --nodes=stm_ipc1_real_plain.distill`` runs: that node
+    """What ``kedro run --pipelines=table --nodes=stm_ipc1_real_plain.distill`` selects: that node
     alone; its inputs are its training set's datasets, its own views and parameters that exist."""
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
 
@@ -81,6 +81,9 @@ def test_kedro_nodes_selects_one_cells_distill_node_with_every_input_it_reads():
         _param(params, name)  # KeyError: a parameter the node would miss
     assert _param(params, "params:sweep_cells.table.stm_ipc1_real_plain") == cell_params("table", Cell("stm", 1, "real", False))
     assert one.outputs() == {"stm_ipc1_real_plain.distilled_set", "stm_ipc1_real_plain.distill_history"}
+    # its training set is in memory: --to-nodes runs it with what it needs and no other cell
+    upto = create_pipeline().to_nodes("stm_ipc1_real_plain.distill")
+    assert {n.name for n in upto.nodes} == {"plain.prepare", "plain.teacher", "stm_ipc1_real_plain.distill"}
 
 
 def test_a_cell_not_in_the_tables_is_refused_in_one_line():
