@@ -171,8 +171,9 @@ def test_an_expert_bank_is_pickled_as_where_it_came_from(tmp_path):
 
     import torch
 
-    from galaxy_distillation.datasets import ExpertTrajectoriesDataset, StoredExperts
+    from galaxy_distillation.datasets import ExpertTrajectoriesDataset
     from galaxy_distillation.engine.trajectories import Trajectory
+    from galaxy_distillation.storage.shelf import StoredExperts
 
     folder = tmp_path / "experts"
     dataset = ExpertTrajectoriesDataset(str(folder))

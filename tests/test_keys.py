@@ -94,20 +94,20 @@ def test_n_experts_smaller_than_the_bank_uses_the_first_and_deletes_nothing(tiny
 
 def test_a_read_error_while_taking_the_inventory_deletes_nothing(tiny_model_input, tiny_params, tmp_path,
                                                                    monkeypatch):
-    import galaxy_distillation.datasets as datasets
+    import galaxy_distillation.storage.shelf as shelf
 
     teacher, model = tiny_params["teacher"], tiny_params["model"]
     data, _ = prepare(tiny_model_input, teacher)
     _teacher_run(data, teacher, model, tmp_path / "experts")
     before = _files(tmp_path / "experts")
-    real = datasets._read_header
+    real = shelf.read_metadata
 
     def flaky(loc, path):  # a transient network / disk error on one header
         if str(path).endswith("expert_0001.safetensors"):
             raise OSError(5, "Input/output error")
         return real(loc, path)
 
-    monkeypatch.setattr(datasets, "_read_header", flaky)
+    monkeypatch.setattr(shelf, "read_metadata", flaky)
     with pytest.raises(Exception, match="expert_0001"):
         _teacher_run(data, teacher, model, tmp_path / "experts")
     assert _files(tmp_path / "experts") == before

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
-import galaxy_distillation.io as gd_io
+import galaxy_distillation.storage.atomic as gd_atomic
 from galaxy_distillation.datasets import TensorDictDataset
 from galaxy_distillation.engine.checkpoint import CheckpointError, load_state, save_state
 from galaxy_distillation.errors import ParameterError, UserError
-from galaxy_distillation.io import atomic_write, os_error_of, write_text
+from galaxy_distillation.storage.atomic import atomic_write, os_error_of, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ class _FullDisk:
 def full_disk(monkeypatch):
     """Every file the atomic helper opens gets 200 bytes of room."""
     real_open = open
-    monkeypatch.setattr(gd_io, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 200), raising=False)
+    monkeypatch.setattr(gd_atomic, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 200), raising=False)
 
 
 def test_disk_full_during_a_checkpoint_shows_the_real_oserror_and_leaves_no_tmp(tmp_path, full_disk):
@@ -79,7 +79,7 @@ def test_disk_full_during_a_checkpoint_shows_the_real_oserror_and_leaves_no_tmp(
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     save_state(tmp_path, {"iteration": 1, "images": torch.ones(3)})
     real_open = open
-    monkeypatch.setattr(gd_io, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 100), raising=False)
+    monkeypatch.setattr(gd_atomic, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 100), raising=False)
     with pytest.raises(CheckpointError, match="No space left"):
         save_state(tmp_path, {"iteration": 2, "images": torch.zeros(4096)})
     monkeypatch.undo()
@@ -136,13 +136,13 @@ def test_os_error_of_reads_chains_and_messages():
 
 
 def test_one_atomic_write_helper_in_the_source():
-    """Only io.py moves files into place (download.py renames its resumable `.part` once complete)."""
+    """Only storage/atomic.py moves files into place (download.py renames its resumable `.part` once complete)."""
     hits = []
     for path in (ROOT / "src").rglob("*.py"):
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"os\.replace\(|\.replace\(path\)|\.tmp\"", line) and "outputs.py" not in path.name:
                 hits.append(f"{path.relative_to(ROOT)}:{n}")
-    allowed = ("src/galaxy_distillation/io.py", "src/galaxy_distillation/curation/download.py")
+    allowed = ("src/galaxy_distillation/storage/atomic.py", "src/galaxy_distillation/curation/download.py")
     assert [h for h in hits if not h.startswith(allowed)] == []
 
 

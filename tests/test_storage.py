@@ -281,3 +281,68 @@ def test_the_image_mirror_fetches_a_same_size_change_again(s3, tmp_path):
     assert (folder / "1.jpg").read_bytes() == b"aaaa"
     s3.client.put_object(Bucket=BUCKET, Key="same/1.jpg", Body=b"bbbb")  # replaced: same size, other content
     assert (mirror_files(url, ["1.jpg"], cache_dir=tmp_path) / "1.jpg").read_bytes() == b"bbbb"
+
+
+def test_an_interrupted_mirror_leaves_no_partial_file_and_the_next_one_completes(s3, tmp_path, monkeypatch):
+    from galaxy_distillation.storage import Location
+
+    for name, body in {"1.jpg": b"one", "2.jpg": b"two"}.items():
+        s3.client.put_object(Bucket=BUCKET, Key=f"cut/{name}", Body=body)
+    url = f"s3://{BUCKET}/cut"
+    folder = mirror_files(url, ["1.jpg"], cache_dir=tmp_path)
+    s3.client.put_object(Bucket=BUCKET, Key="cut/1.jpg", Body=b"ONE, retrained")
+    fs = Location(url).fs
+    assert Location(url).fs is fs  # fsspec's one instance per settings: the one the mirror uses
+
+    def cut(rpaths, lpaths, **kwargs):  # half of every file arrives, then the connection drops
+        for remote, local in zip(rpaths, lpaths, strict=True):
+            Path(local).write_bytes(fs.cat_file(remote)[:2])
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(fs, "get", cut)
+    with pytest.raises(ConnectionError):
+        mirror_files(url, ["1.jpg", "2.jpg"], cache_dir=tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["1.jpg"]  # no partial 2.jpg, no temporary file
+    assert (folder / "1.jpg").read_bytes() == b"one"  # the previous copy, whole
+    monkeypatch.undo()
+    mirror_files(url, ["1.jpg", "2.jpg"], cache_dir=tmp_path)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"1.jpg": b"ONE, retrained", "2.jpg": b"two"}
+    (folder / "2.jpg").write_bytes(b"t")  # damaged in the cache: the recorded tag matches, the size does not
+    assert (mirror_files(url, ["2.jpg"], cache_dir=tmp_path) / "2.jpg").read_bytes() == b"two"
+
+
+def test_an_expert_bank_and_an_image_folder_share_the_one_mirror(s3, tmp_path, monkeypatch):
+    """The bank of a remote expert folder is mirrored by mirror_files into the one cache: an expert
+    gone from the bucket is gone from the cached bank, the others are not fetched again."""
+    import galaxy_distillation.storage.shelf as shelf
+    from galaxy_distillation.datasets import ExpertTrajectoriesDataset
+    from galaxy_distillation.engine.trajectories import Trajectory
+    from galaxy_distillation.storage import cache_folder
+
+    calls = []
+    monkeypatch.setattr(shelf, "mirror_files", lambda *a, **k: calls.append(a) or mirror_files(*a, **k))
+    url = f"s3://{BUCKET}/one/experts"
+    dataset = ExpertTrajectoriesDataset(url, cache_dir=str(tmp_path))
+    for i in range(2):
+        dataset.save({"bank": "bank-y", "index": i,
+                      "trajectory": Trajectory(torch.full((3, 4), float(i)), [1.0, 2.0, 3.0], [1.0], {"seed": i})})
+    assert len(dataset.load().bank("bank-y")) == 2
+    cached = cache_folder(f"{url}/bank-y", tmp_path)
+    assert calls == [(f"{url}/bank-y", ["expert_0000.safetensors", "expert_0001.safetensors"], str(tmp_path), None)]
+    kept = (cached / "expert_0000.safetensors").stat().st_mtime_ns
+    s3.client.delete_object(Bucket=BUCKET, Key="one/experts/bank-y/expert_0001.safetensors")
+    bank = dataset.load().bank("bank-y")
+    assert len(bank) == 1 and bank.load(0).eq(0.0).all()
+    assert sorted(p.name for p in cached.iterdir()) == ["expert_0000.safetensors"]
+    assert (cached / "expert_0000.safetensors").stat().st_mtime_ns == kept  # unchanged: not fetched again
+
+
+def test_the_insight_report_folder_round_trips_on_the_bucket(s3):
+    from galaxy_distillation.insight_dataset import ReportFolderDataset
+
+    dataset = ReportFolderDataset(f"s3://{BUCKET}/report/insight_v")
+    assert not dataset.exists()
+    dataset.save({"summary.json": {"a": 1}, "report.md": "# r\n"})
+    assert dataset.exists() and s3.keys(BUCKET, "report/") == {"report/insight_v/report.md": 4,
+                                                                "report/insight_v/summary.json": 12}
+    assert dataset.load() == {"report.md": b"# r\n", "summary.json": b'{\n  "a": 1\n}'}

@@ -122,7 +122,7 @@ def user_message(exc: BaseException) -> tuple[str, int] | None:
     """
     from kedro.io import DatasetError
 
-    from galaxy_distillation.io import os_error_of
+    from galaxy_distillation.storage.atomic import os_error_of
 
     chain: list[BaseException] = []
     cur: BaseException | None = exc

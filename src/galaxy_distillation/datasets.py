@@ -5,97 +5,31 @@ Nothing here unpickles arbitrary objects: tensors go through safetensors, metada
 through JSON.
 
 Every path may be a local path or any fsspec URL (``s3://bucket/prefix/...``,
-``gs://...``, ``file:///...``), the pattern of kedro-datasets (``get_protocol_and_path`` +
-``fsspec.filesystem``); ``credentials`` are passed to the filesystem (without them, s3fs
-reads the standard ``AWS_*`` variables). Writes are atomic where the filesystem allows:
-locally a temporary file renamed into place, on an object store one PUT (or one
-completed multipart upload), so an interrupted run never leaves a half-written file.
-"""
+``gs://...``, ``file:///...``), reached through :class:`galaxy_distillation.storage.Location`;
+``credentials`` are passed to the filesystem (without them, s3fs reads the standard ``AWS_*``
+variables). Writes are atomic where the filesystem allows: locally a temporary file renamed
+into place, on an object store one PUT (or one completed multipart upload), so an
+interrupted run never leaves a half-written file. The expert banks behind the expert datasets
+are :class:`galaxy_distillation.storage.shelf.ExpertShelf`."""
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import struct
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import fsspec
 import torch
 from kedro.io import AbstractDataset, DatasetError
-from kedro.io.core import get_protocol_and_path
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
-from galaxy_distillation.engine.trajectories import ExpertBank
-from galaxy_distillation.io import atomic_path, write_bytes
 from galaxy_distillation.params import parse_flag
+from galaxy_distillation.storage import Location, atomic_path
+from galaxy_distillation.storage.shelf import ExpertShelf, safetensors_metadata
 
 _META_KEY = "gd_meta_json"
-
-
-class _Location:
-    """A file or folder on any fsspec filesystem."""
-
-    def __init__(self, path: str, credentials: dict[str, Any] | None = None) -> None:
-        self.url = str(path)
-        self.protocol, self.path = get_protocol_and_path(self.url)
-        self.local = self.protocol == "file"
-        self.fs = fsspec.filesystem(self.protocol, **(credentials or {}))
-
-    def join(self, *parts: str) -> str:
-        return str(PurePosixPath(self.path, *parts))
-
-    def full(self, path: str) -> str:
-        """``path`` as a URL the filesystem's users understand (for messages and Path-based readers)."""
-        return path if self.local else f"{self.protocol}://{path}"
-
-    def exists(self, path: str | None = None) -> bool:
-        return self.fs.exists(self.path if path is None else path)
-
-    def read_bytes(self, path: str | None = None) -> bytes:
-        return self.fs.cat_file(self.path if path is None else path)
-
-    def write_bytes(self, data: bytes, path: str | None = None) -> None:
-        """Write ``data`` atomically: temporary file + rename locally, one upload on an object store."""
-        target = self.path if path is None else path
-        if self.local:
-            _atomic_local_write(Path(target), data)
-        else:
-            self.fs.pipe_file(target, data)
-
-    def put_file(self, local_file: Path, path: str) -> None:
-        """Copy a finished local file to ``path`` (atomic as :meth:`write_bytes`)."""
-        if self.local:
-            with atomic_path(path) as tmp:
-                shutil.copyfile(local_file, tmp)
-        else:
-            self.fs.put_file(str(local_file), path)
-
-    def invalidate(self) -> None:
-        self.fs.invalidate_cache()
-
-
-def _atomic_local_write(path: Path, data: bytes) -> None:
-    """Local atomic write: the project-wide helper (temporary file, fsync, rename)."""
-    write_bytes(path, data)
-
-
-def safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` strings of a safetensors file, from its header bytes."""
-    (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
-
-
-def _read_header(loc: _Location, path: str) -> dict[str, str]:
-    """A safetensors file's metadata, reading only its header (two small range reads remotely)."""
-    with loc.fs.open(path, "rb") as handle:
-        head = handle.read(8)
-        (n,) = struct.unpack("<Q", head)
-        return safetensors_metadata(head + handle.read(n))
 
 
 class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -107,7 +41,7 @@ class TensorDictDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
 
     def __init__(self, filepath: str, credentials: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
-        self._loc = _Location(filepath, credentials)
+        self._loc = Location(filepath, credentials)
         self._protocol = self._loc.protocol  # what galaxy_distillation.outputs guards: local files only
         self._filepath = Path(self._loc.path) if self._loc.local else None
         self.metadata = metadata
@@ -158,7 +92,7 @@ class ArtifactDataset(AbstractDataset[Any, Any]):
         if credentials is not None:
             config.setdefault("credentials", credentials)
         self._inner = AbstractDataset.from_config("artifact", config)
-        self._loc = _Location(str(config["filepath"]), config.get("credentials"))
+        self._loc = Location(str(config["filepath"]), config.get("credentials"))
         self._protocol = self._loc.protocol  # what galaxy_distillation.outputs guards: local files only
         self._filepath = Path(self._loc.path) if self._loc.local else None
         self._artifact_path = artifact_path or None
@@ -189,145 +123,6 @@ class ArtifactDataset(AbstractDataset[Any, Any]):
         return {"filepath": self._loc.url, "artifact_path": self._artifact_path, "type": type(self._inner).__name__}
 
 
-_EXPERT_FILE = re.compile(r"expert_(\d+)\.safetensors")
-#: prefix of a bank's folder under an expert folder (``bank-<key>``: one per data and expert settings)
-BANK_PREFIX = "bank-"
-
-
-def _expert_files(loc: _Location, folder: str | None = None) -> dict[int, str]:
-    """``{index: path}`` of the ``expert_NNNN.safetensors`` files in ``folder`` (default: ``loc``)."""
-    folder = loc.path if folder is None else folder
-    loc.invalidate()
-    if not loc.fs.isdir(folder):
-        return {}
-    out = {}
-    for p in loc.fs.ls(folder, detail=False):
-        m = _EXPERT_FILE.fullmatch(PurePosixPath(p).name)
-        if m:
-            out[int(m.group(1))] = p
-    return out
-
-
-def _remote_checksum(loc: _Location, path: str) -> str:
-    """What identifies a remote file's content: its ETag / checksum as the store reports it (an
-    S3 ETag is the MD5 of the bytes; :func:`galaxy_distillation.storage.content_tag`), never the size alone."""
-    from galaxy_distillation.storage import content_tag
-
-    return content_tag(loc.fs.info(path))
-
-
-class ExpertShelf:
-    """The expert banks in one folder (``06_models/experts/<dataset>_<plain|aug>``).
-
-    Experts are append-only: each bank is the subfolder ``bank-<key>`` of one (training data,
-    expert settings) pair (:func:`galaxy_distillation.pipelines.teacher.nodes.bank_name`), so
-    experts for other data or settings go beside the others, never over them, and nothing is
-    ever deleted. Experts written before banks were keyed lie in the folder itself (bank ``""``).
-    ``bank(name, n)`` opens a bank (mirrored into the local cache from an object store);
-    ``inventory(name)`` reads its experts' headers only. Pickled as where it was loaded from.
-    """
-
-    def __init__(self, url: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None) -> None:
-        self.url, self.credentials, self.cache_dir = str(url), credentials, cache_dir
-        self._loc = _Location(self.url, credentials)
-
-    def __reduce__(self) -> tuple[Any, tuple]:
-        return ExpertShelf, (self.url, self.credentials, self.cache_dir)
-
-    def _folder(self, name: str) -> str:
-        return self._loc.join(name) if name else self._loc.path
-
-    def location(self, name: str) -> str:
-        """The bank's URL (its local path for a local shelf)."""
-        return self._loc.full(self._folder(name))
-
-    def names(self) -> list[str]:
-        """The banks that hold experts (``""``: experts in the folder itself)."""
-        loc = self._loc
-        loc.invalidate()
-        if not loc.fs.isdir(loc.path):
-            return []
-        names = [""] if _expert_files(loc) else []
-        for entry in loc.fs.ls(loc.path, detail=True):
-            name = PurePosixPath(entry["name"]).name
-            if entry.get("type") == "directory" and name.startswith(BANK_PREFIX) and \
-                    _expert_files(loc, entry["name"]):
-                names.append(name)
-        return sorted(names)
-
-    def inventory(self, name: str) -> dict[int, dict[str, Any]]:
-        """``{index: meta}`` of bank ``name`` from the safetensors headers (no tensor read).
-
-        Raises:
-            ExpertError: a header could not be read (the file is named; nothing is treated as missing).
-        """
-        from galaxy_distillation.engine.trajectories import ExpertError
-
-        out = {}
-        for index, path in sorted(_expert_files(self._loc, self._folder(name)).items()):
-            try:
-                out[index] = json.loads(_read_header(self._loc, path).get("meta", "{}"))
-            except (OSError, ValueError, struct.error) as exc:
-                raise ExpertError(f"cannot read expert {self._loc.full(path)} ({type(exc).__name__}: {exc}); "
-                                  f"nothing was changed: fix or move that file, then rerun") from None
-        return out
-
-    def bank(self, name: str, n: int | None = None) -> StoredExperts:
-        """Bank ``name`` as an :class:`~galaxy_distillation.engine.trajectories.ExpertBank`, limited to its
-        first ``n`` experts when given."""
-        files = _expert_files(self._loc, self._folder(name))
-        if not files:
-            raise DatasetError(f"no experts in {self.location(name)}: run `kedro run --pipelines=teacher` first")
-        folder = Path(self._folder(name)) if self._loc.local else self._mirror(name, files)
-        bank = StoredExperts(folder, (self.url, self.credentials, self.cache_dir, name, n))
-        return bank if n is None else bank.first(n)
-
-    def _mirror(self, name: str, files: dict[int, str]) -> Path:
-        """Copy bank ``name`` into the local cache: a file is downloaded (to a temporary file, then
-        renamed) unless the cached copy was made from the same remote content (ETag/checksum)."""
-        from galaxy_distillation.storage import cache_folder
-
-        cache = cache_folder(self.location(name), self.cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
-        wanted = {PurePosixPath(p).name: p for p in files.values()}
-        for old in cache.glob("expert_*.safetensors"):
-            if old.name not in wanted:  # a cache copy only: the bank itself is never changed
-                old.unlink()
-        for file_name, remote in wanted.items():
-            local, stamp = cache / file_name, cache / f".{file_name}.checksum"
-            checksum = _remote_checksum(self._loc, remote)
-            if local.exists() and stamp.exists() and stamp.read_text() == checksum:
-                continue
-            with atomic_path(local) as tmp:
-                self._loc.fs.get_file(remote, str(tmp))
-            write_bytes(stamp, checksum.encode())
-        return cache
-
-
-class StoredExperts(ExpertBank):
-    """An :class:`ExpertBank` that remembers the bank it came from (``source``: shelf URL,
-    credentials, cache folder, bank name, number of experts used) and is pickled as that, never
-    as this machine's paths, so a Ray task on another node opens the same experts there."""
-
-    def __init__(self, directory: str | Path, source: tuple[str, dict[str, Any] | None, str | None, str, int | None]
-                 ) -> None:
-        super().__init__(directory)
-        self.source = source
-
-    def first(self, n: int) -> ExpertBank:
-        view = super().first(n)
-        view.source = (*self.source[:4], n)
-        return view
-
-    def __reduce__(self) -> tuple[Any, tuple]:
-        return _open_experts, self.source
-
-
-def _open_experts(path: str, credentials: dict[str, Any] | None, cache_dir: str | None, name: str = "",
-                  n: int | None = None) -> ExpertBank:
-    return ExpertShelf(path, credentials, cache_dir).bank(name, n)
-
-
 class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
     """A folder of expert banks (:class:`ExpertShelf`), saved one expert at a time, loaded lazily.
 
@@ -342,7 +137,7 @@ class ExpertTrajectoriesDataset(AbstractDataset[dict[str, Any], Any]):
 
     def __init__(self, path: str, credentials: dict[str, Any] | None = None, cache_dir: str | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
-        self._loc = _Location(path, credentials)
+        self._loc = Location(path, credentials)
         self._credentials = credentials
         self._cache_dir = cache_dir
         self.metadata = metadata
@@ -389,7 +184,7 @@ class ExpertInventoryDataset(AbstractDataset[None, Any]):
 
     def __init__(self, path: str, credentials: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
-        self._loc = _Location(path, credentials)
+        self._loc = Location(path, credentials)
         self._credentials = credentials
         self.metadata = metadata
 
@@ -415,7 +210,7 @@ class VoteCatalogueDataset(AbstractDataset[None, Any]):
 
     def __init__(self, filepath: str, fraction: str = "fraction", credentials: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
-        self._loc = _Location(filepath, credentials)
+        self._loc = Location(filepath, credentials)
         self._fraction = fraction
         self.metadata = metadata
 
@@ -479,7 +274,7 @@ class ModelInputDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._dataset = str(dataset)
-        self._gz2 = _Location(gz2_dir, credentials)
+        self._gz2 = Location(gz2_dir, credentials)
         self._protocol = self._gz2.protocol  # what galaxy_distillation.outputs guards: local folders only
         self._gz2_dir = Path(self._gz2.path) if self._gz2.local else None
         self._augmented = parse_flag(augmented)

@@ -1,9 +1,10 @@
 """The insight report folder as one catalog dataset (``insight_report``).
 
 Saving ``{file name: content}`` writes every file into one folder (a local path or an fsspec
-URL): DataFrames as CSV, strings as text, dicts as JSON, matplotlib figures as PNG. One dataset
-for the folder, so the run-outputs guard (:mod:`galaxy_distillation.outputs`) keeps or restores
-the whole report together. The folder is logged as MLflow artifacts of the active run under
+URL, a :class:`galaxy_distillation.storage.Location`; each file written atomically): DataFrames
+as CSV, strings as text, dicts as JSON, matplotlib figures as PNG. One dataset for the folder,
+so the run-outputs guard (:mod:`galaxy_distillation.outputs`) keeps or restores the whole
+report together. The folder is logged as MLflow artifacts of the active run under
 ``artifact_path``.
 """
 
@@ -14,9 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pandas as pd
 from kedro.io import AbstractDataset
+
+from galaxy_distillation.storage import Location
 
 
 class ReportFolderDataset(AbstractDataset[dict[str, Any], dict[str, bytes]]):
@@ -24,10 +26,10 @@ class ReportFolderDataset(AbstractDataset[dict[str, Any], dict[str, bytes]]):
 
     def __init__(self, path: str, artifact_path: str = "", metadata: dict[str, Any] | None = None,
                  credentials: dict[str, Any] | None = None) -> None:
-        self._url = str(path)
-        self._fs, self._root = fsspec.core.url_to_fs(self._url, **(credentials or {}))
-        self._protocol = self._fs.protocol if isinstance(self._fs.protocol, str) else self._fs.protocol[0]
-        self._path = Path(self._root) if self._protocol == "file" else None  # what the outputs guard protects
+        self._loc = Location(path, credentials)
+        self._url = self._loc.url
+        self._protocol = self._loc.protocol
+        self._path = Path(self._loc.path) if self._loc.local else None  # what the outputs guard protects
         self._artifact_path = artifact_path or None
         self.metadata = metadata
 
@@ -50,12 +52,13 @@ class ReportFolderDataset(AbstractDataset[dict[str, Any], dict[str, bytes]]):
         raise TypeError(f"insight report: cannot write {name!r} of type {type(content).__name__}")
 
     def save(self, data: dict[str, Any]) -> None:
-        self._fs.makedirs(self._root, exist_ok=True)
+        loc = self._loc
+        loc.fs.makedirs(loc.path, exist_ok=True)
         for name, content in data.items():
             if "/" in name or name.startswith("."):
                 raise ValueError(f"insight report: {name!r} is not a plain file name")
-            with self._fs.open(f"{self._root}/{name}", "wb") as fh:
-                fh.write(self._encode(name, content))
+            loc.write_bytes(self._encode(name, content), loc.join(name))  # atomic (Location.write_bytes)
+        loc.invalidate()
         import mlflow
 
         if mlflow.active_run() is None:
@@ -64,14 +67,16 @@ class ReportFolderDataset(AbstractDataset[dict[str, Any], dict[str, bytes]]):
             mlflow.log_artifacts(str(self._path), self._artifact_path)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            self._fs.get(f"{self._root}/", tmp, recursive=True)
+            loc.fs.get(f"{loc.path}/", tmp, recursive=True)
             mlflow.log_artifacts(tmp, self._artifact_path)
 
     def load(self) -> dict[str, bytes]:
-        return {Path(p).name: self._fs.cat_file(p) for p in self._fs.ls(self._root, detail=False)}
+        loc = self._loc
+        loc.invalidate()
+        return {Path(p).name: loc.read_bytes(p) for p in loc.fs.ls(loc.path, detail=False)}
 
     def _exists(self) -> bool:
-        return self._fs.exists(self._root)
+        return self._loc.exists()
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._url, "artifact_path": self._artifact_path}

@@ -65,9 +65,9 @@ def export_credentials(storage: dict[str, Any] | None) -> list[str]:
 
 def check_storage(root: str) -> None:
     """Fail with one line if ``root`` (a local path or fsspec URL) cannot be used; local roots always pass."""
-    from kedro.io.core import get_protocol_and_path
+    from galaxy_distillation.storage import split
 
-    protocol, path = get_protocol_and_path(str(root))
+    protocol, path = split(str(root))
     if protocol == "file":
         return
     import fsspec

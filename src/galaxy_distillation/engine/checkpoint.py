@@ -5,7 +5,7 @@ list, tuple, str, int, float, bool, None), so it loads with ``torch.load(weights
 Where it lives is a *store*: anything with ``load() -> bytes | None``, ``save(bytes)`` and
 ``delete()`` (:class:`CheckpointStore`). A local folder (a path) is the store
 :class:`FolderStore` (``<folder>/state.pt``), written through the project's one atomic-write
-helper (:func:`galaxy_distillation.io.atomic_write`: a temporary file in the same directory,
+helper (:func:`galaxy_distillation.storage.atomic.atomic_write`: a temporary file in the same directory,
 fsync, ``os.replace``; the temporary file removed on any error), so a crash or a full disk
 never leaves a half-written checkpoint or a stray ``.tmp`` behind. Other stores (an object
 store: ``galaxy_distillation.storage.FileStore``) are built outside the engine, which knows
@@ -27,8 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from galaxy_distillation.errors import UserError
-from galaxy_distillation.io import atomic_write, os_error_of, write_bytes
-from galaxy_distillation.io import move_aside as io_move_aside
+from galaxy_distillation.storage.atomic import atomic_write, os_error_of, write_bytes
+from galaxy_distillation.storage.atomic import move_aside as io_move_aside
 
 __all__ = [
     "CheckpointError",

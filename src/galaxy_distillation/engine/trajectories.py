@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from galaxy_distillation.errors import UserError
-from galaxy_distillation.io import atomic_path
+from galaxy_distillation.storage.atomic import atomic_path
 
 from .distill_config import DistillConfigError
 

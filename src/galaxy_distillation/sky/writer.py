@@ -39,7 +39,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from galaxy_distillation.errors import UserError
-from galaxy_distillation.io import atomic_path, write_text
+from galaxy_distillation.storage.atomic import atomic_path, write_text
 
 from .columns import HART16_COLUMNS
 from .render import N_CLASSES, draw_properties, render_properties

@@ -17,7 +17,6 @@ import torch
 
 from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
-from galaxy_distillation.datasets import BANK_PREFIX
 from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, tensor_sha256
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
@@ -27,6 +26,7 @@ from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.engine.trajectories import ExpertError
 from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.storage.shelf import BANK_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def choose_bank(shelf: Any, data_sha: str, teacher: TeacherParams, model: ArchPa
 
 def experts_for(experts: Any, data: PreparedData, teacher: TeacherParams | None = None,
                 model: ArchParams | None = None) -> Any:
-    """The experts a stage uses for ``data``: from an expert folder (:class:`~galaxy_distillation.datasets.ExpertShelf`)
+    """The experts a stage uses for ``data``: from an expert folder (:class:`~galaxy_distillation.storage.shelf.ExpertShelf`)
     the bank of this data and settings, its first ``teacher.n_experts`` experts; an expert bank given
     directly is checked and limited the same way.
 
@@ -155,7 +155,7 @@ def train_experts(
     this data and settings (:func:`choose_bank`; other data or settings: another bank beside it),
     append-only: an expert already there is kept, never retrained or deleted, and a bank larger
     than ``n_experts`` keeps its other experts. ``expert_inventory`` is the expert folder
-    (:class:`~galaxy_distillation.datasets.ExpertShelf`; a read error there is raised, never
+    (:class:`~galaxy_distillation.storage.shelf.ExpertShelf`; a read error there is raised, never
     taken for a missing expert), or a plain ``{index: meta}`` of the bank.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
     (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.

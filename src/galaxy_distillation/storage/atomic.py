@@ -1,4 +1,4 @@
-"""One atomic-write helper for the whole project.
+"""The one atomic-write helper of the whole project.
 
 Every file the project writes itself goes through :func:`atomic_path` (for libraries that
 write by file name: safetensors, pandas, ``torch.save``) or :func:`atomic_write` (an open
