@@ -8,7 +8,6 @@ the distill node with its checkpoint, the sweep's nodes and table).
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
@@ -138,13 +137,13 @@ def test_experts_for_other_data_go_beside_the_old_bank(tiny_model_input, tiny_pa
 
 
 def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(tiny_params, tmp_path, caplog):
-    from galaxy_distillation.pipelines._sweep_nodes import (
-        distill_cell_node,
-        evaluate_cell_node,
+    from galaxy_distillation.pipelines.sweep.cells import cell_params, cells, sweep_cells
+    from galaxy_distillation.pipelines.sweep.nodes import (
+        distill_cell,
+        evaluate_cell,
         full_baseline,
-        table_node,
+        results_table_node,
     )
-    from galaxy_distillation.sweep import cells
 
     teacher, model, evaluation = tiny_params["teacher"], tiny_params["model"], tiny_params["evaluation"]
     distill = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path / "ckpt"), "expert_epochs": 1})
@@ -156,17 +155,16 @@ def test_a_sweep_rerun_after_the_data_changed_redoes_every_cell_and_the_table(ti
         full = full_baseline(data, previous.get("full"), evaluation, teacher, model, "cpu", False)
         out = {"full": full}
         for cell in run:
-            distilled, history = distill_cell_node(table, cell)(
-                data, experts, previous.get(f"{cell.name}.set"), previous.get(f"{cell.name}.history"), distill,
-                evaluation, model, "imagefolder", sweep, "cpu", False)
+            distilled, history = distill_cell(
+                data, experts, previous.get(f"{cell.name}.set"), previous.get(f"{cell.name}.history"),
+                cell_params(table, cell), distill, evaluation, model, "imagefolder", sweep, "cpu", False)
             out[f"{cell.name}.set"], out[f"{cell.name}.history"] = distilled, history
-            out[cell.name] = evaluate_cell_node(table, cell)(
-                data, distilled, history, previous.get(cell.name), full, evaluation, model, "imagefolder", sweep,
-                "cpu", False)
+            out[cell.name] = evaluate_cell(
+                data, distilled, history, previous.get(cell.name), full, cell_params(table, cell), evaluation, model,
+                "imagefolder", sweep, "cpu", False)
         results = [out.get(c.name, {"skipped": "not in table"}) for c in cells(table)]
-        make_table = table_node(table, ("plain",))
-        label = ("image folder",) if "data_label" in inspect.signature(make_table).parameters else ()
-        out["table"] = make_table("imagefolder", evaluation, *label, full, *results)
+        out["table"] = results_table_node(sweep_cells()[table], "imagefolder", evaluation, "image folder", full,
+                                          *results)
         return out
 
     data_a = _data(_image_folder(tmp_path / "images", seed=1), teacher)

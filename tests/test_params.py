@@ -126,3 +126,51 @@ def test_one_flag_parser_names_variants(text, value):
     assert experts_key("cifar10", text) == f"cifar10_{suffix}"
     with pytest.raises(ValueError):
         parse_flag("maybe")
+
+
+def _bool_fields():
+    """(group, model, field) of every field of the parameter models that takes a boolean."""
+    import typing
+
+    from galaxy_distillation.params import PARAMETER_GROUPS, ProjectParams
+
+    for group, model in (("project", ProjectParams), *PARAMETER_GROUPS.items()):
+        for name, info in model.model_fields.items():
+            args = typing.get_args(info.annotation) or (info.annotation,)
+            if info.annotation is bool or bool in args or any(typing.get_origin(a) is typing.Annotated
+                                                              and typing.get_args(a)[0] is bool for a in args):
+                yield group, model, name
+
+
+def test_every_boolean_parameter_is_read_by_the_one_flag_parser():
+    """``parse_flag`` is the only reader of a boolean word: every boolean field takes its words
+    (any case) and refuses what it refuses, pydantic's own extra words (``t``, ``f``) and 1.0 too."""
+    from pydantic import ValidationError
+
+    from galaxy_distillation.params import parse_flag
+
+    fields = list(_bool_fields())
+    names = {f"{m.__name__}.{n}" for _, m, n in fields}
+    assert {"ProjectParams.augmented", "TeacherParams.zca", "DistillParams.log_lr", "EvaluationParams.use_vmap",
+            "InsightParams.statmorph", "CompareParams.eval_at_start"} <= names, sorted(names)
+    yaml_groups = _base_yaml_groups()  # the base values: every required field set
+    for group, model, name in fields:
+        base = yaml_groups.get(group, {})
+        for word in ("YES", "off", "1", "n", True):
+            assert getattr(model(**{**base, name: word}), name) is parse_flag(word), (model.__name__, name, word)
+        for word in ("t", "f", 1.0, "maybe"):
+            with pytest.raises(ValidationError):
+                model(**{**base, name: word})
+            with pytest.raises(ValueError):
+                parse_flag(word)
+
+
+def test_stray_boolean_reads_go_through_the_one_flag_parser():
+    from galaxy_distillation.pipelines.prepare.nodes import wants_zca
+    from galaxy_distillation.pipelines.reporting.nodes import _row
+
+    assert wants_zca("false", "cifar10") is False and wants_zca("auto", "cifar10") is True  # bool("false") was True
+    assert wants_zca(None, "cifar10") is False
+    with pytest.raises(ValueError):
+        wants_zca("maybe", "gz2")
+    assert _row({"augmented": "false"})["augmented"] is False and _row({})["augmented"] is False

@@ -485,6 +485,8 @@ def test_log_curve_sends_metric_histories_in_a_few_requests(tmp_path, monkeypatc
     ({"seed": 3}, "gz2", "'seed' = 3: does nothing; no stage reads the top-level seed"),
     ({"variant": "mine"}, "gz2", "'variant' = 'mine': does nothing; the variant name is made from"),
     ({"mock_sky_dir": "x"}, "gz2", "'mock_sky_dir' = 'x': does nothing; the mock sky folder is sky.out_dir"),
+    ({"sweep_cells.table.stm_ipc1_real_plain.ipc": 3}, "gz2",
+     "'sweep_cells.table.stm_ipc1_real_plain.ipc' = 3: does nothing; the tables' cells are fixed by the code"),
     ({"data_root": "d"}, "gz2", "'data_root' = 'd': does nothing with dataset=gz2"),
     ({"fraction": "debiased"}, "cifar10", "'fraction' = 'debiased': does nothing with dataset=cifar10"),
     ({"augmented": True}, "imagefolder", "'augmented' = True: does nothing with dataset=imagefolder"),

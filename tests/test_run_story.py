@@ -248,7 +248,7 @@ def test_committed_notebook_ships_with_its_outputs():
 def test_runs_table_lists_what_makes_runs_comparable_and_the_run_a_resume_continued(tmp_path):
     import mlflow
 
-    from galaxy_distillation.sweep import result_tags
+    from galaxy_distillation.pipelines.sweep.table import result_tags
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

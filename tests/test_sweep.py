@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from galaxy_distillation.sweep import Cell, applies, cells, groups, results_table
-from galaxy_distillation.sweep_datasets import OptionalDataset
+from galaxy_distillation.pipelines.sweep.cells import Cell, applies, cells, groups
+from galaxy_distillation.pipelines.sweep.datasets import OptionalDataset
+from galaxy_distillation.pipelines.sweep.table import results_table
 
 
 def test_tables_have_the_papers_cells():

@@ -32,6 +32,8 @@ IGNORED = {
     "seed": "no stage reads the top-level seed; set teacher.seed, distill.seed, evaluation.seed, curation.seed or sky.seed",
     "variant": "the variant name is made from dataset (and data_root), method, ipc, init and augmented; set those",
     "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
+    "sweep_cells": "the tables' cells are fixed by the code (pipelines/sweep/cells.py); choose some with sweep.ipcs, "
+                   "sweep.methods or sweep.inits",
 }
 
 
@@ -52,9 +54,10 @@ def refuse_ignored(runtime: dict[str, Any], params: dict[str, Any]) -> None:
     """
     runtime = runtime or {}
     dataset = str(params.get("dataset", "gz2"))
-    for name, why in IGNORED.items():
-        if name in runtime:
-            raise ParameterError(f"invalid parameter '{name}' = {runtime[name]!r}: does nothing; {why}")
+    for key, value in runtime.items():
+        name = str(key).split(".", 1)[0]  # a dotted sweep_cells.table.x counts by its first part
+        if name in IGNORED:
+            raise ParameterError(f"invalid parameter '{key}' = {value!r}: does nothing; {IGNORED[name]}")
     only_gz2 = {"fraction": "the vote fraction of GZ2 curation", "augmented": "GZ2's rotation-augmented training set"}
     for name, what in only_gz2.items():
         if dataset == "gz2" or name not in runtime or (name == "augmented" and not _on(runtime[name])):

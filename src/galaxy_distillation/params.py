@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from galaxy_distillation.engine.distill_config import DistillConfig
 from galaxy_distillation.engine.dsa import DEFAULT_DSA_STRATEGY
@@ -52,6 +52,19 @@ def parse_flag(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def flag_words(value: Any) -> Any:
+    """A boolean word as a bool (:func:`parse_flag`); anything else as it is, for the field to refuse."""
+    try:
+        return parse_flag(value)
+    except ValueError:
+        return value
+
+
+#: A boolean parameter, read by :func:`parse_flag` only (pydantic's own lax parsing, which also
+#: takes ``t``/``f`` and ``1.0``, is not used): every boolean field of the parameter models.
+Flag = Annotated[StrictBool, BeforeValidator(flag_words)]
+
+
 # A distill value that may be the word ``preset`` (filled by galaxy_distillation.presets).
 _Preset = Literal["preset"]
 PosInt = Annotated[int, Field(gt=0)]
@@ -84,7 +97,7 @@ class SkyParams(_Strict):
     n_galaxies: int = Field(2000, gt=0)
     seed: int = 0
     n_workers: int = Field(1, gt=0)
-    progress: bool = True
+    progress: Flag = True
 
 
 class CurationParams(_Strict):
@@ -122,7 +135,7 @@ class TeacherParams(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
     eval_batch_size: int = Field(256, gt=0)
-    zca: bool | Literal["auto"] = "auto"
+    zca: Flag | Literal["auto"] = "auto"
     seed: int = 0
     experts_at_once: int | Literal["auto"] = "auto"
 
@@ -155,7 +168,7 @@ class DistillParams(_Strict):
     lr_img: PosFloat | _Preset = 1000.0
     lr_lr: PosFloat | _Preset | None = None
     lr_init: PosFloat | _Preset = 0.01
-    log_lr: bool | None = None
+    log_lr: Flag | None = None
     img_momentum: float = Field(0.5, ge=0)
     lr_momentum: float = Field(0.5, ge=0)
     batch_syn: PosInt | _Preset | None = None
@@ -165,7 +178,7 @@ class DistillParams(_Strict):
     test_every: int = Field(10, gt=0)
     max_iter_stage: Annotated[int, Field(ge=0)] | _Preset = 1000  # 0: no stage limit (paper rule never fires)
     stop_rule: Literal["paper", "code", "preset"] = "paper"
-    loss_rising_rule: bool = False
+    loss_rising_rule: Flag = False
     min_lr_img: PosFloat | _Preset = 50.0
     lr_img_decay: float = Field(0.8, gt=0, le=1)
     lr_img_decay_every: int = Field(50, gt=0)
@@ -234,8 +247,8 @@ class EvaluationParams(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     lr_decay_at: float = Field(0.5, gt=0)
     dsa_strategy: str = DEFAULT_DSA_STRATEGY
-    use_vmap: bool | Literal["auto"] = "auto"  # auto: CPU the loop; CUDA the faster by a short timed probe
-    vmap_on_cpu: bool = False
+    use_vmap: Flag | Literal["auto"] = "auto"  # auto: CPU the loop; CUDA the faster by a short timed probe
+    vmap_on_cpu: Flag = False
     eval_batch_size: int = Field(256, gt=0)
     vmap_max_images: int = Field(1024, gt=0)
     seed: int = 0
@@ -272,7 +285,7 @@ class CompareParams(_Strict):
     eval_every: int = Field(gt=0)
     eval_nets: int = Field(2, gt=0)
     eval_epochs: int = Field(gt=0)
-    eval_at_start: bool = True
+    eval_at_start: Flag = True
     init: Literal["real", "noise"] = "real"
     lambdas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0])
     lambda_seed: int = 0
@@ -320,7 +333,7 @@ class ProjectParams(BaseModel):
     method: Literal["stm", "mtt"] = "stm"
     ipc: int = Field(1, gt=0)
     init: Literal["real", "noise"] = "real"
-    augmented: StrictBool = False
+    augmented: Flag = False
     seed: int = 0
     device: str = "auto"
     storage_root: str = Field("data", min_length=1)
@@ -339,14 +352,6 @@ class ProjectParams(BaseModel):
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError("must be a positive integer")
         return v
-
-    @field_validator("augmented", mode="before")
-    @classmethod
-    def _bool_words(cls, v: Any) -> Any:
-        try:
-            return parse_flag(v)
-        except ValueError:
-            return v
 
     @field_validator("device")
     @classmethod

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+
+
+def _flag_words(value: Any) -> Any:
+    """The project's one boolean parser (:func:`galaxy_distillation.params.flag_words`; imported
+    here when called: ``params`` imports this module)."""
+    from galaxy_distillation.params import flag_words
+
+    return flag_words(value)
+
+
+#: A boolean parameter (:data:`galaxy_distillation.params.Flag`).
+Flag = Annotated[StrictBool, BeforeValidator(_flag_words)]
 
 
 class _Strict(BaseModel):
@@ -53,17 +65,17 @@ class InsightParams(_Strict):
     bar_min_annuli: int = Field(3, gt=1)
     smoothness_min_rpetro: float = Field(8.0, ge=0)
     profile_bins: int = Field(12, gt=1)
-    statmorph: bool = True
+    statmorph: Flag = True
     statmorph_timeout_s: float = Field(10.0, gt=0)
     n_bootstrap: int = Field(1000, ge=0)
     seed: int = 0
     fdr_q: float = Field(0.10, gt=0, le=1)  # Benjamini-Hochberg level
     stability_max: float = Field(0.25, gt=0, le=1)  # flag 'unstable': percentile range over 8 rotations/flips
     gamut_max: float = Field(0.10, gt=0, le=1)  # flag 'gamut': percentile moved by clamping to [0, 1]
-    stability: bool = True  # measure the 8 rotations / flips of every prototype
+    stability: Flag = True  # measure the 8 rotations / flips of every prototype
     n_nearest: int = Field(3, gt=0)
     n_workers: int = Field(1, gt=0)
-    progress: bool = True
+    progress: Flag = True
     card_diagnostics: list[str] = Field(default_factory=lambda: ["colour", "blue_fraction", "concentration",
                                                                  "asymmetry", "gini", "m20"])
     claims: list[ClaimParams] = Field(default_factory=list)

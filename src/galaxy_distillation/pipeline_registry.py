@@ -17,6 +17,7 @@ from galaxy_distillation.pipelines import benchmark, curation, insight, sky
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
+    pipelines.pop("sweep", None)  # the package table, table1 and table2 are built from, not a pipeline of its own
     # Kedro >= 1.5 imports only the selected pipelines: build __default__ from its parts
     # explicitly rather than by indexing names that may not have been loaded.
     pipelines["__default__"] = (

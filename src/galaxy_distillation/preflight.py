@@ -20,7 +20,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from galaxy_distillation.errors import ParameterError, UserError
+from galaxy_distillation.pipelines.sweep.cells import cell_named
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +141,16 @@ def _plain(value: Any) -> dict[str, Any]:
 
 
 def _distill_cells(params: dict[str, Any], pipeline: Any) -> list[tuple[str, int]]:
-    """(method, ipc) of every distillation the pipeline runs: a sweep cell's from its namespace
-    (``mtt_ipc10_real_plain``, selected by ``sweep``), compare's methods, else the run's own."""
+    """(method, ipc) of every distillation the pipeline runs: a sweep cell's from its namespace (:func:`cell_named`
+    of ``mtt_ipc10_real_plain``, selected by ``sweep``), compare's methods, else the run's own."""
     sweep = _plain(params.get("sweep"))
     found: dict[tuple[str, int], None] = {}
     for n in pipeline.nodes:
         if "params:distill" not in n.inputs:
             continue
-        cell = re.match(r"(stm|mtt)_ipc(\d+)_", str(n.namespace or ""))
+        cell = cell_named(n.namespace)
         if cell:
-            method, ipc = cell[1], int(cell[2])
+            method, ipc = cell.method, cell.ipc
             if (sweep.get("methods") and method not in sweep["methods"]) or (sweep.get("ipcs") and ipc not in sweep["ipcs"]):
                 continue
             found[(method, ipc)] = None

@@ -100,7 +100,7 @@ PAPER_TABLE2: dict[int, dict[str, tuple[float, float]]] = {
 
 # The budget behind the published numbers (conf/paper, conf/cifar10; MTT and STM both evaluate
 # 5 nets x 1000 epochs on 100 experts of 50 epochs): a result on a smaller budget is marked in
-# every table (galaxy_distillation.sweep.budget_differences). ``iterations``: MTT's 5000, also
+# every table (galaxy_distillation.pipelines.sweep.table.budget_differences). ``iterations``: MTT's 5000, also
 # Algorithm 1's budget (the authors' STM code may run up to 20,001 until its stop rule).
 PAPER_BUDGET: dict[str, int] = {"n_experts": 100, "expert_epochs": 50, "iterations": 5000, "eval_nets": 5,
                                 "eval_epochs": 1000}

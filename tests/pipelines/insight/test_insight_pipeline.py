@@ -20,7 +20,7 @@ from galaxy_distillation.params import TeacherParams
 from galaxy_distillation.pipelines.insight import create_pipeline
 from galaxy_distillation.pipelines.insight import nodes as insight_nodes
 from galaxy_distillation.pipelines.prepare.nodes import prepare
-from galaxy_distillation.sweep_datasets import OptionalDataset
+from galaxy_distillation.pipelines.sweep.datasets import OptionalDataset
 
 NAMES = [f"class {k}" for k in range(9)]
 

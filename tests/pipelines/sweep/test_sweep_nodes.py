@@ -4,10 +4,10 @@ with other settings."""
 import torch
 
 from galaxy_distillation.datasets import ExpertInventoryDataset
-from galaxy_distillation.pipelines._sweep_nodes import full_baseline
 from galaxy_distillation.pipelines.prepare.nodes import prepare
+from galaxy_distillation.pipelines.sweep.datasets import SweepExpertsDataset
+from galaxy_distillation.pipelines.sweep.nodes import full_baseline
 from galaxy_distillation.pipelines.teacher.nodes import train_experts
-from galaxy_distillation.sweep_datasets import SweepExpertsDataset
 
 
 def _trained(outputs):

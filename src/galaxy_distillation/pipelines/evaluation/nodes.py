@@ -20,8 +20,8 @@ from galaxy_distillation.engine.seeding import derive_seed, make_generator
 from galaxy_distillation.engine.synthetic import random_real_subset
 from galaxy_distillation.params import ArchParams, EvaluationParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
+from galaxy_distillation.pipelines.sweep.table import result_tags
 from galaxy_distillation.pipelines.teacher.nodes import check_same_data, data_fingerprint
-from galaxy_distillation.sweep import result_tags
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 
 from galaxy_distillation.engine.data import to_display, to_float
 from galaxy_distillation.engine.zca import MTT_ZCA_EPS, ZCA
-from galaxy_distillation.params import TeacherParams
+from galaxy_distillation.params import TeacherParams, parse_flag
 
 _ZCA_PREFIX = "zca."
 
@@ -39,11 +39,11 @@ class PreparedData:
 
 
 def wants_zca(zca: Any, dataset_name: str) -> bool:
-    """``teacher.zca``: ``true``/``false``, or ``auto`` = on for CIFAR (as in the paper), off
-    for galaxies and image folders."""
+    """``teacher.zca``: ``true``/``false`` (:func:`~galaxy_distillation.params.parse_flag`), or
+    ``auto`` = on for CIFAR (as in the paper), off for galaxies and image folders."""
     if isinstance(zca, str) and zca.lower() == "auto":
         return dataset_name.startswith("cifar")
-    return bool(zca)
+    return zca is not None and parse_flag(zca)
 
 
 def prepare_data(model_input: dict[str, Any], zca: Any = False) -> PreparedData:

@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 
 from galaxy_distillation.figures.curves import curves_figure
 from galaxy_distillation.figures.images import confusion_figure, distilled_grid_figure
-from galaxy_distillation.params import ReportingParams
+from galaxy_distillation.params import ReportingParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import display_images
-from galaxy_distillation.sweep import BUDGET_MARK, BUDGET_NOTE, MOCK_NOTE, budget_columns
+from galaxy_distillation.pipelines.sweep.table import BUDGET_MARK, BUDGET_NOTE, MOCK_NOTE, budget_columns
 
 
 def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any], reporting: ReportingParams,
@@ -67,7 +67,7 @@ _DATA_TITLES = {"mock": f"Mock sky ({MOCK_NOTE.split('(', 1)[1].rstrip(')')})", 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {**{k: record.get(k) for k in COLUMNS}, **budget_columns(record), "variant": record.get("variant"),
-            "dataset": record.get("dataset"), "augmented": bool(record.get("augmented"))}
+            "dataset": record.get("dataset"), "augmented": parse_flag(record.get("augmented") or False)}
 
 
 def results_tables(all_evaluation_results: dict[str, Callable[[], Any]], evaluation_results: dict[str, Any]
@@ -76,8 +76,8 @@ def results_tables(all_evaluation_results: dict[str, Callable[[], Any]], evaluat
     the paper's Table 1 and Table 2 layouts per data (mock sky and real GZ2 never share a table).
 
     Every number whose budget differs from the paper's (mock data, fewer iterations, experts or
-    evaluation epochs: :func:`~galaxy_distillation.sweep.budget_differences`) carries
-    :data:`~galaxy_distillation.sweep.BUDGET_MARK`, explained under the tables.
+    evaluation epochs: :func:`~galaxy_distillation.pipelines.sweep.table.budget_differences`) carries
+    :data:`~galaxy_distillation.pipelines.sweep.table.BUDGET_MARK`, explained under the tables.
 
     Args:
         all_evaluation_results: the partitions of ``data/08_reporting`` (JSON loaders).

@@ -3,7 +3,7 @@ STM and Full at IPC 1 and 10 on any model input (Table 1's layout), on the CPU d
 
 from kedro.pipeline import Pipeline
 
-from galaxy_distillation.pipelines._sweep import create_sweep_pipeline
+from galaxy_distillation.pipelines.sweep.pipeline import create_sweep_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -5,7 +5,7 @@ rotation-augmented training set, Random and Full."""
 from kedro.pipeline import Pipeline
 
 from galaxy_distillation.pipelines import curation, sky
-from galaxy_distillation.pipelines._sweep import create_sweep_pipeline
+from galaxy_distillation.pipelines.sweep.pipeline import create_sweep_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:

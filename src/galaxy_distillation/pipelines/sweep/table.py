@@ -1,87 +1,23 @@
-"""The paper's tables as sweeps of cells: which cells each table has, and the results table.
+"""A sweep's results table: the paper's layout with its numbers beside ours, each number's
+budget (how it differs from the paper's), the MLflow ``result.*`` tags of an evaluated variant
+and the protocol caption under the table.
 
-Pure functions (no Kedro, no torch): :mod:`galaxy_distillation.pipelines._sweep` wires one
-namespaced Kedro pipeline per :class:`Cell` from them.
-
-* ``table``  (CPU default, any dataset, e.g. an image folder): MTT and STM at IPC 1 and 10,
-  real init, plus Random and Full; Table 1's layout.
-* ``table1`` (``--env cifar10``): MTT and STM at IPC 1, 10, 50 (CIFAR-100: 1 and 10).
-* ``table2`` (``--env paper``, GZ2): STM at IPC 1 and 10, real and noise init, plain and
-  rotation-augmented training set, plus Random and Full.
+Pure functions (no Kedro, no torch).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from galaxy_distillation.pipelines.sweep.cells import cells
 from galaxy_distillation.presets import PAPER_BUDGET, PAPER_TABLE1, PAPER_TABLE2
 
-__all__ = ["Cell", "TABLES", "cells", "groups", "applies", "results_table", "budget_columns",
-           "budget_differences", "result_tags", "BUDGET_MARK", "MOCK_NOTE"]
+if TYPE_CHECKING:
+    from galaxy_distillation.params import EvaluationParams
 
-
-@dataclass(frozen=True)
-class Cell:
-    """One distillation of a table: its namespace is :attr:`name` (the variant without the dataset)."""
-
-    method: str
-    ipc: int
-    init: str
-    augmented: bool
-
-    @property
-    def flag(self) -> str:
-        return "aug" if self.augmented else "plain"
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}_ipc{self.ipc}_{self.init}_{self.flag}"
-
-    def variant(self, dataset: str) -> str:
-        """The single-run variant name (``kedro run --params ...``): same files, same checkpoints."""
-        return f"{dataset}_{self.name}"
-
-
-def _grid(methods: tuple[str, ...], ipcs: tuple[int, ...], inits: tuple[str, ...], augs: tuple[bool, ...]
-          ) -> tuple[Cell, ...]:
-    return tuple(Cell(m, i, init, a) for a in augs for i in ipcs for init in inits for m in methods)
-
-
-TABLES: dict[str, tuple[Cell, ...]] = {
-    "table": _grid(("mtt", "stm"), (1, 10), ("real",), (False,)),
-    "table1": _grid(("mtt", "stm"), (1, 10, 50), ("real",), (False,)),
-    "table2": _grid(("stm",), (1, 10), ("real", "noise"), (False, True)),
-}
-# Cells a table has for some datasets only (Table 1 has no IPC 50 row for CIFAR-100).
-_NOT_IN_TABLE = {("table1", "cifar100", 50)}
-
-
-def cells(table: str) -> tuple[Cell, ...]:
-    """The cells of ``table``.
-
-    Raises:
-        KeyError: unknown table.
-    """
-    if table not in TABLES:
-        raise KeyError(f"unknown table {table!r}; one of {sorted(TABLES)}")
-    return TABLES[table]
-
-
-def groups(table: str) -> tuple[str, ...]:
-    """Training-set flags (``plain``/``aug``) of a table: one expert bank and one Full baseline each."""
-    return tuple(dict.fromkeys(c.flag for c in cells(table)))
-
-
-def applies(table: str, dataset: str, cell: Cell, sweep: dict[str, Any] | None = None) -> bool:
-    """Whether ``cell`` belongs to ``table`` for ``dataset`` and is selected by the ``sweep``
-    parameters (``ipcs``/``methods``/``inits``: null = all); the others are skipped."""
-    sweep = sweep or {}
-    for key, value in (("ipcs", cell.ipc), ("methods", cell.method), ("inits", cell.init)):
-        if sweep.get(key) is not None and value not in sweep[key]:
-            return False
-    return (table, dataset, cell.ipc) not in _NOT_IN_TABLE
+__all__ = ["results_table", "caption", "budget_columns", "budget_differences", "budgets_markdown", "result_tags",
+           "ROW_COLUMNS", "BUDGET_MARK", "BUDGET_NOTE", "MOCK_NOTE"]
 
 
 # ---------------------------------------------------------------------------- budgets
@@ -293,3 +229,21 @@ def results_table(table: str, dataset: str, evaluations: dict[str, dict[str, Any
     for e in entries:
         e.update(table=table, dataset=dataset, data=label)
     return "\n".join(lines), entries
+
+
+def caption(evaluation: EvaluationParams, records: list[dict[str, Any]]) -> str:
+    """The protocol under the table: evaluation, Random, Full, presets, stop reasons, selection."""
+    rule = evaluation.random_lr if evaluation.random_lr is not None else "learned"
+    random = "the distilled set's learned step size" if rule == "learned" else f"a fixed step size {float(rule):g}"
+    stops = sorted({str(r.get("stop_reason")) for r in records})
+    selections = sorted({str(r.get("selection")) for r in records})
+    sources = sorted({(r.get("preset") or {}).get("source", "none (the env's values)") for r in records})
+    return (
+        f"Distilled: {evaluation.n_nets} fresh nets x {evaluation.epochs} epochs at the learned step size "
+        f"(SGD momentum {evaluation.momentum:g}, weight decay {evaluation.weight_decay:g}, lr x0.1 at "
+        f"{evaluation.lr_decay_at:g} of the epochs, DSA). Random: a fresh random real subset of the same IPC per "
+        f"net, trained the same way with {random}. Full: the whole training set, {evaluation.full_n_nets} nets x "
+        f"{evaluation.full_epochs} epochs at lr {evaluation.full_lr:g} (the project's protocol; neither paper nor "
+        f"code states one). Presets: {'; '.join(sources) or '-'}. Stop reasons: {', '.join(stops) or '-'}. "
+        f"Image selection: {', '.join(selections) or '-'}."
+    )

@@ -1,4 +1,5 @@
-"""Kedro datasets that let a sweep skip finished work: read what an earlier run left, if anything."""
+"""Kedro datasets that let a sweep skip finished work: read what an earlier run left, if anything
+(``catalog.yml``: ``galaxy_distillation.pipelines.sweep.datasets.OptionalDataset``...)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ from typing import Any
 from kedro.io import AbstractDataset
 
 from galaxy_distillation.datasets import ExpertTrajectoriesDataset
+from galaxy_distillation.pipelines.sweep.keys import is_skipped
 
-__all__ = ["OptionalDataset", "SweepExpertsDataset", "is_skipped"]
-
-
-def is_skipped(data: Any) -> bool:
-    """The marker a sweep node returns for a cell that is not part of the table."""
-    return data is None or (isinstance(data, dict) and bool(data.get("skipped")))
+__all__ = ["OptionalDataset", "SweepExpertsDataset"]
 
 
 class OptionalDataset(AbstractDataset[Any, Any]):
     """Wraps a dataset: ``load`` gives ``None`` when it does not exist; ``save`` of a skip
-    marker (``{"skipped": reason}``) writes nothing.
+    marker (``{"skipped": reason}``, :func:`~.keys.is_skipped`) writes nothing.
 
     Two catalog entries on the same file (``<cell>.evaluation_results`` and
     ``<cell>.evaluation_previous``) let a node see its own earlier output without a cycle.

@@ -2,8 +2,9 @@
 
 Per training set (namespace ``plain`` / ``aug``): prepare, the teacher (experts shared by every
 cell on it) and the Full baseline. Per cell (namespace = the cell's name, e.g.
-``stm_ipc1_real_plain``): distill and evaluation. Then one table node (namespace = the table's
-name). Wiring only. The cells depend only on their training set, so with ``compute.backend:
+``stm_ipc1_real_plain``): distill and evaluation, given their cell as the parameter
+``params:sweep_cells.<table>.<cell>``. Then one table node (namespace = the table's name),
+given ``params:sweep_cells.<table>``. Wiring only. The cells depend only on their training set, so with ``compute.backend:
 ray`` (and the ``ThreadRunner`` ``kedro run`` picks then) every cell's task is in flight at once.
 """
 
@@ -12,28 +13,30 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from galaxy_distillation.pipelines import prepare
-from galaxy_distillation.pipelines._sweep_nodes import (
-    distill_cell_node,
-    evaluate_cell_node,
+from galaxy_distillation.pipelines.sweep.cells import cells, groups
+from galaxy_distillation.pipelines.sweep.nodes import (
+    distill_cell,
+    evaluate_cell,
     full_baseline,
     pass_on,
-    table_node,
+    results_table_node,
 )
 from galaxy_distillation.pipelines.teacher.nodes import train_experts
-from galaxy_distillation.sweep import cells, groups
 
 _RUN = ["params:device", "params:progress"]
 
 
-def _namespaced(nodes: list | Pipeline, namespace: str, inputs: set[str] | dict[str, str]) -> Pipeline:
-    """``nodes`` in ``namespace``: datasets prefixed, parameters and ``inputs`` shared."""
+def _namespaced(nodes: list | Pipeline, namespace: str, inputs: set[str] | dict[str, str],
+                parameters: dict[str, str] | None = None) -> Pipeline:
+    """``nodes`` in ``namespace``: datasets prefixed, parameters and ``inputs`` shared, the
+    parameters in ``parameters`` renamed."""
     node_list = nodes.nodes if isinstance(nodes, Pipeline) else nodes
-    params = {name for n in node_list for name in n.inputs if name.startswith("params:")}
-    return pipeline(nodes, namespace=namespace, parameters=params, inputs=inputs)
+    params = {name: name for n in node_list for name in n.inputs if name.startswith("params:")}
+    return pipeline(nodes, namespace=namespace, parameters={**params, **(parameters or {})}, inputs=inputs)
 
 
 def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
-    """The sweep of ``table`` (see :mod:`galaxy_distillation.sweep`); ``after`` is a dataset the
+    """The sweep of ``table`` (see :mod:`galaxy_distillation.pipelines.sweep.cells`); ``after`` is a dataset the
     training-set nodes wait for (``curation_report`` when curation runs in the same pipeline)."""
     wait = [after] if after else []
     parts: list[Pipeline] = []
@@ -56,23 +59,24 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
         shared = {name: f"{cell.flag}.{name}" for name in ("prepared_data", "expert_trajectories", "full_baseline")}
         parts.append(_namespaced(
             [
-                node(distill_cell_node(table, cell),
+                node(distill_cell,
                      ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
-                      "params:distill", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN,
-                      "params:compute", "params:teacher", "params:data_root", "params:data_label"],
+                      "params:cell", "params:distill", "params:evaluation", "params:model", "params:dataset",
+                      "params:sweep", *_RUN, "params:compute", "params:teacher", "params:data_root",
+                      "params:data_label"],
                      ["distilled_set", "distill_history"], name="distill"),
-                node(evaluate_cell_node(table, cell),
+                node(evaluate_cell,
                      ["prepared_data", "distilled_set", "distill_history", "evaluation_previous", "full_baseline",
-                      "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN, "params:compute",
-                      "params:data_root", "params:data_label"],
+                      "params:cell", "params:evaluation", "params:model", "params:dataset", "params:sweep", *_RUN,
+                      "params:compute", "params:data_root", "params:data_label"],
                      "evaluation_results", name="evaluate"),
             ],
-            cell.name, shared,
+            cell.name, shared, {"params:cell": f"params:sweep_cells.{table}.{cell.name}"},
         ))
     results = [f"{flag}.full_baseline" for flag in flags] + [f"{c.name}.evaluation_results" for c in cells(table)]
     parts.append(_namespaced(
-        [node(table_node(table, flags), ["params:dataset", "params:evaluation", "params:data_label", *results],
-              ["results_markdown", "results_csv"], name="results_table")],
-        table, set(results),
+        [node(results_table_node, ["params:cells", "params:dataset", "params:evaluation", "params:data_label",
+                                   *results], ["results_markdown", "results_csv"], name="results_table")],
+        table, set(results), {"params:cells": f"params:sweep_cells.{table}"},
     ))
     return sum(parts, Pipeline([]))
