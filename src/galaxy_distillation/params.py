@@ -290,7 +290,7 @@ class CompareParams(_Strict):
     lambdas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0])
     lambda_seed: int = 0
     lambda_iterations: int | None = Field(None, gt=0)
-    batched: bool = False  # the runs that share a shape as one batched program (engine.BatchedDistiller)
+    batched: Flag = False  # the runs that share a shape as one batched program (engine.BatchedDistiller)
 
     @field_validator("lambdas")
     @classmethod
