@@ -9,7 +9,8 @@ import yaml
 
 from galaxy_distillation.curation.images import area_resize, crop_center_half
 from galaxy_distillation.params import InsightParams
-from galaxy_distillation.sky.render import draw_properties, render_properties
+from galaxy_distillation.sky.properties import draw_properties
+from galaxy_distillation.sky.render import render_properties
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from galaxy_distillation.compute import ComputeError, run_tasks
+from galaxy_distillation.cluster import ComputeError
+from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.params import ComputeParams, ParameterError, validate_parameters
 from galaxy_distillation.pipelines.prepare.nodes import prepare
 from galaxy_distillation.pipelines.teacher.nodes import train_experts
@@ -140,3 +141,20 @@ def test_a_stop_request_ends_the_tasks_and_a_second_signal_waits(capsys):
         cli._STOPPING.clear()
         compute.clear_stop()
     assert compute.run_one(_square, (2,), {"backend": "local"}, progress=False) == 4
+
+
+def test_a_local_teacher_asked_to_stop_ends_after_the_expert_in_hand(tiny_model_input, tiny_params):
+    """A stop request (the first Ctrl-C or SIGTERM of a run) during a local teacher run: the
+    experts already handed back (each saved at once by the expert dataset) stay, and no further
+    expert starts; ``Stopped`` says how far it got."""
+    from galaxy_distillation import compute
+
+    teacher = tiny_params["teacher"].model_copy(update={"n_experts": 4, "epochs": 1, "experts_at_once": 1})
+    data, _ = prepare(tiny_model_input, teacher)
+    handed_back = []
+    with pytest.raises(compute.Stopped, match=r"stopped after 1 of 4 task\(s\)"):
+        for chunk in train_experts(data, teacher, tiny_params["model"], "cpu", False, {}, ComputeParams()):
+            if "trajectory" in chunk:
+                handed_back.append(chunk["index"])
+                compute.request_stop()  # as the CLI's handler does while the expert is saved
+    assert handed_back == [0]

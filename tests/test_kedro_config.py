@@ -93,7 +93,7 @@ def test_two_image_folders_never_share_a_file_name():
 
     (a, variant_a), (b, variant_b) = paths("data/shapes"), paths("/elsewhere/shapes")
     assert not set(a) & set(b) and variant_a != variant_b
-    from galaxy_distillation.params import source_name
+    from galaxy_distillation.names import source_name
 
     assert variant_a == f"{source_name('imagefolder', 'data/shapes')}_stm_ipc1_real_plain"
     assert source_name("imagefolder", "data/shapes").startswith("imagefolder-shapes-")

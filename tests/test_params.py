@@ -117,7 +117,8 @@ def test_engine_configs_are_built_from_the_models():
 @pytest.mark.parametrize("text,value", [("true", True), ("False", False), ("1", True), ("no", False),
                                         (True, True), ("on", True)])
 def test_one_flag_parser_names_variants(text, value):
-    from galaxy_distillation.params import experts_key, parse_flag, variant_name
+    from galaxy_distillation.names import experts_key, variant_name
+    from galaxy_distillation.params import parse_flag
 
     assert parse_flag(text) is value
     suffix = "aug" if value else "plain"

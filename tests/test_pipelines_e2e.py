@@ -227,7 +227,7 @@ def test_benchmark_pipeline_distils_an_image_folder(project, tmp_path):
     folder = make_toy_image_folder(tmp_path / "shapes", n_classes=3, n_per_class=12, size=20, seed=0)
     kedro(project, "run", "--env", "smoke", "--pipelines=benchmark", "--params",
           f"dataset=imagefolder,data_root={folder},image_size=16")
-    from galaxy_distillation.params import source_name
+    from galaxy_distillation.names import source_name
 
     variant = f"{source_name('imagefolder', str(folder))}_stm_ipc1_real_plain"  # the folder is in the name
     distilled = load_file(str(project / f"data/07_model_output/{variant}/distilled.safetensors"))

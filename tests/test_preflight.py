@@ -55,6 +55,30 @@ def test_a_sweep_whose_start_epochs_exceed_the_experts_stops_before_any_expert_i
     assert "== teacher" not in proc.stderr and not (bare / "data" / "06_models").exists()  # no node ran
 
 
+def test_an_image_size_that_would_do_nothing_is_refused_by_kedro_run(tmp_path):
+    """Before: ``--pipelines=distill --params image_size=30`` on GZ2 curated at 32 px ran every
+    iteration at 32 px, exit 0, no word."""
+    project = copy_project(tmp_path)
+    gz2 = project / "data" / "05_model_input" / "gz2"
+    gz2.mkdir(parents=True)
+    (gz2 / "meta.json").write_text(json.dumps({"image_size": 32}))  # what curation at 32 px leaves
+    proc = kedro_run(project, "--pipelines=distill", "--params", "image_size=30")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line.startswith(f"{PREFIX}invalid parameter 'image_size' = 30: the curated GZ2 data in ")
+    assert "is 32 px and this run does not curate" in line
+
+
+def test_a_local_root_with_a_remote_cluster_is_refused_by_kedro_run_before_any_connection(bare):
+    """Before: nothing compared the two; the run went on to reach the cluster, whose nodes could
+    not have read this machine's folders (experts, checkpoints)."""
+    proc = kedro_run(bare, "--pipelines=teacher", "--params", "compute.backend=ray,compute.address=ray://10.1.2.3:10001")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = ours(proc)
+    assert line == (f"{PREFIX}storage_root 'data' is a local folder but compute.address 'ray://10.1.2.3:10001' is a "
+                    "remote Ray cluster whose nodes cannot read it: use an object store (s3://...) for storage_root")
+
+
 def test_a_missing_mapping_file_is_named_before_any_node(bare, tmp_path):
     """Before: label_catalogue and select_galaxies ran first, then locate_images failed."""
     from galaxy_distillation.sky.writer import simulate_catalogue
@@ -153,6 +177,62 @@ def test_a_local_root_with_a_remote_cluster_is_refused_naming_both():
     with pytest.raises(StorageError, match="distill.checkpoint_root 'ckpt' is a local folder"):
         check_cluster_storage(remote, create_pipeline())
     check_cluster_storage({**params, "compute": {"backend": "ray", "address": "127.0.0.1:6379"}}, create_pipeline())
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return s.getsockname()[1]
+
+
+def test_compute_address_auto_without_a_cluster_is_named_before_any_node(tmp_path, monkeypatch):
+    """Before: ``compute.address: auto`` was taken for a local Ray by the checks and reached Ray
+    only when the hook connected. Ray's own lookup is used, without connecting: ``RAY_ADDRESS``,
+    the address file ``ray start`` writes (under ``RAY_TMPDIR``, a fresh folder here), and a
+    scan for Ray processes (isolated here: other sessions on this machine may run Ray)."""
+    import socket
+
+    pytest.importorskip("ray")
+    from ray._private import services
+
+    from galaxy_distillation.cluster import ComputeError
+    from galaxy_distillation.pipelines.table.pipeline import create_pipeline
+    from galaxy_distillation.preflight import StorageError, check_cluster_address, check_cluster_storage, check_run
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)
+    params = {**_table_params(), "storage_root": str(tmp_path / "data"),
+              "compute": {"backend": "ray", "address": "auto"}}
+    with pytest.raises(ComputeError) as info:
+        check_run(params, create_pipeline(), None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("compute.address 'auto': no running Ray cluster found")
+    assert "ray start --head" in message
+
+    port = _closed_port()  # a cluster that stopped: its address file is still there
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.2:{port}\n")
+    with pytest.raises(ComputeError) as info:
+        check_cluster_address(params, create_pipeline())
+    assert str(info.value).startswith(f"compute.address 'auto' is '127.0.0.2:{port}' (from "
+                                      f"{tmp_path / 'ray' / 'ray_current_cluster'}) but no Ray cluster reachable")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{_closed_port()}")
+    with pytest.raises(ComputeError, match=r"compute.address 'auto' is '127.0.0.2:\d+' \(from RAY_ADDRESS\)"):
+        check_cluster_address(params, create_pipeline())
+    with pytest.raises(ComputeError, match="compute.address 'no-port': expected host:port|invalid compute.address"):
+        check_cluster_address({**params, "compute": {"backend": "ray", "address": "no-port"}}, create_pipeline())
+
+    with socket.socket() as server:  # a listening port stands for a live cluster (no Ray is started)
+        server.bind(("127.0.0.2", 0))
+        server.listen()
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.2:{server.getsockname()[1]}")
+        assert check_cluster_address(params, create_pipeline()) == f"127.0.0.2:{server.getsockname()[1]}"
+    assert check_cluster_address({**params, "compute": {"backend": "local", "address": "auto"}}, create_pipeline()) is None
+    with pytest.raises(StorageError, match=r"compute.address 'auto' \(10.1.2.3:6379\) is a remote Ray cluster"):
+        check_cluster_storage({**params, "storage_root": "data"}, create_pipeline(), "10.1.2.3:6379")
 
 
 def _model_input_catalog(tmp_path: Path, size: int):

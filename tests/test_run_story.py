@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from galaxy_distillation import figures, logs, tracking
+from galaxy_distillation import logs, tracking
 from galaxy_distillation.curation.labels import CLASS_NAMES
+from galaxy_distillation.figures import canvas
+from galaxy_distillation.figures import curves as curve_figs
+from galaxy_distillation.figures import images as image_figs
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"dataset": "gz2", "method": "stm", "ipc": 2, "init": "real", "augmented": False,
@@ -44,9 +47,9 @@ def test_run_names_on_the_mock_sky_say_mock(pipelines, expected):
 
 
 def test_figure_titles_on_the_mock_sky_say_so():
-    assert "MOCK SKY" in figures.data_note({"variant": "mock_stm_ipc1_real_plain"})
-    assert "MOCK SKY" in figures.data_note(None, {"data_label": "mock"})
-    assert figures.data_note({"variant": "gz2_stm_ipc1_real_plain"}, {"data_label": "gz2"}) == ""
+    assert "MOCK SKY" in canvas.data_note({"variant": "mock_stm_ipc1_real_plain"})
+    assert "MOCK SKY" in canvas.data_note(None, {"data_label": "mock"})
+    assert canvas.data_note({"variant": "gz2_stm_ipc1_real_plain"}, {"data_label": "gz2"}) == ""
 
 
 def test_partial_label_and_runner_name():
@@ -145,9 +148,9 @@ def test_curves_have_iteration_zero_band_reference_lines_and_integer_ticks():
                "distilled_acc_mean": 30.0, "distilled_acc_std": 1.0, "n_nets": 5, "epochs": 300}
     meta = {"variant": "gz2_stm_ipc1_real_plain", "method": "stm", "ipc": 1,
             "quick_eval": {"n_nets": 2, "epochs": 60, "eval_every": 4}}
-    points = figures.quick_eval_points(_history(), {"test_acc": 11.0, "test_acc_std": 0.5})
+    points = curve_figs.quick_eval_points(_history(), {"test_acc": 11.0, "test_acc_std": 0.5})
     assert points["done"].tolist() == [0, 4, 8, 12] and points["mean"].tolist() == [11.0, 23.0, 27.0, 31.0]
-    fig = figures.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
+    fig = curve_figs.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
     acc, _, pool = fig.axes[:3]
     fig.canvas.draw()
     legend = [t.get_text() for t in acc.get_legend().get_texts()]
@@ -169,7 +172,7 @@ def test_curves_compare_the_quick_line_only_with_a_reference_of_the_same_protoco
                "quick_epochs": 60}
     meta = {"variant": "mock_stm_ipc10_real_plain", "method": "stm", "ipc": 10,
             "quick_eval": {"n_nets": 2, "epochs": 60, "eval_every": 4}}
-    fig = figures.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
+    fig = curve_figs.curves_figure(_history(), {"test_acc": 11.0, "test_acc_std": 0.5}, results, meta)
     acc = fig.axes[0]
     lines = [line for line in acc.get_lines() if line.get_linestyle() == "--"]
     assert len(lines) == 1 and lines[0].get_ydata()[0] == 50.0  # the only line across the curve: same protocol
@@ -183,18 +186,18 @@ def test_curves_compare_the_quick_line_only_with_a_reference_of_the_same_protoco
 def test_distilled_grid_has_class_columns_initial_row_and_accuracy_caption():
     labels = torch.arange(9).repeat(2)
     images = torch.rand(18, 3, 8, 8)
-    fig = figures.distilled_grid_figure(images, labels, CLASS_NAMES, initial=torch.rand(18, 3, 8, 8),
-                                        meta={"variant": "v", "method": "stm", "ipc": 2, "init": "real"},
-                                        results={"distilled_acc_mean": 40.0, "distilled_acc_std": 2.0,
-                                                 "n_nets": 5, "epochs": 300})
+    fig = image_figs.distilled_grid_figure(images, labels, CLASS_NAMES, initial=torch.rand(18, 3, 8, 8),
+                                           meta={"variant": "v", "method": "stm", "ipc": 2, "init": "real"},
+                                           results={"distilled_acc_mean": 40.0, "distilled_acc_std": 2.0,
+                                                    "n_nets": 5, "epochs": 300})
     axes = np.array(fig.axes).reshape(9, 2)  # several images per class: a row per class, prototypes side by side
     assert [axes[r][0].get_ylabel() for r in range(9)] == [f"{c}: {n}" for c, n in enumerate(CLASS_NAMES)]
     assert "40.0 ± 2.0 %" in " ".join(t.get_text() for t in fig.texts)
-    with_initial = figures.distilled_grid_figure(images, labels, CLASS_NAMES, initial=torch.rand(18, 3, 8, 8),
-                                                 meta={"ipc": 2}, show_initial=True)
+    with_initial = image_figs.distilled_grid_figure(images, labels, CLASS_NAMES, initial=torch.rand(18, 3, 8, 8),
+                                                    meta={"ipc": 2}, show_initial=True)
     assert len(with_initial.axes) == 18 * 2 and with_initial.axes[2].get_ylabel() == "  (initial)"
-    one = figures.distilled_grid_figure(images[:9], labels[:9], CLASS_NAMES, initial=torch.rand(9, 3, 8, 8),
-                                        meta={"variant": "v", "method": "stm", "ipc": 1})
+    one = image_figs.distilled_grid_figure(images[:9], labels[:9], CLASS_NAMES, initial=torch.rand(9, 3, 8, 8),
+                                           meta={"variant": "v", "method": "stm", "ipc": 1})
     axes = np.array(one.axes).reshape(2, 9)  # one per class: the paper's layout, a column per class
     assert [ax.get_title().replace("\n", " ") for ax in axes[0]] == list(CLASS_NAMES)
     assert [axes[r][0].get_ylabel() for r in range(2)] == ["initial", "distilled"]
@@ -203,12 +206,12 @@ def test_distilled_grid_has_class_columns_initial_row_and_accuracy_caption():
 def test_montage_marks_the_mock_sky_and_compare_plots_state_their_budget():
     labels = torch.arange(9).repeat(3)
     images = torch.randint(0, 255, (27, 3, 8, 8), dtype=torch.uint8)
-    assert "MOCK SKY" in figures.montage_figure(images, labels, CLASS_NAMES, 2, mock_sky=True)._suptitle.get_text()
-    assert "MOCK" not in figures.montage_figure(images, labels, CLASS_NAMES, 2)._suptitle.get_text()
+    assert "MOCK SKY" in image_figs.montage_figure(images, labels, CLASS_NAMES, 2, mock_sky=True)._suptitle.get_text()
+    assert "MOCK" not in image_figs.montage_figure(images, labels, CLASS_NAMES, 2)._suptitle.get_text()
     curves = pd.DataFrame([{"method": m, "lam": 5.0, "seed": s, "iteration": i, "test_acc": 10.0 + i + s, "T": 1}
                            for m in ("mtt", "stm") for s in (0, 1) for i in (0, 20, 40)])
     compare = {"iterations": 40, "eval_every": 20, "eval_nets": 2, "eval_epochs": 100}
-    for fig in (figures.comparison_figure(curves, compare), figures.lambda_figure(curves, compare)):
+    for fig in (curve_figs.comparison_figure(curves, compare), curve_figs.lambda_figure(curves, compare)):
         text = " ".join(t.get_text() for t in fig.texts)
         assert "40 distillation iterations" in text and "2 nets x 100 epochs" in text and "5000" in text
 

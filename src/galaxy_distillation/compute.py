@@ -6,8 +6,9 @@ at once (a failed task then costs only itself, and a re-run does only what is mi
 The local backend is a plain loop; the Ray backend submits one remote task per item with
 ``compute.max_retries`` retries (a task whose node dies is rerun on another node) and
 ``compute.cpus_per_task`` / ``compute.gpus_per_task`` as its resource request. Ray is
-imported only when ``backend`` is ``ray``; the tasks call the same functions with the same
-arguments as the local loop, so both backends give the same results.
+imported only when ``backend`` is ``ray`` (:mod:`galaxy_distillation.cluster` joins the
+cluster); the tasks call the same functions with the same arguments as the local loop, so
+both backends give the same results.
 
 One tqdm bar over all the tasks in flight in this process shows done / running / failed /
 retried (quiet when stderr is not a terminal; each call logs a summary line at the end
@@ -26,115 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from galaxy_distillation.errors import UserError
+from galaxy_distillation.cluster import compute_settings, connect
 
 log = logging.getLogger(__name__)
-
-#: Environment variables handed to every Ray task (tracking server, object-store credentials).
-FORWARDED_ENV = (
-    "MLFLOW_TRACKING_URI",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_EC2_METADATA_DISABLED",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "OMP_NUM_THREADS",
-)
-
-
-class ComputeError(UserError):
-    """The compute backend cannot be used; the message is one line naming the setting."""
-
-    exit_code = 2
-
-
-def _settings(compute: Any) -> dict[str, Any]:
-    """The ``compute`` group (a :class:`~galaxy_distillation.params.ComputeParams`, a dict or None) as a full dict."""
-    from galaxy_distillation.params import ComputeParams
-
-    if isinstance(compute, ComputeParams):
-        return compute.model_dump()
-    return ComputeParams(**(compute or {})).model_dump()
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - depends on the install
-        raise ComputeError(
-            "compute.backend=ray needs Ray: pip install -e \".[cluster]\""
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """A ``host:port`` address must accept a TCP connection (fail in a second, not after Ray's long timeout)."""
-    if address in {"", "auto", "local"} or address.startswith("ray://") and ":" not in address[6:]:
-        return
-    target = address[6:] if address.startswith("ray://") else address
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ComputeError(f"invalid compute.address {address!r}: expected host:port, auto or ray://host:port")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise ComputeError(f"compute.address {address!r}: no Ray cluster reachable ({exc.strerror or exc})") from None
-
-
-def connect(compute: dict[str, Any] | None) -> Any:
-    """Connect this process to Ray as ``compute`` says (idempotent); returns the ``ray`` module.
-
-    ``compute.address`` empty starts a local Ray on ``compute.node_ip_address``; otherwise it
-    joins the cluster at that address. Environment variables in :data:`FORWARDED_ENV` are
-    handed to every task.
-
-    Raises:
-        ComputeError: Ray is not installed or the cluster cannot be reached (one line).
-    """
-    cfg = _settings(compute)
-    ray = _import_ray()
-    with _CONNECT:
-        if not ray.is_initialized():
-            _init(ray, cfg)
-    return ray
-
-
-_CONNECT = threading.Lock()
-
-
-def _init(ray: Any, cfg: dict[str, Any]) -> None:
-    address = str(cfg["address"] or "").strip()
-    _check_reachable(address)
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    kwargs: dict[str, Any] = {
-        "runtime_env": {"env_vars": env} if env else None,
-        "log_to_driver": True,
-        "configure_logging": False,
-    }
-    if cfg["node_ip_address"]:
-        kwargs["_node_ip_address"] = str(cfg["node_ip_address"])
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs["include_dashboard"] = False
-    try:
-        ray.init(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; report one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ComputeError(f"compute.address {address or '(local Ray)'!r}: cannot connect to Ray: {first}") from None
-    log.info("Ray: %s", "connected to " + address if address else "started a local Ray")
 
 
 def task_threads(cpus_per_task: float) -> int:
@@ -332,7 +233,7 @@ def run_tasks(
         Stopped: :func:`request_stop` was called (Ray tasks still in flight are cancelled).
         Whatever ``fn`` raised, for a task that failed after its retries.
     """
-    cfg = _settings(compute)
+    cfg = compute_settings(compute)
     if _STOP.is_set():
         raise Stopped(f"{desc}: not started, the run is stopping")
     if cfg["backend"] == "ray":

@@ -8,16 +8,13 @@
 - ``validate_parameters(params)`` (called by the hook in :mod:`galaxy_distillation.hooks`
   before Kedro builds anything) raises :class:`ParameterError` with a one-line message naming
   the parameter and what is allowed.
-- The run-level choices that name files: :func:`parse_flag` (the one parser of booleans such
-  as ``augmented``), :func:`data_label` (``mock``, ``gz2``, or :func:`source_name`),
-  :func:`variant_name` and :func:`experts_key`.
+- :func:`parse_flag`: the one parser of booleans such as ``augmented``. The names the run-level
+  choices give files and runs (data label, variant, expert set) are in
+  :mod:`galaxy_distillation.names`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -28,7 +25,6 @@ from galaxy_distillation.engine.evaluation import EvalConfig
 from galaxy_distillation.engine.experts import ExpertConfig
 from galaxy_distillation.errors import ParameterError, validation_message  # ParameterError: re-exported here
 from galaxy_distillation.params_insight import ClaimParams, InsightParams  # noqa: F401 - the insight group
-from galaxy_distillation.storage import inside, rooted
 
 DATASETS = ("gz2", "cifar10", "cifar100", "imagefolder")
 METHODS = ("stm", "mtt")
@@ -67,46 +63,6 @@ def flag_words(value: Any) -> Any:
 #: A boolean parameter, read by :func:`parse_flag` only (pydantic's own lax parsing, which also
 #: takes ``t``/``f`` and ``1.0``, is not used): every boolean field of the parameter models.
 Flag = Annotated[StrictBool, BeforeValidator(flag_words)]
-
-
-def source_name(dataset: str, data_root: Any = None) -> str:
-    """The data's name in file names: the dataset, and for an image folder also which folder
-    (``imagefolder-<folder name>-<sha256 of data_root, 6 hex>``), so runs on two folders never
-    share files, experts or checkpoints. GZ2 and CIFAR keep their name (their content is fixed:
-    curated model input, checksummed official files)."""
-    if str(dataset) != "imagefolder" or data_root in (None, ""):
-        return str(dataset)
-    root = os.path.normpath(str(data_root)) if "://" not in str(data_root) else str(data_root).rstrip("/")
-    name = re.sub(r"[^A-Za-z0-9]+", "-", root.rstrip("/").rsplit("/", 1)[-1]).strip("-")[:24] or "root"
-    return f"imagefolder-{name}-{hashlib.sha256(root.encode()).hexdigest()[:6]}"
-
-
-def data_label(dataset: str, votes_path: Any = None, mock_sky_dir: Any = None, storage_root: Any = "data",
-               data_root: Any = None) -> str:
-    """What the numbers come from, the first word of every variant name, run name, title and
-    table row: ``mock`` for GZ2 curated from the built-in mock sky (synthetic galaxies), ``gz2``
-    for real Galaxy Zoo 2, else :func:`source_name` (``cifar10``, ``imagefolder-<name>-<sha6>``).
-
-    The data is the mock sky when the vote catalogue lies inside the mock sky folder: the
-    ``sky`` pipeline's own rule (it renders the sky only then). ``{storage_root}`` in either
-    path stands for ``storage_root``. OmegaConf resolver ``gd.label``.
-    """
-    if dataset != "gz2" or not votes_path or not mock_sky_dir:
-        return source_name(dataset, data_root)
-    return "mock" if inside(rooted(votes_path, storage_root), rooted(mock_sky_dir, storage_root)) else "gz2"
-
-
-def experts_key(dataset: str, augmented: Any) -> str:
-    """Name of the expert set (and of the Full baseline) of a dataset (its :func:`data_label`):
-    ``mock_plain``, ``gz2_aug``."""
-    return f"{dataset}_{'aug' if parse_flag(augmented) else 'plain'}"
-
-
-def variant_name(dataset: str, method: str, ipc: Any, init: str, augmented: Any) -> str:
-    """The variant's name, used for its files, checkpoints and MLflow run:
-    ``<dataset>_<method>_ipc<ipc>_<init>_<plain|aug>`` where ``dataset`` is the
-    :func:`data_label` (``mock_stm_ipc1_real_plain`` on the mock sky, ``gz2_...`` on real GZ2)."""
-    return f"{dataset}_{method}_ipc{ipc}_{init}_{'aug' if parse_flag(augmented) else 'plain'}"
 
 
 # A distill value that may be the word ``preset`` (filled by galaxy_distillation.presets).
@@ -334,7 +290,7 @@ class CompareParams(_Strict):
     lambdas: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0])
     lambda_seed: int = 0
     lambda_iterations: int | None = Field(None, gt=0)
-    batched: bool = False  # the runs that share a shape as one batched program (engine.BatchedDistiller)
+    batched: Flag = False  # the runs that share a shape as one batched program (engine.BatchedDistiller)
 
     @field_validator("lambdas")
     @classmethod

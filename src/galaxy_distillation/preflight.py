@@ -2,7 +2,8 @@
 
 :class:`ClusterHook`, before the first node (one line, exit 2 or 1, on failure), runs
 :func:`check_run` (the experts' epochs against every distillation's start epochs, presets
-resolved per cell; a local ``storage_root`` or ``distill.checkpoint_root`` with a remote Ray
+resolved per cell; the Ray cluster ``compute.address`` names found and reachable, without
+connecting (``auto`` included); a local ``storage_root`` or ``distill.checkpoint_root`` with a remote Ray
 cluster; an ``image_size`` that would do nothing; input files that must exist; a writable folder
 for every local output and checkpoint), then ``check_storage(root)`` (an object-store root that
 cannot be used: no filesystem package, no credentials, endpoint or bucket unreachable), then
@@ -207,9 +208,29 @@ def remote_cluster(address: str) -> bool:
         return True  # a host name: another machine
 
 
-def check_cluster_storage(params: dict[str, Any], pipeline: Any) -> None:
+def check_cluster_address(params: dict[str, Any], pipeline: Any) -> str | None:
+    """When the pipeline's tasks run on Ray: the cluster ``compute.address`` names exists, without
+    connecting (``auto``: ``RAY_ADDRESS``, the address ``ray start`` wrote, a Ray process here;
+    ``host:port``: accepts a TCP connection), so a missing cluster is named before any node.
+
+    Returns:
+        The address found (``None`` when the run submits nothing to Ray).
+
+    Raises:
+        ComputeError: one line naming ``compute.address``.
+    """
+    compute = _plain(params.get("compute"))
+    if compute.get("backend") != "ray" or not _uses_compute(pipeline):
+        return None
+    from galaxy_distillation.cluster import check_address
+
+    return check_address(str(compute.get("address") or ""))
+
+
+def check_cluster_storage(params: dict[str, Any], pipeline: Any, found: str | None = None) -> None:
     """Refuse a local ``storage_root`` or ``distill.checkpoint_root`` when the pipeline's tasks
-    run on a remote Ray cluster (its nodes cannot see this machine's folders).
+    run on a remote Ray cluster (its nodes cannot see this machine's folders). ``found``: the
+    address ``compute.address`` resolved to (:func:`check_cluster_address`; ``auto`` may be remote).
 
     Raises:
         StorageError: one line naming the root and the cluster address.
@@ -218,14 +239,16 @@ def check_cluster_storage(params: dict[str, Any], pipeline: Any) -> None:
 
     compute = _plain(params.get("compute"))
     address = str(compute.get("address") or "")
-    if compute.get("backend") != "ray" or not _uses_compute(pipeline) or not remote_cluster(address):
+    target = found if found is not None else address
+    if compute.get("backend") != "ray" or not _uses_compute(pipeline) or not remote_cluster(target):
         return
+    named = f"{address!r}" + (f" ({target})" if target != address else "")
     roots = [("storage_root", str(params.get("storage_root", "data")))]
     if any("params:distill" in n.inputs for n in pipeline.nodes) and "distill" in params:
         roots.append(("distill.checkpoint_root", str(_plain(params["distill"]).get("checkpoint_root", ""))))
     for name, root in roots:
         if root and is_local(root):
-            raise StorageError(f"{name} {root!r} is a local folder but compute.address {address!r} is a remote Ray "
+            raise StorageError(f"{name} {root!r} is a local folder but compute.address {named} is a remote Ray "
                                f"cluster whose nodes cannot read it: use an object store (s3://...) for {name}")
 
 
@@ -362,7 +385,10 @@ def check_writable(params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
 def check_run(params: dict[str, Any], pipeline: Any, catalog: Any, runtime: dict[str, Any] | None = None) -> None:
     """Every check before the first node that the parameters and the file system decide (see the module)."""
     check_epochs(params, pipeline)
-    check_cluster_storage(params, pipeline)
+    check_cluster_storage(params, pipeline)  # from the parameters alone, before any lookup
+    found = check_cluster_address(params, pipeline)
+    if found is not None:
+        check_cluster_storage(params, pipeline, found)  # auto: judged by the address it found
     check_image_size(params, runtime or {}, pipeline, catalog)
     check_required_files(params, pipeline)
     check_writable(params, pipeline, catalog)
@@ -389,7 +415,7 @@ class ClusterHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        from galaxy_distillation.compute import connect
+        from galaxy_distillation.cluster import connect
 
         params = self._context.params if hasattr(self, "_context") else {}
         compute = params.get("compute") or {}

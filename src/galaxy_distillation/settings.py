@@ -7,8 +7,9 @@ from omegaconf import OmegaConf
 from galaxy_distillation.catalog import ProjectDataCatalog
 from galaxy_distillation.hooks import ParameterValidationHook, TypedParamsMlflowHook
 from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warnings
+from galaxy_distillation.names import data_label, experts_key, source_name, variant_name
 from galaxy_distillation.outputs import OUTPUTS
-from galaxy_distillation.params import data_label, experts_key, parse_flag, source_name, variant_name
+from galaxy_distillation.params import parse_flag
 from galaxy_distillation.pipelines.sweep.cells import sweep_cells
 from galaxy_distillation.preflight import ClusterHook
 from galaxy_distillation.storage import rooted

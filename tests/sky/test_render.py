@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from galaxy_distillation.sky.render import RenderError, draw_properties, render_galaxy
+from galaxy_distillation.sky.properties import RenderError, draw_properties
+from galaxy_distillation.sky.render import render_galaxy
 
 
 def _moments(img: np.ndarray) -> tuple[float, float]:

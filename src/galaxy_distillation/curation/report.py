@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from galaxy_distillation.figures import montage_figure
+from galaxy_distillation.figures.images import montage_figure
 
 from .errors import ParameterError
 
@@ -27,7 +27,7 @@ def make_montage(
 ) -> Figure:
     """Grid of example images: one row per class, class name on the left.
 
-    Drawn by :func:`galaxy_distillation.figures.montage_figure` (object API, no pyplot).
+    Drawn by :func:`galaxy_distillation.figures.images.montage_figure` (object API, no pyplot).
 
     Args:
         images: (N, C, H, W) uint8, or float in [0, 1].

@@ -42,7 +42,8 @@ from galaxy_distillation.errors import UserError
 from galaxy_distillation.storage.atomic import atomic_path, write_text
 
 from .columns import HART16_COLUMNS
-from .render import N_CLASSES, draw_properties, render_properties
+from .properties import N_CLASSES, draw_properties
+from .render import render_properties
 from .votes import simulate_votes
 
 MOCK_SKY_VERSION = "1.0"

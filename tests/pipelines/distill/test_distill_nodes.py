@@ -61,3 +61,62 @@ def test_a_resumed_run_names_the_run_and_checkpoint_it_continued_and_what_change
     text = caplog.text
     assert "mock_v: resumed from the checkpoint" in text and "at iteration 2" in text and first.info.run_id in text
     assert "settings changed since the checkpoint: iterations 2 -> 4" in text
+
+
+def test_a_distillation_in_a_node_thread_stops_between_iterations_keeping_its_checkpoint(tiny_model_input, tiny_params,
+                                                                                       tmp_path):
+    """Before: a stop request (the first Ctrl-C or SIGTERM of a run: ``compute.request_stop``)
+    reached Ray tasks and the local task loop between tasks only; a distillation running in a
+    node thread (``--runner ThreadRunner``) went on to its last iteration. Now it ends at the end
+    of the iteration it is in, saves its checkpoint there and raises ``Stopped``; a rerun resumes."""
+    import logging
+    import re
+    import threading
+
+    from galaxy_distillation import compute
+
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    experts = _experts(data, tiny_params)
+    distill = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path), "iterations": 100_000,
+                                                        "checkpoint_every": 100_000, "eval_every": 2,
+                                                        "max_iter_stage": 0})  # no stop rule fires
+    rest = (tiny_params["evaluation"], tiny_params["model"], "stm", 1, "real", "v", "cpu", False)
+    evaluated = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "quick evaluation" in record.getMessage() and record.args[0] >= 2:
+                evaluated.set()
+
+    logger = logging.getLogger("galaxy_distillation.pipelines.distill.nodes")
+    handler, level = Seen(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    outcome: dict = {}
+
+    def node() -> None:  # what a ThreadRunner node thread runs
+        try:
+            outcome["result"] = distill_dataset(data, experts, distill, *rest)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=node, daemon=True)
+    thread.start()
+    try:
+        assert evaluated.wait(300), "the distillation never reached iteration 2"
+        compute.request_stop()  # as the CLI's signal handler does, from another thread
+        thread.join(120)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not thread.is_alive(), "the distillation did not stop when asked"
+    error = outcome.get("error")
+    assert isinstance(error, compute.Stopped), outcome
+    found = re.fullmatch(r"distillation v: stopped after iteration (\d+); checkpoint (.+) resumes it", str(error))
+    assert found and 2 <= int(found[1]) < 100_000 and str(tmp_path / "v") in found[2]
+    stopped_at = int(found[1])
+
+    compute.clear_stop()  # the next run: resumes where the stop left it (no periodic checkpoint was due)
+    resumed, history, _ = distill_dataset(data, experts, distill.model_copy(update={"iterations": stopped_at + 1}),
+                                          *rest)
+    assert resumed["meta"]["resumed_from"]["iteration"] == stopped_at and len(history) == stopped_at + 1

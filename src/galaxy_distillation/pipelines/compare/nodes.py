@@ -28,11 +28,12 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from galaxy_distillation import figures, tracking
+from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_tasks
 from galaxy_distillation.engine import BatchedDistiller, DistillConfig, Distiller, DistillResult, IterationRecord
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
+from galaxy_distillation.figures.curves import comparison_figure, evaluated_rows, lambda_figure, mean_band, methods_in
 from galaxy_distillation.params import (
     ArchParams,
     CompareParams,
@@ -41,6 +42,7 @@ from galaxy_distillation.params import (
     EvaluationParams,
     TeacherParams,
 )
+from galaxy_distillation.pipelines.distill.nodes import stop_if_asked
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.pipelines.teacher.nodes import experts_for
 
@@ -80,6 +82,7 @@ def _start_run(data: PreparedData, expert_trajectories: Any, config: DistillConf
     def report(record: IterationRecord) -> None:
         if record.eval:
             log.info("%s, iteration %d: %.1f%%", tag, record.iteration + 1, record.eval["test_acc"])
+        stop_if_asked(distiller, f"comparison run {tag}", record)
 
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes, config, device,
                           arch=model.spec(), callback=report, eval_hook=hook)
@@ -207,24 +210,19 @@ def lambda_ablation(prepared_data: PreparedData, expert_trajectories: Any, compa
     return _table(run_curves(prepared_data, experts, runs, model, evaluation, compare, device, progress, compute))
 
 
-_evaluated = figures._evaluated
-_methods = figures._methods
-_mean_band = figures.mean_band
-
-
 def plot_comparison(compare_curves: pd.DataFrame, compare: CompareParams | None = None) -> Figure:
-    """The paper's Figure 2 (:func:`galaxy_distillation.figures.comparison_figure`), budget stated."""
-    return figures.comparison_figure(compare_curves, compare.model_dump() if compare is not None else None)
+    """The paper's Figure 2 (:func:`galaxy_distillation.comparison_figure`), budget stated."""
+    return comparison_figure(compare_curves, compare.model_dump() if compare is not None else None)
 
 
 def plot_lambda(lambda_curves: pd.DataFrame, compare: CompareParams | None = None) -> Figure:
-    """The paper's Figure 3 (:func:`galaxy_distillation.figures.lambda_figure`), budget stated."""
-    return figures.lambda_figure(lambda_curves, compare.model_dump() if compare is not None else None)
+    """The paper's Figure 3 (:func:`galaxy_distillation.lambda_figure`), budget stated."""
+    return lambda_figure(lambda_curves, compare.model_dump() if compare is not None else None)
 
 
 def _finals(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The last evaluated row of every run (``keys`` identify a run)."""
-    acc = _evaluated(curves)
+    acc = evaluated_rows(curves)
     if acc.empty:
         return acc
     return acc.sort_values("iteration").groupby(keys, dropna=False).tail(1).sort_values(keys)
@@ -249,10 +247,10 @@ def summarise_comparison(compare_curves: pd.DataFrame, lambda_curves: pd.DataFra
     summary: dict[str, Any] = {"methods": {}, "lambdas": {}}
     metrics: dict[str, list[dict[str, float]]] = {}
     finals = _finals(compare_curves, ["method", "seed"])
-    acc = _evaluated(compare_curves)
-    for method in _methods(finals) if len(finals) else []:
+    acc = evaluated_rows(compare_curves)
+    for method in methods_in(finals) if len(finals) else []:
         final = finals[finals["method"] == method]
-        band = _mean_band(acc[acc["method"] == method])
+        band = mean_band(acc[acc["method"] == method])
         values = [float(v) for v in final["test_acc"]]
         mean = sum(values) / len(values)
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
@@ -287,6 +285,6 @@ def summarise_comparison(compare_curves: pd.DataFrame, lambda_curves: pd.DataFra
             "max_T": int(pool.max()),
             "growth_iterations": [int(i) for i in grew],
         }
-        metrics[f"lam{name}_test_acc"] = _history(_evaluated(run).groupby("iteration")["test_acc"].mean())
+        metrics[f"lam{name}_test_acc"] = _history(evaluated_rows(run).groupby("iteration")["test_acc"].mean())
         metrics[f"lam{name}_T"] = _history(pool)
     return summary, {k: v for k, v in metrics.items() if v}

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from galaxy_distillation import tracking
-from galaxy_distillation.engine import Distiller
+from galaxy_distillation.compute import Stopped, stop_requested
+from galaxy_distillation.engine import Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
@@ -20,6 +21,24 @@ from galaxy_distillation.pipelines.teacher.nodes import data_fingerprint, expert
 from galaxy_distillation.storage import checkpoint_location
 
 log = logging.getLogger(__name__)
+
+
+def stop_if_asked(distiller: Distiller, what: str, record: IterationRecord) -> None:
+    """The engine's per-iteration callback part that ends a distillation asked to stop
+    (:func:`galaxy_distillation.compute.request_stop`: the first Ctrl-C or ``SIGTERM`` of a run)
+    at the end of the iteration it is in: its checkpoint is saved first, so a rerun resumes at
+    that iteration. This is how a distillation in a node thread (``ThreadRunner``) or a local
+    task stops; in the main thread the interrupt itself stops it (resumed from its last
+    periodic checkpoint).
+
+    Raises:
+        Stopped: the run was asked to stop.
+    """
+    if not stop_requested():
+        return
+    distiller.save_checkpoint()
+    kept = f"; checkpoint {distiller.checkpoint_store} resumes it" if distiller.checkpoint_store is not None else ""
+    raise Stopped(f"{what}: stopped after iteration {record.iteration + 1}{kept}")
 
 
 def distill_dataset(
@@ -41,7 +60,8 @@ def distill_dataset(
 
     The run checkpoints to ``<distill.checkpoint_root>/<variant>/state.pt`` (a local folder or
     any fsspec URL; by default under ``storage_root``) every ``distill.checkpoint_every``
-    iterations and resumes from there if it was interrupted (a finished variant is returned
+    iterations and when asked to stop (:func:`stop_if_asked`, between iterations), and resumes
+    from there if it was interrupted (a finished variant is returned
     from its final checkpoint at once; a checkpoint made with other settings is discarded with
     a warning).
 
@@ -91,7 +111,8 @@ def distill_dataset(
     distiller = Distiller(expert_trajectories, data.train_x, data.train_y, data.num_classes,
                           config, dev, arch=model.spec(),
                           checkpoint_dir=checkpoint_location(distill.checkpoint_root, variant), eval_hook=hook,
-                          data_key=data_fingerprint(data))
+                          data_key=data_fingerprint(data),
+                          callback=lambda record: stop_if_asked(distiller, f"distillation {variant}", record))
     # The quick evaluation of the initial images (iteration 0 of the curves): a resumed run
     # starts from the same seeded initialisation, so it is the same point.
     initial_images = distiller.images.detach().clone()

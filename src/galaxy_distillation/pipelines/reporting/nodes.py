@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from galaxy_distillation import figures
+from galaxy_distillation.figures.curves import curves_figure
+from galaxy_distillation.figures.images import confusion_figure, distilled_grid_figure
 from galaxy_distillation.params import ReportingParams, parse_flag
 from galaxy_distillation.pipelines.prepare.nodes import display_images
 from galaxy_distillation.pipelines.sweep.table import BUDGET_MARK, BUDGET_NOTE, MOCK_NOTE, budget_columns
@@ -21,7 +22,7 @@ def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any]
     variant's test accuracy in the caption."""
     initial = (display_images(distilled_set["initial_images"], data_transform)
                if "initial_images" in distilled_set else None)
-    return figures.distilled_grid_figure(
+    return distilled_grid_figure(
         display_images(distilled_set["images"], data_transform), distilled_set["labels"],
         distilled_set["meta"]["class_names"], initial=initial, meta=distilled_set["meta"],
         results=evaluation_results, max_per_class=reporting.grid_max_per_class)
@@ -30,7 +31,7 @@ def distilled_grid(distilled_set: dict[str, Any], data_transform: dict[str, Any]
 def confusion_matrices(evaluation_results: dict[str, Any]) -> Figure:
     """Which classes the distilled set teaches and which it confuses: the confusion matrices
     (mean over the nets) of distilled, random real and full, side by side."""
-    return figures.confusion_figure(evaluation_results)
+    return confusion_figure(evaluation_results)
 
 
 def convergence_curves(distill_history: pd.DataFrame, distilled_set: dict[str, Any] | None = None,
@@ -38,7 +39,7 @@ def convergence_curves(distill_history: pd.DataFrame, distilled_set: dict[str, A
     """Quick-evaluation accuracy from iteration 0 with Random and Full reference lines, matching
     loss, and STM's epoch pool T and step size against iteration."""
     meta = (distilled_set or {}).get("meta") or {}
-    return figures.curves_figure(distill_history, meta.get("initial_eval"), evaluation_results, meta)
+    return curves_figure(distill_history, meta.get("initial_eval"), evaluation_results, meta)
 
 
 def _cell(row: pd.Series | None, prefix: str) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from galaxy_distillation import tracking
 from galaxy_distillation.compute import run_one
+from galaxy_distillation.names import source_name
 from galaxy_distillation.params import (
     ArchParams,
     ComputeParams,
@@ -36,7 +37,6 @@ from galaxy_distillation.params import (
     EvaluationParams,
     SweepParams,
     TeacherParams,
-    source_name,
 )
 from galaxy_distillation.pipelines.distill.nodes import distill_dataset, history_metrics
 from galaxy_distillation.pipelines.evaluation.nodes import collect_evaluation, evaluate_distilled, evaluate_random
