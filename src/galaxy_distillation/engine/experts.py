@@ -10,6 +10,7 @@ partial batch kept). Seed ``s`` drives init (``derive_seed(s, 0)``), batch order
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "probe_experts_at_once",
     "train_expert",
     "train_expert_group",
+    "grow_experts",
     "experts_at_once",
     "train_experts",
 ]
@@ -199,6 +201,64 @@ def train_expert_group(
         return [train_expert(train_x, train_y, test_x, test_y, num_classes, config, s, device, progress, mean, std)
                 for s in seeds]
     return _run(nets, seeds, True, train_x, train_y, test_x, test_y, num_classes, config, device, progress, mean, std)
+
+
+def grow_experts(
+    trajectories: Sequence[Trajectory],
+    epochs: int,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    config: ExpertConfig,
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> list[Trajectory]:
+    """Train experts ``epochs`` epochs further from where their trajectories end: the same
+    result, bit for bit on CPU, as training them that much longer at once, given the same data
+    and settings and the same grouping (the trajectories passed together are trained together,
+    as :func:`train_expert_group` does: one at a time for one trajectory or batch-norm nets).
+
+    Each trajectory needs its ``state`` (:func:`~.trajectories.load_trajectory` with
+    ``with_state=True``); experts saved before the state was kept cannot be grown.
+    ``config.epochs`` is ignored (the new length is the old one + ``epochs``); the other settings
+    must be those the experts were trained with.
+
+    Returns:
+        New :class:`Trajectory` objects (rows 0..E+epochs; the first E+1 rows are the old ones).
+    """
+    trajs = list(trajectories)
+    if not trajs:
+        raise ExpertError("grow_experts needs at least one trajectory")
+    if int(epochs) < 1:
+        raise ExpertError(f"grow_experts needs epochs >= 1, got {epochs}")
+    if any(t.state is None for t in trajs):
+        raise ExpertError("these experts have no training state (saved before it was kept): they cannot be grown; "
+                          "train longer experts instead")
+    lengths = {t.num_epochs for t in trajs}
+    if len(lengths) != 1:
+        raise ExpertError(f"experts grown together must have the same length, got epochs {sorted(lengths)}")
+    start = lengths.pop()
+    config = replace(config, epochs=start + int(epochs))
+    wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in ("dsa_params", "epochs")}))
+    for t in trajs:
+        had = json.loads(json.dumps({k: v for k, v in t.meta.get("config", {}).items() if k != "epochs"}))
+        if had != wanted:
+            diff = sorted(k for k in set(had) | set(wanted) if had.get(k) != wanted.get(k))
+            raise ExpertError(f"expert seed {t.meta.get('seed')} was trained with other settings ({', '.join(diff)}); "
+                              f"it can only be grown with its own")
+    _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
+    n, c, h, w = train_x.shape
+    seeds = [int(t.meta["seed"]) for t in trajs]
+    nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
+    if len(trajs) > 1 and has_batchnorm(nets[0]):
+        return [grow_experts([t], epochs, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
+                             mean, std)[0] for t in trajs]
+    return _run(nets, seeds, len(trajs) > 1, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
+                mean, std, grown=trajs)
 
 
 def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: torch.Tensor,
