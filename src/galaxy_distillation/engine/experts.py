@@ -327,7 +327,8 @@ def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: 
         if batched:
             meta["experts_at_once"] = k_nets
         if grown is not None:
-            meta = {**grown[k].meta, **meta, "grown_from": [*grown[k].meta.get("grown_from", []), start]}
+            meta = {**{key: v for key, v in grown[k].meta.items() if key != "experts_at_once"}, **meta,
+                    "grown_from": [*grown[k].meta.get("grown_from", []), start]}
         out.append(Trajectory(params=rows[k].contiguous(), test_acc=accs[k], train_loss=losses[k], meta=meta,
                               state=group.export_state(k)))
     return out
