@@ -4,6 +4,8 @@ trained longer at once."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from _reference_loops import ref_train_expert, ref_train_expert_group, ref_train_loop, ref_train_vmap
@@ -44,10 +46,12 @@ def steps(monkeypatch):
     return seen
 
 
-def _same_trajectory(a, b) -> None:
-    assert torch.equal(a.params, b.params)
-    assert a.test_acc == b.test_acc and a.train_loss == b.train_loss
-    assert {k: v for k, v in a.meta.items() if k != "seconds"} == {k: v for k, v in b.meta.items() if k != "seconds"}
+def _same_trajectory(new, old) -> None:
+    assert torch.equal(new.params, old.params)
+    assert new.test_acc == old.test_acc and new.train_loss == old.train_loss
+    old_meta = {k: v for k, v in old.meta.items() if k != "seconds"}
+    assert old_meta["config"].pop("precision") == "fp32"  # fp32 is left out of the record (experts saved before)
+    assert {k: v for k, v in new.meta.items() if k != "seconds"} == old_meta
 
 
 @pytest.mark.parametrize("dsa", DSA)
@@ -147,3 +151,18 @@ def test_experts_without_state_or_with_other_settings_are_refused(toy, tmp_path)
                      device=CPU)
     with pytest.raises(ExpertError, match="last epoch"):
         load_trajectory(tmp_path / "expert_0000.safetensors", max_epoch=0, with_state=True)
+
+
+def test_bf16_expert_training_runs_and_fp32_is_unchanged(toy):
+    fp32 = expert_config(epochs=2, lr=0.05, batch_size=8, arch=ARCH)
+    bf16 = expert_config(epochs=2, lr=0.05, batch_size=8, arch=ARCH, precision="bf16")
+    plain = train_expert(*toy, num_classes=3, config=fp32, seed=5, device=CPU, progress=False)
+    _same_trajectory(plain, ref_train_expert(*toy, num_classes=3, config=fp32, seed=5, device=CPU, progress=False))
+    for k in (1, 2):
+        half = train_expert_group(*toy, num_classes=3, config=bf16, seeds=[5, 6][:k], device=CPU, progress=False)[0]
+        assert half.params.dtype == torch.float32 and torch.isfinite(half.params).all()
+        assert torch.equal(half.params[0], plain.params[0])  # same initialisation
+        assert not torch.equal(half.params[1:], plain.params[1:])  # trained otherwise (bfloat16 forward)
+        assert half.meta["config"]["precision"] == "bf16" and "precision" not in plain.meta["config"]
+    with pytest.raises(ExpertError, match="precision"):
+        train_expert(*toy, num_classes=3, config=dataclasses.replace(fp32, precision="fp16"), seed=5, device=CPU)

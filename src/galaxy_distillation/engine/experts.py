@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ExpertConfig",
+    "config_record",
     "probe_experts_at_once",
     "train_expert",
     "train_expert_group",
@@ -44,6 +45,9 @@ __all__ = [
 class ExpertConfig:
     """Expert training settings (no defaults: built from ``params.TeacherParams.engine_config``).
 
+    ``precision``: ``"fp32"`` or ``"bf16"`` (the training forward and loss under
+    ``torch.autocast`` bfloat16; the test passes stay fp32; recorded in the experts' settings
+    only when not fp32, so fp32 experts keep their settings and bank).
     ``dsa_params`` (the DSA strengths) is engine-only: ``None`` = DSA's published strengths.
     """
 
@@ -55,7 +59,17 @@ class ExpertConfig:
     dsa_strategy: str
     arch: dict
     eval_batch_size: int
+    precision: str
     dsa_params: DSAParams | None = None
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def config_record(config: ExpertConfig) -> dict:
+    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params``, and
+    ``precision`` only when it is not the default fp32 (experts saved before it existed match)."""
+    return {k: v for k, v in asdict(config).items() if k != "dsa_params" and not (k == "precision" and v == "fp32")}
 
 
 def train_expert(
@@ -102,6 +116,8 @@ def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
     check_dataset(test_x, test_y, num_classes, "test")
     if config.epochs < 1 or config.batch_size < 1 or not config.lr > 0:
         raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
+    if config.precision not in PRECISIONS:
+        raise ExpertError(f"expert precision must be one of {sorted(PRECISIONS)}, got {config.precision!r}")
 
 
 def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int,
@@ -243,7 +259,7 @@ def grow_experts(
         raise ExpertError(f"experts grown together must have the same length, got epochs {sorted(lengths)}")
     start = lengths.pop()
     config = replace(config, epochs=start + int(epochs))
-    wanted = json.loads(json.dumps({k: v for k, v in asdict(config).items() if k not in ("dsa_params", "epochs")}))
+    wanted = json.loads(json.dumps({k: v for k, v in config_record(config).items() if k != "epochs"}))
     for t in trajs:
         had = json.loads(json.dumps({k: v for k, v in t.meta.get("config", {}).items() if k != "epochs"}))
         if had != wanted:
@@ -310,8 +326,9 @@ def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: 
     if grown is None:
         snapshot(0)
     desc = f"experts {seeds[0]}.. (x{k_nets})" if batched else f"expert seed {seeds[0]}"
-    train_epochs(group, train_x, train_y, EpochSettings(batch_size=config.batch_size, dsa_strategy=config.dsa_strategy,
-                                                        dsa_params=config.dsa_params, mean=mean, std=std),
+    settings = EpochSettings(batch_size=config.batch_size, dsa_strategy=config.dsa_strategy, dsa_params=config.dsa_params,
+                             mean=mean, std=std, autocast=PRECISIONS[config.precision])
+    train_epochs(group, train_x, train_y, settings,
                  range(start, config.epochs), after_epoch=after_epoch, track_loss=True, progress=progress, desc=desc)
     seconds = (time.perf_counter() - t0) / k_nets
     out = []
@@ -321,7 +338,7 @@ def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: 
             "arch": dict(config.arch),
             "num_classes": int(num_classes),
             "image_shape": [int(c), int(h), int(w)],
-            "config": {key: v for key, v in asdict(config).items() if key != "dsa_params"},
+            "config": config_record(config),
             "seconds": seconds if grown is None else grown[k].meta.get("seconds", 0.0) + seconds,
         }
         if batched:

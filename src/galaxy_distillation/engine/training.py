@@ -20,6 +20,7 @@ last row).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,13 +42,21 @@ GENERATOR_KEYS = ("perm_generator", "dsa_generator")
 
 @dataclass(kw_only=True)
 class EpochSettings:
-    """What one epoch needs besides the networks: batch size, DSA, uint8 statistics."""
+    """What one epoch needs besides the networks: batch size, DSA, uint8 statistics, and
+    ``autocast``: a dtype to run the training forward and loss in under ``torch.autocast``
+    (``None``: plain fp32; DSA, backward and the update stay outside it)."""
 
     batch_size: int
     dsa_strategy: str
     dsa_params: DSAParams | None = None
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
+    autocast: torch.dtype | None = None
+
+    def forward_context(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast)
 
 
 class NetGroup:
@@ -149,7 +158,8 @@ class NetGroup:
     def _step_one(self, train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor,
                   s: EpochSettings) -> torch.Tensor:
         xb = dsa_augment(as_float_batch(train_x[idx], s.mean, s.std), s.dsa_strategy, self.g_dsas[0], s.dsa_params)
-        loss = F.cross_entropy(self.nets[0](xb), train_y[idx])
+        with s.forward_context(xb.device):
+            loss = F.cross_entropy(self.nets[0](xb), train_y[idx])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -159,8 +169,9 @@ class NetGroup:
                       s: EpochSettings) -> torch.Tensor:
         xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], s.mean, s.std), s.dsa_strategy, self.g_dsas[k],
                                       s.dsa_params) for k in range(self.k)])  # (K, b, C, H, W)
-        logits = self._each(self.params, self.buffers, xb)  # (K, b, classes)
-        per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
+        with s.forward_context(xb.device):
+            logits = self._each(self.params, self.buffers, xb)  # (K, b, classes)
+            per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
         loss_k = per.view(self.k, -1).mean(1)  # (K,) each network's mean batch loss
         self.opt.zero_grad(set_to_none=True)
         loss_k.sum().backward()

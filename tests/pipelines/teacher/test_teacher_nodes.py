@@ -64,3 +64,13 @@ def test_longer_experts_are_grown_from_a_shorter_bank_into_a_new_one(tiny_model_
         saver.save(chunk)
     assert all(p.read_bytes() == data_ for p, data_ in before.items())  # the shorter bank is untouched
     assert len(list(folder.rglob("expert_*.safetensors"))) == 4  # the grown ones are new files of another bank
+
+
+def test_precision_keys_only_bf16_banks(tiny_params):
+    from galaxy_distillation.pipelines.teacher.nodes import _settings, bank_name
+
+    model, teacher = tiny_params["model"], tiny_params["teacher"]
+    fp32 = teacher.engine_config(model)
+    bf16 = teacher.model_copy(update={"precision": "bf16"}).engine_config(model)
+    assert fp32.precision == "fp32" and "precision" not in _settings(fp32)  # banks made before keep their name
+    assert _settings(bf16)["precision"] == "bf16" and bank_name("d", bf16, 0) != bank_name("d", fp32, 0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.experts import (
     ExpertConfig,
+    config_record,
     experts_at_once,
     grow_experts,
     probe_experts_at_once,
@@ -91,7 +91,7 @@ def data_fingerprint(data: PreparedData) -> str:
 
 def _settings(config: ExpertConfig) -> dict[str, Any]:
     """The expert settings that change the numbers (JSON round-tripped, as stored in the headers)."""
-    want = {k: v for k, v in asdict(config).items() if k != "dsa_params" and k not in EXECUTION_ONLY}
+    want = {k: v for k, v in config_record(config).items() if k not in EXECUTION_ONLY}
     return json.loads(json.dumps(want))
 
 
