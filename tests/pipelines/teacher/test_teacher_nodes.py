@@ -74,3 +74,23 @@ def test_precision_keys_only_bf16_banks(tiny_params):
     bf16 = teacher.model_copy(update={"precision": "bf16"}).engine_config(model)
     assert fp32.precision == "fp32" and "precision" not in _settings(fp32)  # banks made before keep their name
     assert _settings(bf16)["precision"] == "bf16" and bank_name("d", bf16, 0) != bank_name("d", fp32, 0)
+
+
+def test_shorter_experts_without_state_are_trained_anew(tiny_model_input, tiny_params, tmp_path):
+    from galaxy_distillation.datasets import ExpertInventoryDataset, ExpertTrajectoriesDataset
+    from galaxy_distillation.engine.trajectories import Trajectory
+
+    model = tiny_params["model"]
+    short, long = (tiny_params["teacher"].model_copy(update={"epochs": e}) for e in (1, 2))
+    data, _ = prepare(tiny_model_input, short)
+    folder = tmp_path / "experts"
+    saver = ExpertTrajectoriesDataset(str(folder))
+    for chunk in train_experts(data, short, model, "cpu", False):
+        if "trajectory" in chunk:  # saved as before the state was kept
+            t = chunk["trajectory"]
+            chunk = {**chunk, "trajectory": Trajectory(t.params, t.test_acc, t.train_loss, t.meta)}
+        saver.save(chunk)
+    _, *out = list(train_experts(data, long, model, "cpu", False, ExpertInventoryDataset(str(folder)).load()))
+    _, *anew = list(train_experts(data, long, model, "cpu", False))
+    assert [o["index"] for o in out] == [0, 1] and all("grown_from" not in o["trajectory"].meta for o in out)
+    assert all(torch.equal(a["trajectory"].params, b["trajectory"].params) for a, b in zip(out, anew, strict=True))

@@ -62,6 +62,8 @@ def growable(shelf: Any, bank: str, todo: list[int], seeds: list[int], config: E
     """The experts to train that another bank of ``shelf`` already holds shorter: the same seed,
     data and settings but fewer epochs, with their training state (experts saved before it was
     kept cannot be grown). ``{index: (bank, epochs)}``, the longest such expert of each index."""
+    if not todo:
+        return {}
     want = {k: v for k, v in _settings(config).items() if k != "epochs"}
     found: dict[int, tuple[str, int]] = {}
     for other in shelf.names():
