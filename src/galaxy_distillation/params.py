@@ -138,6 +138,7 @@ class TeacherParams(_Strict):
     zca: Flag | Literal["auto"] = "auto"
     seed: int = 0
     experts_at_once: int | Literal["auto"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     @field_validator("experts_at_once")
     @classmethod
@@ -150,7 +151,7 @@ class TeacherParams(_Strict):
         """The engine's expert-training configuration."""
         return ExpertConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
                             weight_decay=self.weight_decay, dsa_strategy=self.dsa_strategy, arch=model.spec(),
-                            eval_batch_size=self.eval_batch_size)
+                            eval_batch_size=self.eval_batch_size, precision=self.precision)
 
 
 class DistillParams(_Strict):

@@ -29,7 +29,7 @@ from .evaluation import (
     init_network,
     quick_evaluator,
 )
-from .experts import ExpertConfig, train_expert, train_expert_group, train_experts
+from .experts import ExpertConfig, grow_experts, train_expert, train_expert_group, train_experts
 from .functional import FlatModel, FlatModelError
 from .matching import Distiller
 from .networks import (
@@ -50,6 +50,7 @@ from .trajectories import (
     InMemoryExperts,
     Trajectory,
     expert_path,
+    has_state,
     load_trajectory,
     read_trajectory_meta,
     save_trajectory,
@@ -119,6 +120,8 @@ __all__ = [
     "to_display",
     "to_float",
     "train_expert",
+    "grow_experts",
+    "has_state",
     "train_expert_group",
     "train_experts",
 ]

@@ -17,7 +17,6 @@ tolerance. vmap is skipped (loop used) for batch-norm nets, when ``n_nets * batc
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -26,17 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from galaxy_distillation.errors import UserError
 
 from .data import as_float_batch
-from .dsa import DSAParams, dsa_augment
+from .dsa import DSAParams
 from .networks import build_from_spec, has_batchnorm
 from .seeding import derive_seed, make_generator
+from .training import EpochSettings, NetGroup, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +155,6 @@ def compute_predictions(
     return torch.cat(out)
 
 
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
-
-
 def _checkpoints(epochs: int, every: int) -> list[int]:
     if every <= 0:
         return [epochs]
@@ -176,26 +168,39 @@ def _decay_epoch(config: EvalConfig) -> int | None:
     return int(config.lr_decay_at * config.epochs)
 
 
+def _settings(config: EvalConfig, n: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> EpochSettings:
+    return EpochSettings(batch_size=min(config.batch_size, n), dsa_strategy=config.dsa_strategy,
+                         dsa_params=config.dsa_params, mean=mean, std=std)
+
+
+def _decay_hook(group: NetGroup, lr: float, config: EvalConfig) -> Callable[[int], None]:
+    decay = _decay_epoch(config)
+
+    def before_epoch(ep: int) -> None:
+        if decay is not None and ep == decay:
+            group.set_lr(lr * 0.1)
+
+    return before_epoch
+
+
 def _train_loop(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
     predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
+    """The nets one after the other (the shared loop, :mod:`.training`, one net at a time)."""
     n, c, h, w = train_x.shape
-    bs = min(config.batch_size, n)
-    decay = _decay_epoch(config)
     cps = _checkpoints(config.epochs, config.curve_every)
     test_y_cpu = test_y.cpu()
     accs: list[float] = []
     curves: list[list[float]] = []
     for k, s in enumerate(seeds):
         net = init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device)
-        g_perm, g_dsa = make_generator(derive_seed(s, 1)), make_generator(derive_seed(s, 2))
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        group = NetGroup([net], [s], lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, batched=False)
         curve: list[float] = []
 
-        def record(epoch: int, net: torch.nn.Module = net, curve: list[float] = curve) -> None:
+        def record(epoch: int, _losses: object = None, net: torch.nn.Module = net, curve: list[float] = curve) -> None:
             if epoch in cps:
                 net.eval()
                 if epoch == cps[-1] and predictions is not None:  # the final nets: keep what they predict
@@ -207,19 +212,9 @@ def _train_loop(
                 net.train()
 
         record(0)
-        for ep in tqdm(range(config.epochs), desc=f"eval net {k}", disable=not progress, leave=False):
-            if decay is not None and ep == decay:
-                _set_lr(opt, lr * 0.1)
-            perm = torch.randperm(n, generator=g_perm)
-            for i in range(0, n, bs):
-                idx = perm[i : i + bs].to(device)
-                xb = as_float_batch(train_x[idx], mean, std)
-                xb = dsa_augment(xb, config.dsa_strategy, g_dsa, config.dsa_params)
-                loss = F.cross_entropy(net(xb), train_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            record(ep + 1)
+        train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
+                     before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
+                     desc=f"eval net {k}")
         accs.append(curve[-1])
         curves.append(curve)
     return accs, cps, curves
@@ -231,27 +226,16 @@ def _train_vmap(
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
     predictions: list[torch.Tensor] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
+    """The nets together as one vmap program (the shared loop, :mod:`.training`, batched)."""
     n, c, h, w = train_x.shape
-    bs = min(config.batch_size, n)
     k_nets = len(seeds)
-    decay = _decay_epoch(config)
     cps = _checkpoints(config.epochs, config.curve_every)
     nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
-    params, buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
-    base = copy.deepcopy(nets[0]).to("meta")
-
-    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(base, (p, b), (x,))
-
-    batched = vmap(one, in_dims=(0, 0, 0))
-    shared_x = vmap(one, in_dims=(0, 0, None))
-    g_perms = [make_generator(derive_seed(s, 1)) for s in seeds]
-    g_dsas = [make_generator(derive_seed(s, 2)) for s in seeds]
-    opt = torch.optim.SGD(list(params.values()), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    group = NetGroup(nets, seeds, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, batched=True)
     curves: list[list[float]] = [[] for _ in seeds]
 
     @torch.no_grad()
-    def record(epoch: int) -> None:
+    def record(epoch: int, _losses: object = None) -> None:
         if epoch not in cps:
             return
         correct = torch.zeros(k_nets, dtype=torch.long, device=device)
@@ -259,7 +243,7 @@ def _train_vmap(
         preds = []
         for i in range(0, test_x.shape[0], config.eval_batch_size):
             xb = as_float_batch(test_x[i : i + config.eval_batch_size].to(device), mean, std)
-            pred = shared_x(params, buffers, xb).argmax(-1)  # (K, b)
+            pred = group.logits_each(xb).argmax(-1)  # (K, b)
             correct += (pred == test_y[i : i + config.eval_batch_size].to(device).unsqueeze(0)).sum(1)
             if keep:
                 preds.append(pred.cpu())
@@ -269,23 +253,9 @@ def _train_vmap(
             curves[j].append(100.0 * int(correct[j]) / test_x.shape[0])
 
     record(0)
-    for ep in tqdm(range(config.epochs), desc="eval nets (vmap)", disable=not progress, leave=False):
-        if decay is not None and ep == decay:
-            _set_lr(opt, lr * 0.1)
-        perms = [torch.randperm(n, generator=g) for g in g_perms]
-        for i in range(0, n, bs):
-            idx = torch.stack([p[i : i + bs] for p in perms]).to(device)  # (K, b)
-            xb = torch.stack(
-                [dsa_augment(as_float_batch(train_x[idx[j]], mean, std), config.dsa_strategy, g_dsas[j],
-                             config.dsa_params) for j in range(k_nets)]
-            )  # (K, b, C, H, W)
-            yb = train_y[idx]  # (K, b)
-            logits = batched(params, buffers, xb)  # (K, b, classes)
-            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k_nets, -1).mean(1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        record(ep + 1)
+    train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
+                 before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
+                 desc="eval nets (vmap)")
     return [cv[-1] for cv in curves], cps, curves
 
 

@@ -10,7 +10,7 @@ partial batch kept). Seed ``s`` drives init (``derive_seed(s, 0)``), batch order
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,25 +18,25 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .data import as_float_batch
-from .dsa import DSAParams, dsa_augment
+from .dsa import DSAParams
 from .evaluation import check_dataset, compute_accuracy, init_network
 from .functional import FlatModel
 from .networks import has_batchnorm
-from .seeding import derive_seed, make_generator
+from .seeding import derive_seed
+from .training import EpochSettings, NetGroup, train_epochs
 from .trajectories import ExpertError, Trajectory, expert_path, save_trajectory
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "ExpertConfig",
+    "config_record",
     "probe_experts_at_once",
     "train_expert",
     "train_expert_group",
+    "grow_experts",
     "experts_at_once",
     "train_experts",
 ]
@@ -45,6 +45,9 @@ __all__ = [
 class ExpertConfig:
     """Expert training settings (no defaults: built from ``params.TeacherParams.engine_config``).
 
+    ``precision``: ``"fp32"`` or ``"bf16"`` (the training forward and loss under
+    ``torch.autocast`` bfloat16; the test passes stay fp32; recorded in the experts' settings
+    only when not fp32, so fp32 experts keep their settings and bank).
     ``dsa_params`` (the DSA strengths) is engine-only: ``None`` = DSA's published strengths.
     """
 
@@ -56,7 +59,17 @@ class ExpertConfig:
     dsa_strategy: str
     arch: dict
     eval_batch_size: int
+    precision: str
     dsa_params: DSAParams | None = None
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def config_record(config: ExpertConfig) -> dict:
+    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params``, and
+    ``precision`` only when it is not the default fp32 (experts saved before it existed match)."""
+    return {k: v for k, v in asdict(config).items() if k != "dsa_params" and not (k == "precision" and v == "fp32")}
 
 
 def train_expert(
@@ -87,55 +100,14 @@ def train_expert(
         mean, std: per-channel statistics for uint8 inputs.
 
     Returns:
-        :class:`Trajectory` with ``params`` (E+1, P) on CPU.
+        :class:`Trajectory` with ``params`` (E+1, P) on CPU and ``state`` (what
+        :func:`grow_experts` needs to train it further).
     """
     _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
     n, c, h, w = train_x.shape
-    t0 = time.perf_counter()
     net = init_network(config.arch, c, num_classes, (h, w), derive_seed(seed, 0)).to(device)
-    flat = FlatModel(net)
-    g_perm, g_dsa = make_generator(derive_seed(seed, 1)), make_generator(derive_seed(seed, 2))
-    train_x = train_x.detach().to(device)
-    train_y = train_y.detach().to(device=device, dtype=torch.long)
-    test_x = test_x.detach().to(device)
-    test_y = test_y.detach().to(device=device, dtype=torch.long)
-    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    params = torch.empty(config.epochs + 1, flat.numel, dtype=torch.float32)  # preallocated, CPU
-
-    def snapshot(row: int) -> float:
-        params[row].copy_(flat.flat_params().to(torch.float32))
-        net.eval()
-        acc = compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std)
-        net.train()
-        return acc
-
-    test_acc = [snapshot(0)]
-    train_loss: list[float] = []
-    bar = tqdm(range(config.epochs), desc=f"expert seed {seed}", disable=not progress, leave=False)
-    for ep in bar:
-        perm = torch.randperm(n, generator=g_perm).to(device)
-        total = torch.zeros((), device=device)
-        for i in range(0, n, config.batch_size):
-            idx = perm[i : i + config.batch_size]
-            xb = dsa_augment(as_float_batch(train_x[idx], mean, std), config.dsa_strategy, g_dsa, config.dsa_params)
-            yb = train_y[idx]
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.numel()
-        train_loss.append(float(total) / n)
-        test_acc.append(snapshot(ep + 1))
-        bar.set_postfix(loss=f"{train_loss[-1]:.3f}", acc=f"{test_acc[-1]:.1f}")
-    meta = {
-        "seed": int(seed),
-        "arch": dict(config.arch),
-        "num_classes": int(num_classes),
-        "image_shape": [int(c), int(h), int(w)],
-        "config": {k: v for k, v in asdict(config).items() if k != "dsa_params"},
-        "seconds": time.perf_counter() - t0,
-    }
-    return Trajectory(params=params.contiguous(), test_acc=test_acc, train_loss=train_loss, meta=meta)
+    return _run([net], [int(seed)], False, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
+                mean, std)[0]
 
 
 def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -144,6 +116,8 @@ def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
     check_dataset(test_x, test_y, num_classes, "test")
     if config.epochs < 1 or config.batch_size < 1 or not config.lr > 0:
         raise ExpertError(f"need epochs >= 1, batch_size >= 1, lr > 0 (got {config.epochs}, {config.batch_size}, {config.lr})")
+    if config.precision not in PRECISIONS:
+        raise ExpertError(f"expert precision must be one of {sorted(PRECISIONS)}, got {config.precision!r}")
 
 
 def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int,
@@ -238,62 +212,124 @@ def train_expert_group(
         raise ExpertError("train_expert_group needs at least one seed")
     _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
     n, c, h, w = train_x.shape
-    t0 = time.perf_counter()
     nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
     if len(seeds) == 1 or has_batchnorm(nets[0]):
         return [train_expert(train_x, train_y, test_x, test_y, num_classes, config, s, device, progress, mean, std)
                 for s in seeds]
+    return _run(nets, seeds, True, train_x, train_y, test_x, test_y, num_classes, config, device, progress, mean, std)
+
+
+def grow_experts(
+    trajectories: Sequence[Trajectory],
+    epochs: int,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    config: ExpertConfig,
+    device: torch.device,
+    progress: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> list[Trajectory]:
+    """Train experts ``epochs`` epochs further from where their trajectories end: the same
+    result, bit for bit on CPU, as training them that much longer at once, given the same data
+    and settings and the same grouping (the trajectories passed together are trained together,
+    as :func:`train_expert_group` does: one at a time for one trajectory or batch-norm nets).
+
+    Each trajectory needs its ``state`` (:func:`~.trajectories.load_trajectory` with
+    ``with_state=True``); experts saved before the state was kept cannot be grown.
+    ``config.epochs`` is ignored (the new length is the old one + ``epochs``); the other settings
+    must be those the experts were trained with.
+
+    Returns:
+        New :class:`Trajectory` objects (rows 0..E+epochs; the first E+1 rows are the old ones).
+    """
+    trajs = list(trajectories)
+    if not trajs:
+        raise ExpertError("grow_experts needs at least one trajectory")
+    if int(epochs) < 1:
+        raise ExpertError(f"grow_experts needs epochs >= 1, got {epochs}")
+    if any(t.state is None for t in trajs):
+        raise ExpertError("these experts have no training state (saved before it was kept): they cannot be grown; "
+                          "train longer experts instead")
+    lengths = {t.num_epochs for t in trajs}
+    if len(lengths) != 1:
+        raise ExpertError(f"experts grown together must have the same length, got epochs {sorted(lengths)}")
+    start = lengths.pop()
+    config = replace(config, epochs=start + int(epochs))
+    wanted = json.loads(json.dumps({k: v for k, v in config_record(config).items() if k != "epochs"}))
+    for t in trajs:
+        had = json.loads(json.dumps({k: v for k, v in t.meta.get("config", {}).items() if k != "epochs"}))
+        if had != wanted:
+            diff = sorted(k for k in set(had) | set(wanted) if had.get(k) != wanted.get(k))
+            raise ExpertError(f"expert seed {t.meta.get('seed')} was trained with other settings ({', '.join(diff)}); "
+                              f"it can only be grown with its own")
+    _check_expert_inputs(train_x, train_y, test_x, test_y, num_classes, config)
+    n, c, h, w = train_x.shape
+    seeds = [int(t.meta["seed"]) for t in trajs]
+    nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
+    if len(trajs) > 1 and has_batchnorm(nets[0]):
+        return [grow_experts([t], epochs, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
+                             mean, std)[0] for t in trajs]
+    return _run(nets, seeds, len(trajs) > 1, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
+                mean, std, grown=trajs)
+
+
+def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: torch.Tensor,
+         train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, config: ExpertConfig,
+         device: torch.device, progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+         grown: Sequence[Trajectory] | None = None) -> list[Trajectory]:
+    """Train the experts ``nets`` (initialised, on ``device``) with the shared loop and record a
+    row (flat parameters, test accuracy) per epoch; ``grown``: the trajectories the nets continue
+    (their last rows loaded, their ``state`` restored) up to ``config.epochs``."""
+    t0 = time.perf_counter()
+    n, c, h, w = train_x.shape
     k_nets = len(seeds)
     flat = FlatModel(nets[0])
-    params, buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
-    base = copy.deepcopy(nets[0]).to("meta")
-    net = nets[0]  # reused as the test-pass network of each expert in turn
-
-    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(base, (p, b), (x,))
-
-    batched = vmap(one, in_dims=(0, 0, 0))
-    g_perms = [make_generator(derive_seed(s, 1)) for s in seeds]
-    g_dsas = [make_generator(derive_seed(s, 2)) for s in seeds]
+    start = 0 if grown is None else grown[0].num_epochs
+    if grown is not None:
+        for net, traj in zip(nets, grown, strict=True):
+            FlatModel(net).load_flat(traj.params[-1])
+    group = NetGroup(nets, seeds, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                     batched=batched, states=None if grown is None else [t.state for t in grown])
+    net = nets[0]  # the test-pass network (of each expert in turn when batched)
     train_x = train_x.detach().to(device)
     train_y = train_y.detach().to(device=device, dtype=torch.long)
     test_x = test_x.detach().to(device)
     test_y = test_y.detach().to(device=device, dtype=torch.long)
-    opt = torch.optim.SGD(list(params.values()), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    rows = [torch.empty(config.epochs + 1, flat.numel, dtype=torch.float32) for _ in seeds]
+    rows = [torch.empty(config.epochs + 1, flat.numel, dtype=torch.float32) for _ in seeds]  # preallocated, CPU
     accs: list[list[float]] = [[] for _ in seeds]
+    losses: list[list[float]] = [[] for _ in seeds]
+    if grown is not None:
+        for k, traj in enumerate(grown):
+            rows[k][: start + 1].copy_(traj.params)
+            accs[k], losses[k] = list(traj.test_acc), list(traj.train_loss)
 
     @torch.no_grad()
     def snapshot(row: int) -> None:
         for k in range(k_nets):
-            rows[k][row].copy_(torch.cat([params[name][k].reshape(-1) for name in flat.names]).to(torch.float32))
-            flat.load_flat(rows[k][row])
+            rows[k][row].copy_(group.flat(k).to(torch.float32))
+            if batched:
+                flat.load_flat(rows[k][row])
             net.eval()
             accs[k].append(compute_accuracy(net, test_x, test_y, config.eval_batch_size, device, mean, std))
             net.train()
 
-    snapshot(0)
-    losses: list[list[float]] = [[] for _ in seeds]
-    bar = tqdm(range(config.epochs), desc=f"experts {seeds[0]}.. (x{k_nets})", disable=not progress, leave=False)
-    for ep in bar:
-        perms = [torch.randperm(n, generator=g).to(device) for g in g_perms]
-        total = torch.zeros(k_nets, device=device)
-        for i in range(0, n, config.batch_size):
-            idx = torch.stack([p[i : i + config.batch_size] for p in perms])  # (K, b)
-            xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], mean, std), config.dsa_strategy, g_dsas[k],
-                                          config.dsa_params) for k in range(k_nets)])  # (K, b, C, H, W)
-            logits = batched(params, buffers, xb)  # (K, b, classes)
-            per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
-            loss_k = per.view(k_nets, -1).mean(1)  # (K,) each expert's mean batch loss
-            opt.zero_grad(set_to_none=True)
-            loss_k.sum().backward()
-            opt.step()
-            total += loss_k.detach() * idx.shape[1]
+    def after_epoch(epoch: int, epoch_losses: list[float] | None) -> dict:
         for k in range(k_nets):
-            losses[k].append(float(total[k]) / n)
-        snapshot(ep + 1)
-        bar.set_postfix(loss=f"{losses[0][-1]:.3f}", acc=f"{accs[0][-1]:.1f}")
+            losses[k].append(epoch_losses[k])
+        snapshot(epoch)
+        return {"loss": f"{losses[0][-1]:.3f}", "acc": f"{accs[0][-1]:.1f}"}
+
+    if grown is None:
+        snapshot(0)
+    desc = f"experts {seeds[0]}.. (x{k_nets})" if batched else f"expert seed {seeds[0]}"
+    settings = EpochSettings(batch_size=config.batch_size, dsa_strategy=config.dsa_strategy, dsa_params=config.dsa_params,
+                             mean=mean, std=std, autocast=PRECISIONS[config.precision])
+    train_epochs(group, train_x, train_y, settings,
+                 range(start, config.epochs), after_epoch=after_epoch, track_loss=True, progress=progress, desc=desc)
     seconds = (time.perf_counter() - t0) / k_nets
     out = []
     for k, s in enumerate(seeds):
@@ -302,11 +338,16 @@ def train_expert_group(
             "arch": dict(config.arch),
             "num_classes": int(num_classes),
             "image_shape": [int(c), int(h), int(w)],
-            "config": {key: v for key, v in asdict(config).items() if key != "dsa_params"},
-            "seconds": seconds,
-            "experts_at_once": k_nets,
+            "config": config_record(config),
+            "seconds": seconds if grown is None else grown[k].meta.get("seconds", 0.0) + seconds,
         }
-        out.append(Trajectory(params=rows[k].contiguous(), test_acc=accs[k], train_loss=losses[k], meta=meta))
+        if batched:
+            meta["experts_at_once"] = k_nets
+        if grown is not None:
+            meta = {**{key: v for key, v in grown[k].meta.items() if key != "experts_at_once"}, **meta,
+                    "grown_from": [*grown[k].meta.get("grown_from", []), start]}
+        out.append(Trajectory(params=rows[k].contiguous(), test_acc=accs[k], train_loss=losses[k], meta=meta,
+                              state=group.export_state(k)))
     return out
 
 

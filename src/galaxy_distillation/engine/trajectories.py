@@ -5,8 +5,11 @@ initialisation, row e the flat parameters (order of ``named_parameters``, see
 :class:`~.functional.FlatModel`) after epoch e. On disk an expert is one safetensors file
 ``expert_NNNN.safetensors`` holding the tensor ``"params"`` plus string metadata
 (``epochs``, ``num_params``, JSON ``meta`` with architecture, seed, config, test accuracies,
-train losses). :func:`load_trajectory` with ``max_epoch=k`` reads only rows 0..k from disk
-(``safe_open(...).get_slice``). The distiller reads experts through :class:`ExpertSource`
+train losses). Experts trained since engine/training.py also hold ``state.*`` tensors: what the
+last row needs to be trained further exactly (both generators' states, the SGD momentum,
+module buffers; :attr:`Trajectory.state`); files without them (older banks) read the same and
+cannot be grown. :func:`load_trajectory` with ``max_epoch=k`` reads only rows 0..k from disk
+(``safe_open(...).get_slice``); ``with_state=True`` also reads the state. The distiller reads experts through :class:`ExpertSource`
 (:class:`ExpertBank` for a folder, :class:`InMemoryExperts` for tensors).
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "save_trajectory",
     "load_trajectory",
     "read_trajectory_meta",
+    "has_state",
     "expert_path",
     "ExpertBank",
     "ExpertSource",
@@ -42,6 +46,7 @@ __all__ = [
 ]
 
 TRAJECTORY_FORMAT = "galaxy_distillation.trajectory/1"
+STATE_PREFIX = "state."
 _EXPERT_RE = re.compile(r"^expert_(\d+)\.safetensors$")
 
 
@@ -58,12 +63,16 @@ class Trajectory:
         test_acc: test accuracy (%) at each row, length E+1.
         train_loss: mean training loss of each epoch 1..E, length E.
         meta: free-form JSON-able metadata (arch, seed, config, num_classes, image shape, ...).
+        state: what training needs to continue from the last row exactly (CPU tensors:
+            ``perm_generator``, ``dsa_generator``, ``momentum``, ``buffer.<name>``), or ``None``
+            (an older file: the expert cannot be grown).
     """
 
     params: torch.Tensor
     test_acc: list[float]
     train_loss: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] | None = None
 
     @property
     def num_epochs(self) -> int:
@@ -91,8 +100,17 @@ def save_trajectory(traj: Trajectory, path: str | Path) -> None:
         "train_loss": json.dumps([float(a) for a in traj.train_loss]),
         "meta": json.dumps(traj.meta),
     }
+    tensors = {"params": p.detach().to("cpu", torch.float32).contiguous()}
+    for key, value in (traj.state or {}).items():
+        tensors[STATE_PREFIX + key] = value.detach().cpu().contiguous()
     with atomic_path(path) as tmp:
-        save_file({"params": p.detach().to("cpu", torch.float32).contiguous()}, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def has_state(path: str | Path) -> bool:
+    """Whether the expert file at ``path`` holds the training state needed to grow it."""
+    with safe_open(str(path), framework="pt") as f:
+        return any(key.startswith(STATE_PREFIX) for key in f.keys())
 
 
 def read_trajectory_meta(path: str | Path) -> dict[str, Any]:
@@ -116,8 +134,9 @@ def read_trajectory_meta(path: str | Path) -> dict[str, Any]:
     }
 
 
-def load_trajectory(path: str | Path, max_epoch: int | None = None) -> Trajectory:
+def load_trajectory(path: str | Path, max_epoch: int | None = None, with_state: bool = False) -> Trajectory:
     """Load a trajectory; with ``max_epoch=k`` only rows 0..k are read (params (k+1, P)).
+    ``with_state``: also read its training state (only with all rows; ``None`` in an older file).
 
     Raises ``ExpertError`` if ``k`` exceeds the recorded epochs.
     """
@@ -126,13 +145,20 @@ def load_trajectory(path: str | Path, max_epoch: int | None = None) -> Trajector
     k = e if max_epoch is None else int(max_epoch)
     if k < 0 or k > e:
         raise ExpertError(f"max_epoch {max_epoch} out of range: {path} has epochs 0..{e}")
+    if with_state and k != e:
+        raise ExpertError(f"the training state of {path} belongs to its last epoch {e}, not {k}")
+    state = None
     with safe_open(str(path), framework="pt") as f:
         params = f.get_slice("params")[0 : k + 1]
+        if with_state:
+            keys = [key for key in f.keys() if key.startswith(STATE_PREFIX)]
+            state = {key[len(STATE_PREFIX):]: f.get_tensor(key) for key in keys} or None
     return Trajectory(
         params=params.contiguous(),
         test_acc=info["test_acc"][: k + 1],
         train_loss=info["train_loss"][:k],
         meta=info["meta"],
+        state=state,
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -21,9 +20,16 @@ from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, te
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import evaluate_images
-from galaxy_distillation.engine.experts import ExpertConfig, experts_at_once, probe_experts_at_once, train_expert_group
+from galaxy_distillation.engine.experts import (
+    ExpertConfig,
+    config_record,
+    experts_at_once,
+    grow_experts,
+    probe_experts_at_once,
+    train_expert_group,
+)
 from galaxy_distillation.engine.seeding import derive_seed
-from galaxy_distillation.engine.trajectories import ExpertError
+from galaxy_distillation.engine.trajectories import ExpertError, expert_path, has_state, load_trajectory
 from galaxy_distillation.params import ArchParams, ComputeParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
 from galaxy_distillation.storage.shelf import BANK_PREFIX
@@ -34,12 +40,44 @@ log = logging.getLogger(__name__)
 FULL_SEED_KEY = 4
 
 
-def train_expert_group_task(data, config, seeds, device, progress):
+def train_expert_group_task(data, config, seeds, device, progress, grow_from=None):
     """One task of the teacher (module level, so Ray can ship it): the engine's ``train_expert_group``
     for the experts of ``seeds`` (one batched program when there are several), on this node's device.
-    ``data`` is the whole prepared set: the one object-store copy the sweep's other tasks share."""
+    ``data`` is the whole prepared set: the one object-store copy the sweep's other tasks share.
+    ``grow_from = (shelf, bank, indices)``: these experts exist, shorter, in that bank of the shelf
+    (with their training state): they are read there and grown to ``config.epochs``
+    (:func:`~galaxy_distillation.engine.experts.grow_experts`), the same numbers as training them anew."""
+    if grow_from is not None:
+        shelf, bank, indices = grow_from
+        folder = shelf.bank(bank).directory
+        shorter = [load_trajectory(expert_path(folder, i), with_state=True) for i in indices]
+        return grow_experts(shorter, config.epochs - shorter[0].num_epochs, data.train_x, data.train_y, data.test_x,
+                            data.test_y, data.num_classes, config, device=pick_device(device), progress=progress)
     return train_expert_group(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
                               seeds=list(seeds), device=pick_device(device), progress=progress)
+
+
+def growable(shelf: Any, bank: str, todo: list[int], seeds: list[int], config: ExpertConfig,
+             data_sha: str) -> dict[int, tuple[str, int]]:
+    """The experts to train that another bank of ``shelf`` already holds shorter: the same seed,
+    data and settings but fewer epochs, with their training state (experts saved before it was
+    kept cannot be grown). ``{index: (bank, epochs)}``, the longest such expert of each index."""
+    if not todo:
+        return {}
+    want = {k: v for k, v in _settings(config).items() if k != "epochs"}
+    found: dict[int, tuple[str, int]] = {}
+    for other in shelf.names():
+        if other == bank:
+            continue
+        for i, meta in shelf.inventory(other).items():
+            stored = {k: v for k, v in (meta.get("config") or {}).items() if k not in EXECUTION_ONLY}
+            had = int(stored.pop("epochs", 0) or 0)
+            if (i in todo and meta.get("seed") == seeds[i] and meta.get("data_sha256") == data_sha
+                    and json.loads(json.dumps(stored)) == want and 0 < had < config.epochs
+                    and had > found.get(i, ("", -1))[1]):
+                found[i] = (other, had)
+    folders = {b: shelf.bank(b).directory for b, _ in set(found.values())}
+    return {i: src for i, src in found.items() if has_state(expert_path(folders[src[0]], i))}
 
 
 def data_fingerprint(data: PreparedData) -> str:
@@ -55,7 +93,7 @@ def data_fingerprint(data: PreparedData) -> str:
 
 def _settings(config: ExpertConfig) -> dict[str, Any]:
     """The expert settings that change the numbers (JSON round-tripped, as stored in the headers)."""
-    want = {k: v for k, v in asdict(config).items() if k != "dsa_params" and k not in EXECUTION_ONLY}
+    want = {k: v for k, v in config_record(config).items() if k not in EXECUTION_ONLY}
     return json.loads(json.dumps(want))
 
 
@@ -156,7 +194,12 @@ def train_experts(
     append-only: an expert already there is kept, never retrained or deleted, and a bank larger
     than ``n_experts`` keeps its other experts. ``expert_inventory`` is the expert folder
     (:class:`~galaxy_distillation.storage.shelf.ExpertShelf`; a read error there is raised, never
-    taken for a missing expert), or a plain ``{index: meta}`` of the bank.
+    taken for a missing expert), or a plain ``{index: meta}`` of the bank. An expert to train that
+    another bank of the folder holds shorter (same seed, data and settings, fewer ``teacher.epochs``,
+    saved with its training state) is grown from it instead (:func:`growable`): the numbers of
+    training it anew (bit for bit on CPU when grown one at a time, as it was trained: the default
+    there; to float tolerance in another grouping), written as a new file of this bank; the
+    shorter bank stays as it is.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
     (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.
 
@@ -183,7 +226,9 @@ def train_experts(
                           f"move them away to train new ones")
     keep = [i for i in range(n_experts) if i in inventory]
     todo = [i for i in range(n_experts) if i not in inventory]
-    log.info("experts (%s): %d kept, %d to train%s", bank or "folder", len(keep), len(todo),
+    grow = growable(expert_inventory, bank, todo, seeds, config, data_sha) if hasattr(expert_inventory, "bank") else {}
+    log.info("experts (%s): %d kept, %d to train%s%s", bank or "folder", len(keep), len(todo) - len(grow),
+             f", {len(grow)} to grow from shorter ones" if grow else "",
              f", {len(inventory) - len(keep)} more in the bank not used" if len(inventory) > len(keep) else "")
     yield {"bank": bank, "keep": keep}
     compute = compute or ComputeParams()
@@ -195,8 +240,15 @@ def train_experts(
     probe = None if compute.backend != "local" else (  # auto on CUDA: a short timed probe (engine/experts.py)
         lambda max_k: probe_experts_at_once(tuple(data.train_x.shape[1:]), data.num_classes, config, task_device, max_k))
     k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe)
-    groups = [todo[start:start + k] for start in range(0, len(todo), k)]
+    fresh = [i for i in todo if i not in grow]
+    groups = [fresh[start:start + k] for start in range(0, len(fresh), k)]
     tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]
+    for source in sorted(set(grow.values())):  # grown k at a time, like the fresh ones
+        same = [i for i in todo if grow.get(i) == source]
+        for start in range(0, len(same), k):
+            groups.append(same[start:start + k])
+            tasks.append(([seeds[i] for i in groups[-1]], device, per_epoch_bars,
+                          (expert_inventory, source[0], groups[-1])))
     for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
                                      progress=bool(progress)):
         for index, trajectory in zip(groups[g], trajectories):
