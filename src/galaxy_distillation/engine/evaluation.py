@@ -187,7 +187,7 @@ def _train_loop(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
-    predictions: list[torch.Tensor] | None = None,
+    predictions: list[torch.Tensor] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     """The nets one after the other (the shared loop, :mod:`.training`, one net at a time)."""
     n, c, h, w = train_x.shape
@@ -214,7 +214,7 @@ def _train_loop(
         record(0)
         train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
                      before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
-                     desc=f"eval net {k}")
+                     desc=f"eval net {k}", should_stop=should_stop)
         accs.append(curve[-1])
         curves.append(curve)
     return accs, cps, curves
@@ -224,7 +224,7 @@ def _train_vmap(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
-    predictions: list[torch.Tensor] | None = None,
+    predictions: list[torch.Tensor] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     """The nets together as one vmap program (the shared loop, :mod:`.training`, batched)."""
     n, c, h, w = train_x.shape
@@ -255,7 +255,7 @@ def _train_vmap(
     record(0)
     train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
                  before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
-                 desc="eval nets (vmap)")
+                 desc="eval nets (vmap)", should_stop=should_stop)
     return [cv[-1] for cv in curves], cps, curves
 
 
@@ -302,6 +302,7 @@ def evaluate_images(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
     """Train ``config.n_nets`` fresh networks on (train_x, train_y) and test them.
 
@@ -316,6 +317,8 @@ def evaluate_images(
         device: where to train.
         progress: show tqdm bars.
         mean, std: per-channel statistics, only needed for uint8 images.
+        should_stop: asked before every epoch of every net (:func:`~.training.train_epochs`): when
+            true, :class:`~galaxy_distillation.errors.Stopped` is raised (no result).
 
     Returns:
         :class:`EvalResult` with per-net final accuracies (%), mean and population std.
@@ -346,7 +349,7 @@ def evaluate_images(
     runner = _train_vmap if use_vmap else _train_loop
     predictions: list[torch.Tensor] = []
     accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,
-                               progress, mean, std, predictions)
+                               progress, mean, std, predictions, should_stop)
     return EvalResult(
         accs=[float(a) for a in accs],
         mean=float(np.mean(accs)),

@@ -9,7 +9,10 @@ program; the loss is the sum of the K mean losses, so each slice gets its own ne
 and SGD (elementwise) updates it as alone (to float tolerance: the batched kernels sum in another
 order). Each epoch: one permutation per network (drawn at the start of the epoch, last partial
 batch kept), then per batch each network's DSA draw, in network order. What a caller does
-between epochs (lr decay, recording a trajectory row, testing at checkpoints) are its hooks.
+between epochs (lr decay, recording a trajectory row, testing at checkpoints) are its hooks;
+``should_stop`` (a plain callable, e.g. the pipelines' ``compute.stop_requested``) is asked before
+every epoch, and :class:`~galaxy_distillation.errors.Stopped` ends the run there (the epoch in
+progress is finished first; nothing of a run stopped so is returned).
 
 :meth:`NetGroup.export_state` / the ``states`` argument carry what a network needs to go on
 training exactly where it stopped: both generators' states, the SGD momentum buffer and the
@@ -30,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
+
+from galaxy_distillation.errors import Stopped
 
 from .data import as_float_batch
 from .dsa import DSAParams, dsa_augment
@@ -199,17 +204,25 @@ class NetGroup:
 def train_epochs(group: NetGroup, train_x: torch.Tensor, train_y: torch.Tensor, settings: EpochSettings,
                  epochs: range, *, before_epoch: Callable[[int], None] | None = None,
                  after_epoch: Callable[[int, list[float] | None], dict | None] | None = None,
-                 track_loss: bool = False, progress: bool = False, desc: str = "") -> None:
+                 track_loss: bool = False, progress: bool = False, desc: str = "",
+                 should_stop: Callable[[], bool] | None = None) -> None:
     """Train ``group`` for the epochs ``epochs`` (0-based; ``range(e0, e1)`` continues a group
     restored at epoch ``e0``) on (train_x, train_y) already on the device.
 
     Hooks: ``before_epoch(ep)`` (e.g. lr decay); ``after_epoch(ep + 1, losses)`` with each
     network's mean training loss of the epoch (``None`` unless ``track_loss``), which may return
     a dict shown on the progress bar.
+
+    Raises:
+        Stopped: ``should_stop()`` was true before an epoch (checked once per epoch, so a stop
+            request ends the run within the epoch in progress).
     """
     n = train_x.shape[0]
     bar = tqdm(epochs, desc=desc, disable=not progress, leave=False)
     for ep in bar:
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise Stopped(f"{desc or 'training'}: stopped when asked, before epoch {ep + 1} of {epochs.stop}")
         if before_epoch is not None:
             before_epoch(ep)
         total = group.epoch(train_x, train_y, settings, track_loss)
