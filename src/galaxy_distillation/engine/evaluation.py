@@ -62,7 +62,8 @@ class EvalConfig:
     unless set. ``eval_batch_size``: test-set batch (per net under vmap). ``vmap_max_images``:
     ``n_nets * batch`` above this falls back to the loop (bounds vmap memory on large sets).
     ``curve_every`` > 0 records test accuracy every this many epochs (plus epoch 0 and the end).
-    ``dsa_params`` is engine-only (``None`` = DSA's published strengths).
+    ``dsa_params`` is engine-only (``None`` = DSA's published strengths). ``compile``: each
+    training step's forward, loss and backward through ``torch.compile`` (:mod:`.training`).
     """
 
     n_nets: int
@@ -79,6 +80,7 @@ class EvalConfig:
     vmap_max_images: int
     curve_every: int = 0
     dsa_params: DSAParams | None = None
+    compile: bool
 
 
 @dataclass
@@ -170,7 +172,7 @@ def _decay_epoch(config: EvalConfig) -> int | None:
 
 def _settings(config: EvalConfig, n: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> EpochSettings:
     return EpochSettings(batch_size=min(config.batch_size, n), dsa_strategy=config.dsa_strategy,
-                         dsa_params=config.dsa_params, mean=mean, std=std)
+                         dsa_params=config.dsa_params, mean=mean, std=std, compile=config.compile)
 
 
 def _decay_hook(group: NetGroup, lr: float, config: EvalConfig) -> Callable[[int], None]:

@@ -49,6 +49,8 @@ class ExpertConfig:
     ``torch.autocast`` bfloat16; the test passes stay fp32; recorded in the experts' settings
     only when not fp32, so fp32 experts keep their settings and bank).
     ``dsa_params`` (the DSA strengths) is engine-only: ``None`` = DSA's published strengths.
+    ``compile``: each training step's forward, loss and backward through ``torch.compile``
+    (:mod:`.training`; an execution choice: never recorded, the same bank either way).
     """
 
     epochs: int
@@ -61,15 +63,18 @@ class ExpertConfig:
     eval_batch_size: int
     precision: str
     dsa_params: DSAParams | None = None
+    compile: bool
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def config_record(config: ExpertConfig) -> dict:
-    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params``, and
-    ``precision`` only when it is not the default fp32 (experts saved before it existed match)."""
-    return {k: v for k, v in asdict(config).items() if k != "dsa_params" and not (k == "precision" and v == "fp32")}
+    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params`` and
+    ``compile``, and ``precision`` only when it is not the default fp32 (experts saved before it
+    existed match)."""
+    return {k: v for k, v in asdict(config).items()
+            if k not in ("dsa_params", "compile") and not (k == "precision" and v == "fp32")}
 
 
 def train_expert(
@@ -335,7 +340,7 @@ def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: 
         snapshot(0)
     desc = f"experts {seeds[0]}.. (x{k_nets})" if batched else f"expert seed {seeds[0]}"
     settings = EpochSettings(batch_size=config.batch_size, dsa_strategy=config.dsa_strategy, dsa_params=config.dsa_params,
-                             mean=mean, std=std, autocast=PRECISIONS[config.precision])
+                             mean=mean, std=std, autocast=PRECISIONS[config.precision], compile=config.compile)
     train_epochs(group, train_x, train_y, settings,
                  range(start, config.epochs), after_epoch=after_epoch, track_loss=True, progress=progress, desc=desc,
                  should_stop=should_stop)

@@ -19,12 +19,20 @@ training exactly where it stopped: both generators' states, the SGD momentum buf
 module's buffers (batch-norm statistics). Restored, further epochs equal, bit for bit on CPU,
 those of one longer run (the parameters themselves come from the caller, e.g. a trajectory's
 last row).
+
+``EpochSettings.compile``: the forward, loss and backward of each step run through
+``torch.compile`` (inductor; one graph per batch shape, shared by every group of that
+architecture in the process). DSA (its draws come from CPU generators, in the order above) and
+the SGD update stay eager, so the randomness is that of the eager run; the numbers equal it to
+float tolerance (the compiled kernels may sum in another order). A compilation that fails falls
+back to eager for the rest of the process, with one log line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +50,8 @@ from .seeding import derive_seed, make_generator
 
 __all__ = ["EpochSettings", "NetGroup", "train_epochs"]
 
+log = logging.getLogger(__name__)
+
 GENERATOR_KEYS = ("perm_generator", "dsa_generator")
 
 
@@ -49,7 +59,8 @@ GENERATOR_KEYS = ("perm_generator", "dsa_generator")
 class EpochSettings:
     """What one epoch needs besides the networks: batch size, DSA, uint8 statistics, and
     ``autocast``: a dtype to run the training forward and loss in under ``torch.autocast``
-    (``None``: plain fp32; DSA, backward and the update stay outside it)."""
+    (``None``: plain fp32; DSA, backward and the update stay outside it); ``compile``: the step's
+    forward, loss and backward through ``torch.compile`` (see the module's note)."""
 
     batch_size: int
     dsa_strategy: str
@@ -57,11 +68,46 @@ class EpochSettings:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     autocast: torch.dtype | None = None
+    compile: bool = False
 
     def forward_context(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.autocast is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast)
+
+
+def _loss_one(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(net(xb), yb)
+
+
+def _loss_each(base: nn.Module, params: dict, buffers: dict, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """(K,) each network's mean batch loss: the batched step's forward and loss, as one function."""
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    logits = vmap(one, in_dims=(0, 0, 0))(params, buffers, xb)  # (K, b, classes)
+    per = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+    return per.view(xb.shape[0], -1).mean(1)
+
+
+#: The compiled step functions (made on first use), and the kinds whose compilation failed here.
+_COMPILED: dict[str, Callable] = {}
+_FAILED: set[str] = set()
+
+
+def _compiled(kind: str) -> Callable | None:
+    if kind in _FAILED:
+        return None
+    if kind not in _COMPILED:
+        _COMPILED[kind] = torch.compile({"one": _loss_one, "each": _loss_each}[kind], dynamic=False)
+    return _COMPILED[kind]
+
+
+def _give_up(kind: str, exc: BaseException) -> None:
+    _FAILED.add(kind)
+    log.warning("torch.compile of the training step failed (%s: %s); training eagerly instead",
+                type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
 
 
 class NetGroup:
@@ -94,6 +140,7 @@ class NetGroup:
         if batched:
             self.params, self.buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
             base = copy.deepcopy(nets[0]).to("meta")
+            self._base = base
 
             def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
                 return functional_call(base, (p, b), (x,))
@@ -163,6 +210,12 @@ class NetGroup:
     def _step_one(self, train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor,
                   s: EpochSettings) -> torch.Tensor:
         xb = dsa_augment(as_float_batch(train_x[idx], s.mean, s.std), s.dsa_strategy, self.g_dsas[0], s.dsa_params)
+        step = _compiled("one") if s.compile else None
+        if step is not None:
+            loss = self._compiled_backward("one", lambda: step(self.nets[0], xb, train_y[idx]), s, xb.device)
+            if loss is not None:
+                self.opt.step()
+                return loss.detach() * idx.numel()
         with s.forward_context(xb.device):
             loss = F.cross_entropy(self.nets[0](xb), train_y[idx])
         self.opt.zero_grad(set_to_none=True)
@@ -174,6 +227,13 @@ class NetGroup:
                       s: EpochSettings) -> torch.Tensor:
         xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], s.mean, s.std), s.dsa_strategy, self.g_dsas[k],
                                       s.dsa_params) for k in range(self.k)])  # (K, b, C, H, W)
+        step = _compiled("each") if s.compile else None
+        if step is not None:
+            loss_k = self._compiled_backward("each", lambda: step(self._base, self.params, self.buffers, xb,
+                                                                  train_y[idx]), s, xb.device)
+            if loss_k is not None:
+                self.opt.step()
+                return loss_k.detach() * idx.shape[1]
         with s.forward_context(xb.device):
             logits = self._each(self.params, self.buffers, xb)  # (K, b, classes)
             per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
@@ -182,6 +242,21 @@ class NetGroup:
         loss_k.sum().backward()
         self.opt.step()
         return loss_k.detach() * idx.shape[1]
+
+    def _compiled_backward(self, kind: str, forward: Callable[[], torch.Tensor], s: EpochSettings,
+                           device: torch.device) -> torch.Tensor | None:
+        """Run the compiled ``forward`` (the loss: () or (K,)) and its backward into fresh
+        gradients; ``None`` (gradients cleared, nothing else changed) when compiling fails."""
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            with s.forward_context(device):
+                loss = forward()
+            loss.sum().backward()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step instead
+            _give_up(kind, exc)
+            self.opt.zero_grad(set_to_none=True)
+            return None
+        return loss
 
     def epoch(self, train_x: torch.Tensor, train_y: torch.Tensor, s: EpochSettings,
               track_loss: bool) -> torch.Tensor | None:
