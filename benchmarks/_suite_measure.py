@@ -213,16 +213,20 @@ def count_iteration(shape: Shape, mode: str, device: torch.device, width: int, b
 # ----------------------------------------------------------------------------- experts, evaluation
 
 def expert_rate(size: int, classes: int, n_images: int, width: int, device: torch.device, at_once: int,
-                epochs: int) -> dict:
-    """Images per second of expert training (batch 256, DSA, lr 1e-3; one test pass per epoch), after a warm-up."""
+                epochs: int, compile_: bool = False) -> dict:
+    """Images per second of expert training (batch 256, DSA, lr 1e-3; one test pass per epoch), after a warm-up
+    (``compile_``: ``teacher.compile``, the warm-up compiles; ``warm_sec`` is its time)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_images, 3, size, size, generator=g)
     y = torch.randint(0, classes, (n_images,), generator=g)
     tx, ty = x[: 5 * classes], torch.arange(classes).repeat(5)
     arch = ArchParams(arch="convnet", width=width, depth=3)
-    warm = TeacherParams(epochs=1).engine_config(arch)
+    warm = TeacherParams(epochs=1, compile=compile_).engine_config(arch)
+    t0 = time.perf_counter()
     train_expert_group(x[:256], y[:256], tx, ty, classes, warm, seeds=list(range(at_once)), device=device, progress=False)
-    cfg = TeacherParams(epochs=epochs).engine_config(arch)
+    sync(device)
+    warm_sec = time.perf_counter() - t0
+    cfg = TeacherParams(epochs=epochs, compile=compile_).engine_config(arch)
     sync(device)
     t0 = time.perf_counter()
     train_expert_group(x, y, tx, ty, classes, cfg, seeds=list(range(at_once)), device=device, progress=False)
@@ -230,7 +234,7 @@ def expert_rate(size: int, classes: int, n_images: int, width: int, device: torc
     sec = time.perf_counter() - t0
     del x, y
     free(device)
-    return {"images_per_s": at_once * epochs * n_images / sec, "sec": sec}
+    return {"images_per_s": at_once * epochs * n_images / sec, "sec": sec, "warm_sec": warm_sec}
 
 
 def eval_seconds(shape: Shape, width: int, device: torch.device, epochs: int, use_vmap: bool) -> dict:

@@ -14,6 +14,9 @@ Prints (and with ``--out FILE`` writes as ``FILE`` Markdown and ``FILE.json``) o
   program (after) beside one run alone (before);
 - expert training images/s (one expert, several at once) and evaluation seconds per 5 nets x 1000
   epochs (loop and vmap);
+- expert training images/s of one expert eager and with ``teacher.compile`` (torch.compile of the
+  training step), measured side by side in one run (the compilation is in the warm-up; its
+  seconds are the row's note);
 - with ``--reference DIR`` (a copy of the gpu-kit), the authors' distill.py / buffer.py figures
   beside each, run through the kit's harness at the same shapes;
 - last, the estimated Table 2 GPU-hours from these unit costs and the real counts (presets, conf).
@@ -58,7 +61,7 @@ BATCH_METRICS = ("aten", "aten_compute", "kernels", "sec")
 # every row key the table has (tests/test_gpu_suite.py checks them)
 ROW_KEYS = ([k for s in PAPER for m in MODES for k in (f"stm_{m}:{s.key}", f"peak_{m}:{s.key}")]
             + [f"count_{c}" for c in COUNTS] + [f"batched_{m}:k{k}" for m in BATCH_METRICS for k in BATCH_K]
-            + ["expert_one", "expert_group"]
+            + ["expert_one", "expert_group", "expert_eager", "expert_compiled"]
             + [f"eval_{v}:{k}" for k in ("gz2_ipc1", "gz2_ipc10") for v in ("loop", "vmap")]
             + ["table2_experts", "table2_distill", "table2_quick_eval", "table2_evaluation", "table2_full_baselines",
                "table2_total", "pipelines"])
@@ -94,6 +97,8 @@ class Suite:
                           f"{cs.label}, checkpoint", per[m][1])
         self._row("expert_one", "expert training images/s, one at a time", "", "images/s")
         self._row("expert_group", "expert training images/s, several at once (all together)", "", "images/s")
+        self._row("expert_eager", "expert training images/s, one expert, eager (beside compiled)", "", "images/s")
+        self._row("expert_compiled", "expert training images/s, one expert, teacher.compile", "", "images/s")
         for s in self.shapes[:2]:
             for v in ("loop", "vmap"):
                 self._row(f"eval_{v}:{s.key}", f"evaluation s per 5 nets x 1000 epochs, {v}", s.label, "s")
@@ -190,6 +195,26 @@ class Suite:
         self.rows["expert_group"]["what"] += f" (K = {k})"
         self.log(f"  {k} experts at once: {group}")
         for key in ("expert_one", "expert_group"):
+            self.rows[key]["shape"] = f"{size}px {classes}cl, {n} images, batch 256, DSA"
+
+    def compiled(self, budget: float) -> None:
+        """One expert eager, then compiled, then eager again, in this one run (the mean of the two
+        eager rates beside the compiled one, so a drifting machine shows)."""
+        from galaxy_distillation.engine import training  # noqa: PLC0415
+
+        size, classes = (128, 9) if self.paper else (16, 9)
+        n, epochs = (4500, 2) if self.paper else (512, 1)
+        eager = [M.expert_rate(size, classes, n, self.width, self.device, 1, epochs)]
+        comp = M.expert_rate(size, classes, n, self.width, self.device, 1, epochs, compile_=True)
+        eager.append(M.expert_rate(size, classes, n, self.width, self.device, 1, epochs))
+        self.log(f"  eager: {eager}; compiled: {comp}")
+        self.rows["expert_eager"]["after"] = sum(e["images_per_s"] for e in eager) / len(eager)
+        self.rows["expert_compiled"]["after"] = comp["images_per_s"]
+        fell_back = "one" in training._FAILED
+        self.rows["expert_eager"]["note"] = "eager rates " + ", ".join(f"{e['images_per_s']:.0f}" for e in eager)
+        self.rows["expert_compiled"]["note"] = ("COMPILATION FAILED: eager fallback" if fell_back
+                                                else f"compile (warm-up) {comp['warm_sec']:.1f} s")
+        for key in ("expert_eager", "expert_compiled"):
             self.rows[key]["shape"] = f"{size}px {classes}cl, {n} images, batch 256, DSA"
 
     def evaluation(self, budget: float) -> None:
@@ -292,6 +317,7 @@ class Suite:
         self.section("op / sync / kernel counts", 0.12 * self.budget, self.counts)
         self.section("batched distillations (K at once)", 0.08 * self.budget, self.batched)
         self.section("expert training", 0.12 * self.budget, self.experts)
+        self.section("expert training, eager vs compiled", 0.1 * self.budget, self.compiled)
         self.section("evaluation", 0.1 * self.budget, self.evaluation)
         if a.reference and self.paper:
             self.section("authors' code (gpu-kit)", 0.42 * self.budget, self.reference)

@@ -153,8 +153,10 @@ def test_presets_are_checked_against_the_experts_per_cell():
     table = create_pipeline()
     check_epochs(_table_params(), table)  # 2 - 1 + 2 = 3 epochs: fits
     with pytest.raises(ParameterError, match=r"'distill.max_start_epoch' = 20: with distill.expert_epochs=2 "
-                                             r"\(from the preset\) MTT \(ipc 1\) needs 21 expert epochs"):
+                                             r"\(from the preset\) MTT \(ipc 1\) needs 21 expert epochs") as info:
         check_epochs(_table_params(max_start_epoch="preset", expert_epochs="preset"), table)
+    assert "raise teacher.epochs to 21: experts trained with state are grown, not retrained; or lower " \
+        "distill.max_start_epoch to 2" in str(info.value) and "\n" not in str(info.value)  # one line
     only_stm = {**_table_params(max_start_epoch=50), "sweep": {"methods": ["stm"]}}
     check_epochs(only_stm, table)  # the MTT cells are not run: STM caps its pool at the expert length
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from galaxy_distillation.cluster import compute_settings, connect
+from galaxy_distillation.errors import Stopped  # its home: errors.py (the engine raises it too)
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +146,6 @@ class _Tasks:
         self.board.release(self)
         c = self.counts
         log.info("%s: %d done, %d failed, %d retried", desc, c["done"], c["failed"], c["retried"])
-
-
-class Stopped(RuntimeError):
-    """The run was asked to stop (:func:`request_stop`); this call's Ray tasks were cancelled."""
 
 
 #: Set by :func:`request_stop`; cleared by :func:`clear_stop` when a run starts.

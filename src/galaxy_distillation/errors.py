@@ -10,7 +10,7 @@ escapes is a bug and keeps its full traceback.
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ParameterError"]
+__all__ = ["UserError", "ParameterError", "Stopped"]
 
 
 class UserError(Exception):
@@ -24,6 +24,12 @@ class ParameterError(UserError, ValueError):
     """An invalid parameter; the message names it and what is allowed."""
 
     exit_code = 2
+
+
+class Stopped(RuntimeError):
+    """The run was asked to stop (``compute.request_stop``: the first Ctrl-C or ``SIGTERM``): raised
+    by the task loop and its Ray tasks (:mod:`galaxy_distillation.compute`), a distillation between
+    iterations and the engine's training loop between epochs (its ``should_stop``)."""
 
 
 def short(text: object, limit: int = 2) -> str:

@@ -139,6 +139,7 @@ class TeacherParams(_Strict):
     seed: int = 0
     experts_at_once: int | Literal["auto"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
+    compile: Flag = False  # the training step through torch.compile (execution only; equal to float tolerance)
 
     @field_validator("experts_at_once")
     @classmethod
@@ -151,7 +152,7 @@ class TeacherParams(_Strict):
         """The engine's expert-training configuration."""
         return ExpertConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
                             weight_decay=self.weight_decay, dsa_strategy=self.dsa_strategy, arch=model.spec(),
-                            eval_batch_size=self.eval_batch_size, precision=self.precision)
+                            eval_batch_size=self.eval_batch_size, precision=self.precision, compile=self.compile)
 
 
 class DistillParams(_Strict):
@@ -252,6 +253,7 @@ class EvaluationParams(_Strict):
     vmap_on_cpu: Flag = False
     eval_batch_size: int = Field(256, gt=0)
     vmap_max_images: int = Field(1024, gt=0)
+    compile: Flag = False  # the training step through torch.compile (execution only; equal to float tolerance)
     seed: int = 0
     cross_arch: list[Literal["convnet", "mlp", "alexnet", "vgg11", "resnet18"]] = []
 
@@ -264,7 +266,7 @@ class EvaluationParams(_Strict):
                           batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
                           lr_decay_at=self.lr_decay_at, dsa_strategy=self.dsa_strategy, arch=arch,
                           use_vmap=self.use_vmap, vmap_on_cpu=self.vmap_on_cpu, eval_batch_size=self.eval_batch_size,
-                          vmap_max_images=self.vmap_max_images, curve_every=int(curve_every))
+                          vmap_max_images=self.vmap_max_images, curve_every=int(curve_every), compile=self.compile)
 
     def quick_config(self, model: ArchParams) -> EvalConfig:
         """The quick evaluation during distillation: ``quick_nets`` nets, ``quick_epochs_fraction`` of the epochs."""

@@ -189,7 +189,8 @@ def check_epochs(params: dict[str, Any], pipeline: Any) -> None:
                 raise ParameterError(
                     f"invalid parameter 'distill.max_start_epoch' = {start}: with distill.expert_epochs={m}{source} "
                     f"MTT (ipc {ipc}) needs {start - 1 + m} expert epochs but teacher.epochs = {epochs}; raise "
-                    f"teacher.epochs to {start - 1 + m} or lower distill.max_start_epoch to {max(1, epochs - m + 1)}")
+                    f"teacher.epochs to {start - 1 + m}: experts trained with state are grown, not retrained; "
+                    f"or lower distill.max_start_epoch to {max(1, epochs - m + 1)}")
 
 
 def remote_cluster(address: str) -> bool:

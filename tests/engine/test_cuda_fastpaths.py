@@ -128,6 +128,24 @@ def test_expert_group_equals_one_at_a_time_on_cuda():
         torch.testing.assert_close(a.params, b.params, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_compiled_expert_training_equals_eager_on_cuda(at_once):
+    """``teacher.compile``: the training step through torch.compile (inductor / Triton) against eager."""
+    from galaxy_distillation.engine import training
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(96, 3, 16, 16, generator=g), torch.randint(0, 4, (96,), generator=g)
+    runs = {}
+    for compile_ in (False, True):
+        cfg = TeacherParams(epochs=2, batch_size=32, lr=0.01, compile=compile_).engine_config(
+            ArchParams(arch="convnet", width=16, depth=2))
+        runs[compile_] = train_expert_group(x, y, x[:16], y[:16], 4, cfg, seeds=list(range(1, 1 + at_once)),
+                                            device=CUDA, progress=False)
+    assert not training._FAILED, "the compiled step fell back to eager"
+    for a, b in zip(runs[True], runs[False], strict=True):
+        torch.testing.assert_close(a.params, b.params, rtol=1e-3, atol=1e-4)
+
+
 def test_evaluation_vmap_equals_loop_on_cuda():
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(20, 3, 16, 16, generator=g), torch.arange(4).repeat(5)

@@ -96,10 +96,10 @@ def test_evaluation_and_expert_training_leave_the_global_generator_alone():
     before = torch.random.get_rng_state()
     cfg = EvalConfig(n_nets=2, epochs=1, batch_size=4, momentum=0.9, weight_decay=5e-4, lr_decay_at=0.5,
                      dsa_strategy="color_crop_cutout_flip_scale_rotate", arch=arch, use_vmap=True, vmap_on_cpu=True,
-                     eval_batch_size=8, vmap_max_images=100)
+                     eval_batch_size=8, vmap_max_images=100, compile=False)
     evaluate_images(x, y, x, y, 3, 0.01, cfg, seed=1, device=torch.device("cpu"), progress=False)
     train_expert(x, y, x, y, 3, ExpertConfig(epochs=1, lr=0.01, batch_size=4, momentum=0.9, weight_decay=5e-4,
                                              dsa_strategy="flip", arch=arch, eval_batch_size=8,
-                                             precision="fp32"),
+                                             precision="fp32", compile=False),
                  seed=2, device=torch.device("cpu"), progress=False)
     assert torch.equal(torch.random.get_rng_state(), before)

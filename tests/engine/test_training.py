@@ -51,6 +51,7 @@ def _same_trajectory(new, old) -> None:
     assert new.test_acc == old.test_acc and new.train_loss == old.train_loss
     old_meta = {k: v for k, v in old.meta.items() if k != "seconds"}
     assert old_meta["config"].pop("precision") == "fp32"  # fp32 is left out of the record (experts saved before)
+    assert old_meta["config"].pop("compile") is False  # an execution choice: never recorded
     assert {k: v for k, v in new.meta.items() if k != "seconds"} == old_meta
 
 

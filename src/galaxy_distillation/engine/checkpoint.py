@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 #: finished sweep cells and baselines.
 EXECUTION_ONLY = frozenset({
     "memory_mode", "expert_cache", "experts_at_once", "use_vmap", "vmap_on_cpu", "vmap_max_images",
-    "eval_batch_size", "devices", "checkpoint_every", "checkpoint_root",
+    "eval_batch_size", "devices", "checkpoint_every", "checkpoint_root", "compile",
 })
 
 

@@ -62,7 +62,8 @@ class EvalConfig:
     unless set. ``eval_batch_size``: test-set batch (per net under vmap). ``vmap_max_images``:
     ``n_nets * batch`` above this falls back to the loop (bounds vmap memory on large sets).
     ``curve_every`` > 0 records test accuracy every this many epochs (plus epoch 0 and the end).
-    ``dsa_params`` is engine-only (``None`` = DSA's published strengths).
+    ``dsa_params`` is engine-only (``None`` = DSA's published strengths). ``compile``: each
+    training step's forward, loss and backward through ``torch.compile`` (:mod:`.training`).
     """
 
     n_nets: int
@@ -79,6 +80,7 @@ class EvalConfig:
     vmap_max_images: int
     curve_every: int = 0
     dsa_params: DSAParams | None = None
+    compile: bool
 
 
 @dataclass
@@ -170,7 +172,7 @@ def _decay_epoch(config: EvalConfig) -> int | None:
 
 def _settings(config: EvalConfig, n: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> EpochSettings:
     return EpochSettings(batch_size=min(config.batch_size, n), dsa_strategy=config.dsa_strategy,
-                         dsa_params=config.dsa_params, mean=mean, std=std)
+                         dsa_params=config.dsa_params, mean=mean, std=std, compile=config.compile)
 
 
 def _decay_hook(group: NetGroup, lr: float, config: EvalConfig) -> Callable[[int], None]:
@@ -187,7 +189,7 @@ def _train_loop(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
-    predictions: list[torch.Tensor] | None = None,
+    predictions: list[torch.Tensor] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     """The nets one after the other (the shared loop, :mod:`.training`, one net at a time)."""
     n, c, h, w = train_x.shape
@@ -214,7 +216,7 @@ def _train_loop(
         record(0)
         train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
                      before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
-                     desc=f"eval net {k}")
+                     desc=f"eval net {k}", should_stop=should_stop)
         accs.append(curve[-1])
         curves.append(curve)
     return accs, cps, curves
@@ -224,7 +226,7 @@ def _train_vmap(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
     num_classes: int, lr: float, config: EvalConfig, seeds: list[int], device: torch.device,
     progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
-    predictions: list[torch.Tensor] | None = None,
+    predictions: list[torch.Tensor] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int], list[list[float]]]:
     """The nets together as one vmap program (the shared loop, :mod:`.training`, batched)."""
     n, c, h, w = train_x.shape
@@ -255,7 +257,7 @@ def _train_vmap(
     record(0)
     train_epochs(group, train_x, train_y, _settings(config, n, mean, std), range(config.epochs),
                  before_epoch=_decay_hook(group, lr, config), after_epoch=record, progress=progress,
-                 desc="eval nets (vmap)")
+                 desc="eval nets (vmap)", should_stop=should_stop)
     return [cv[-1] for cv in curves], cps, curves
 
 
@@ -302,6 +304,7 @@ def evaluate_images(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
     """Train ``config.n_nets`` fresh networks on (train_x, train_y) and test them.
 
@@ -316,6 +319,8 @@ def evaluate_images(
         device: where to train.
         progress: show tqdm bars.
         mean, std: per-channel statistics, only needed for uint8 images.
+        should_stop: asked before every epoch of every net (:func:`~.training.train_epochs`): when
+            true, :class:`~galaxy_distillation.errors.Stopped` is raised (no result).
 
     Returns:
         :class:`EvalResult` with per-net final accuracies (%), mean and population std.
@@ -346,7 +351,7 @@ def evaluate_images(
     runner = _train_vmap if use_vmap else _train_loop
     predictions: list[torch.Tensor] = []
     accs, cps, curves = runner(train_x, train_y, test_x, test_y, num_classes, float(lr), config, seeds, device,
-                               progress, mean, std, predictions)
+                               progress, mean, std, predictions, should_stop)
     return EvalResult(
         accs=[float(a) for a in accs],
         mean=float(np.mean(accs)),

@@ -49,6 +49,8 @@ class ExpertConfig:
     ``torch.autocast`` bfloat16; the test passes stay fp32; recorded in the experts' settings
     only when not fp32, so fp32 experts keep their settings and bank).
     ``dsa_params`` (the DSA strengths) is engine-only: ``None`` = DSA's published strengths.
+    ``compile``: each training step's forward, loss and backward through ``torch.compile``
+    (:mod:`.training`; an execution choice: never recorded, the same bank either way).
     """
 
     epochs: int
@@ -61,15 +63,18 @@ class ExpertConfig:
     eval_batch_size: int
     precision: str
     dsa_params: DSAParams | None = None
+    compile: bool
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def config_record(config: ExpertConfig) -> dict:
-    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params``, and
-    ``precision`` only when it is not the default fp32 (experts saved before it existed match)."""
-    return {k: v for k, v in asdict(config).items() if k != "dsa_params" and not (k == "precision" and v == "fp32")}
+    """The settings an expert's metadata records (``meta["config"]``): all but ``dsa_params`` and
+    ``compile``, and ``precision`` only when it is not the default fp32 (experts saved before it
+    existed match)."""
+    return {k: v for k, v in asdict(config).items()
+            if k not in ("dsa_params", "compile") and not (k == "precision" and v == "fp32")}
 
 
 def train_expert(
@@ -84,6 +89,7 @@ def train_expert(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Trajectory:
     """Train one expert and record its flat parameters at every epoch.
 
@@ -98,6 +104,9 @@ def train_expert(
         device: training device (data is moved there once).
         progress: tqdm bar over epochs.
         mean, std: per-channel statistics for uint8 inputs.
+        should_stop: asked before every epoch (:func:`~.training.train_epochs`): when true,
+            :class:`~galaxy_distillation.errors.Stopped` is raised and nothing is returned (no
+            partial expert).
 
     Returns:
         :class:`Trajectory` with ``params`` (E+1, P) on CPU and ``state`` (what
@@ -107,7 +116,7 @@ def train_expert(
     n, c, h, w = train_x.shape
     net = init_network(config.arch, c, num_classes, (h, w), derive_seed(seed, 0)).to(device)
     return _run([net], [int(seed)], False, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
-                mean, std)[0]
+                mean, std, should_stop=should_stop)[0]
 
 
 def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -189,6 +198,7 @@ def train_expert_group(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Trajectory]:
     """Train ``len(seeds)`` experts at once, as one batched program; same result as one at a time.
 
@@ -214,9 +224,10 @@ def train_expert_group(
     n, c, h, w = train_x.shape
     nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
     if len(seeds) == 1 or has_batchnorm(nets[0]):
-        return [train_expert(train_x, train_y, test_x, test_y, num_classes, config, s, device, progress, mean, std)
-                for s in seeds]
-    return _run(nets, seeds, True, train_x, train_y, test_x, test_y, num_classes, config, device, progress, mean, std)
+        return [train_expert(train_x, train_y, test_x, test_y, num_classes, config, s, device, progress, mean, std,
+                             should_stop) for s in seeds]
+    return _run(nets, seeds, True, train_x, train_y, test_x, test_y, num_classes, config, device, progress, mean, std,
+                should_stop=should_stop)
 
 
 def grow_experts(
@@ -232,6 +243,7 @@ def grow_experts(
     progress: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Trajectory]:
     """Train experts ``epochs`` epochs further from where their trajectories end: the same
     result, bit for bit on CPU, as training them that much longer at once, given the same data
@@ -272,15 +284,16 @@ def grow_experts(
     nets = [init_network(config.arch, c, num_classes, (h, w), derive_seed(s, 0)).to(device) for s in seeds]
     if len(trajs) > 1 and has_batchnorm(nets[0]):
         return [grow_experts([t], epochs, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
-                             mean, std)[0] for t in trajs]
+                             mean, std, should_stop)[0] for t in trajs]
     return _run(nets, seeds, len(trajs) > 1, train_x, train_y, test_x, test_y, num_classes, config, device, progress,
-                mean, std, grown=trajs)
+                mean, std, grown=trajs, should_stop=should_stop)
 
 
 def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: torch.Tensor,
          train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, config: ExpertConfig,
          device: torch.device, progress: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
-         grown: Sequence[Trajectory] | None = None) -> list[Trajectory]:
+         grown: Sequence[Trajectory] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> list[Trajectory]:
     """Train the experts ``nets`` (initialised, on ``device``) with the shared loop and record a
     row (flat parameters, test accuracy) per epoch; ``grown``: the trajectories the nets continue
     (their last rows loaded, their ``state`` restored) up to ``config.epochs``."""
@@ -327,9 +340,10 @@ def _run(nets: list[torch.nn.Module], seeds: list[int], batched: bool, train_x: 
         snapshot(0)
     desc = f"experts {seeds[0]}.. (x{k_nets})" if batched else f"expert seed {seeds[0]}"
     settings = EpochSettings(batch_size=config.batch_size, dsa_strategy=config.dsa_strategy, dsa_params=config.dsa_params,
-                             mean=mean, std=std, autocast=PRECISIONS[config.precision])
+                             mean=mean, std=std, autocast=PRECISIONS[config.precision], compile=config.compile)
     train_epochs(group, train_x, train_y, settings,
-                 range(start, config.epochs), after_epoch=after_epoch, track_loss=True, progress=progress, desc=desc)
+                 range(start, config.epochs), after_epoch=after_epoch, track_loss=True, progress=progress, desc=desc,
+                 should_stop=should_stop)
     seconds = (time.perf_counter() - t0) / k_nets
     out = []
     for k, s in enumerate(seeds):
@@ -366,12 +380,14 @@ def train_experts(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     at_once: int | str = 1,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Path]:
     """Train ``n_experts`` experts into ``directory`` (expert i uses ``derive_seed(seed, i)``).
 
     Existing ``expert_i`` files are kept (resumable). The missing ones are trained ``at_once``
     at a time (:func:`train_expert_group`; ``"auto"``: see :func:`experts_at_once`); the files
-    are the same, to float tolerance, whatever ``at_once``. Returns the list of file paths.
+    are the same, to float tolerance, whatever ``at_once``. ``should_stop``: see :func:`train_expert`
+    (the experts saved before it are kept). Returns the list of file paths.
     """
     paths = [expert_path(directory, i) for i in range(n_experts)]
     todo = [i for i, path in enumerate(paths) if not path.exists()]
@@ -381,7 +397,8 @@ def train_experts(
     for j in tqdm(range(0, len(todo), k), desc="experts", disable=not progress):
         group = todo[j : j + k]
         trajs = train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,
-                                   [derive_seed(seed, i) for i in group], device, progress=progress, mean=mean, std=std)
+                                   [derive_seed(seed, i) for i in group], device, progress=progress, mean=mean, std=std,
+                                   should_stop=should_stop)
         for i, traj in zip(group, trajs):
             traj.meta["index"] = i
             save_trajectory(traj, paths[i])

@@ -9,19 +9,30 @@ program; the loss is the sum of the K mean losses, so each slice gets its own ne
 and SGD (elementwise) updates it as alone (to float tolerance: the batched kernels sum in another
 order). Each epoch: one permutation per network (drawn at the start of the epoch, last partial
 batch kept), then per batch each network's DSA draw, in network order. What a caller does
-between epochs (lr decay, recording a trajectory row, testing at checkpoints) are its hooks.
+between epochs (lr decay, recording a trajectory row, testing at checkpoints) are its hooks;
+``should_stop`` (a plain callable, e.g. the pipelines' ``compute.stop_requested``) is asked before
+every epoch, and :class:`~galaxy_distillation.errors.Stopped` ends the run there (the epoch in
+progress is finished first; nothing of a run stopped so is returned).
 
 :meth:`NetGroup.export_state` / the ``states`` argument carry what a network needs to go on
 training exactly where it stopped: both generators' states, the SGD momentum buffer and the
 module's buffers (batch-norm statistics). Restored, further epochs equal, bit for bit on CPU,
 those of one longer run (the parameters themselves come from the caller, e.g. a trajectory's
 last row).
+
+``EpochSettings.compile``: the forward, loss and backward of each step run through
+``torch.compile`` (inductor; one graph per batch shape, shared by every group of that
+architecture in the process). DSA (its draws come from CPU generators, in the order above) and
+the SGD update stay eager, so the randomness is that of the eager run; the numbers equal it to
+float tolerance (the compiled kernels may sum in another order). A compilation that fails falls
+back to eager for the rest of the process, with one log line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,11 +42,15 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from galaxy_distillation.errors import Stopped
+
 from .data import as_float_batch
 from .dsa import DSAParams, dsa_augment
 from .seeding import derive_seed, make_generator
 
 __all__ = ["EpochSettings", "NetGroup", "train_epochs"]
+
+log = logging.getLogger(__name__)
 
 GENERATOR_KEYS = ("perm_generator", "dsa_generator")
 
@@ -44,7 +59,8 @@ GENERATOR_KEYS = ("perm_generator", "dsa_generator")
 class EpochSettings:
     """What one epoch needs besides the networks: batch size, DSA, uint8 statistics, and
     ``autocast``: a dtype to run the training forward and loss in under ``torch.autocast``
-    (``None``: plain fp32; DSA, backward and the update stay outside it)."""
+    (``None``: plain fp32; DSA, backward and the update stay outside it); ``compile``: the step's
+    forward, loss and backward through ``torch.compile`` (see the module's note)."""
 
     batch_size: int
     dsa_strategy: str
@@ -52,11 +68,46 @@ class EpochSettings:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     autocast: torch.dtype | None = None
+    compile: bool = False
 
     def forward_context(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.autocast is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast)
+
+
+def _loss_one(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(net(xb), yb)
+
+
+def _loss_each(base: nn.Module, params: dict, buffers: dict, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """(K,) each network's mean batch loss: the batched step's forward and loss, as one function."""
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    logits = vmap(one, in_dims=(0, 0, 0))(params, buffers, xb)  # (K, b, classes)
+    per = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+    return per.view(xb.shape[0], -1).mean(1)
+
+
+#: The compiled step functions (made on first use), and the kinds whose compilation failed here.
+_COMPILED: dict[str, Callable] = {}
+_FAILED: set[str] = set()
+
+
+def _compiled(kind: str) -> Callable | None:
+    if kind in _FAILED:
+        return None
+    if kind not in _COMPILED:
+        _COMPILED[kind] = torch.compile({"one": _loss_one, "each": _loss_each}[kind], dynamic=False)
+    return _COMPILED[kind]
+
+
+def _give_up(kind: str, exc: BaseException) -> None:
+    _FAILED.add(kind)
+    log.warning("torch.compile of the training step failed (%s: %s); training eagerly instead",
+                type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
 
 
 class NetGroup:
@@ -89,6 +140,7 @@ class NetGroup:
         if batched:
             self.params, self.buffers = stack_module_state(nets)  # leaves with a leading (K,) dim
             base = copy.deepcopy(nets[0]).to("meta")
+            self._base = base
 
             def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
                 return functional_call(base, (p, b), (x,))
@@ -158,6 +210,12 @@ class NetGroup:
     def _step_one(self, train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor,
                   s: EpochSettings) -> torch.Tensor:
         xb = dsa_augment(as_float_batch(train_x[idx], s.mean, s.std), s.dsa_strategy, self.g_dsas[0], s.dsa_params)
+        step = _compiled("one") if s.compile else None
+        if step is not None:
+            loss = self._compiled_backward("one", lambda: step(self.nets[0], xb, train_y[idx]), s, xb.device)
+            if loss is not None:
+                self.opt.step()
+                return loss.detach() * idx.numel()
         with s.forward_context(xb.device):
             loss = F.cross_entropy(self.nets[0](xb), train_y[idx])
         self.opt.zero_grad(set_to_none=True)
@@ -169,6 +227,13 @@ class NetGroup:
                       s: EpochSettings) -> torch.Tensor:
         xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], s.mean, s.std), s.dsa_strategy, self.g_dsas[k],
                                       s.dsa_params) for k in range(self.k)])  # (K, b, C, H, W)
+        step = _compiled("each") if s.compile else None
+        if step is not None:
+            loss_k = self._compiled_backward("each", lambda: step(self._base, self.params, self.buffers, xb,
+                                                                  train_y[idx]), s, xb.device)
+            if loss_k is not None:
+                self.opt.step()
+                return loss_k.detach() * idx.shape[1]
         with s.forward_context(xb.device):
             logits = self._each(self.params, self.buffers, xb)  # (K, b, classes)
             per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
@@ -177,6 +242,21 @@ class NetGroup:
         loss_k.sum().backward()
         self.opt.step()
         return loss_k.detach() * idx.shape[1]
+
+    def _compiled_backward(self, kind: str, forward: Callable[[], torch.Tensor], s: EpochSettings,
+                           device: torch.device) -> torch.Tensor | None:
+        """Run the compiled ``forward`` (the loss: () or (K,)) and its backward into fresh
+        gradients; ``None`` (gradients cleared, nothing else changed) when compiling fails."""
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            with s.forward_context(device):
+                loss = forward()
+            loss.sum().backward()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step instead
+            _give_up(kind, exc)
+            self.opt.zero_grad(set_to_none=True)
+            return None
+        return loss
 
     def epoch(self, train_x: torch.Tensor, train_y: torch.Tensor, s: EpochSettings,
               track_loss: bool) -> torch.Tensor | None:
@@ -199,17 +279,25 @@ class NetGroup:
 def train_epochs(group: NetGroup, train_x: torch.Tensor, train_y: torch.Tensor, settings: EpochSettings,
                  epochs: range, *, before_epoch: Callable[[int], None] | None = None,
                  after_epoch: Callable[[int, list[float] | None], dict | None] | None = None,
-                 track_loss: bool = False, progress: bool = False, desc: str = "") -> None:
+                 track_loss: bool = False, progress: bool = False, desc: str = "",
+                 should_stop: Callable[[], bool] | None = None) -> None:
     """Train ``group`` for the epochs ``epochs`` (0-based; ``range(e0, e1)`` continues a group
     restored at epoch ``e0``) on (train_x, train_y) already on the device.
 
     Hooks: ``before_epoch(ep)`` (e.g. lr decay); ``after_epoch(ep + 1, losses)`` with each
     network's mean training loss of the epoch (``None`` unless ``track_loss``), which may return
     a dict shown on the progress bar.
+
+    Raises:
+        Stopped: ``should_stop()`` was true before an epoch (checked once per epoch, so a stop
+            request ends the run within the epoch in progress).
     """
     n = train_x.shape[0]
     bar = tqdm(epochs, desc=desc, disable=not progress, leave=False)
     for ep in bar:
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise Stopped(f"{desc or 'training'}: stopped when asked, before epoch {ep + 1} of {epochs.stop}")
         if before_epoch is not None:
             before_epoch(ep)
         total = group.epoch(train_x, train_y, settings, track_loss)

@@ -1,6 +1,7 @@
 """Nodes of the ``evaluation`` pipeline: the paper's protocol on the distilled set and on random
 real subsets of the same size, across architectures if asked, collected with the Full-set
-baseline (computed once per dataset by the ``teacher`` pipeline) into one result."""
+baseline (computed once per dataset by the ``teacher`` pipeline) into one result. Each evaluation
+stops within one epoch when the run is asked to stop (``compute.stop_requested``: ``Stopped``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from galaxy_distillation import tracking
+from galaxy_distillation.compute import stop_requested
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import EvalResult, evaluate_images
@@ -49,7 +51,8 @@ def evaluate_distilled(prepared_data: PreparedData, distilled_set: dict[str, Any
              len(distilled_set["labels"]), cfg.n_nets, cfg.epochs, lr)
     res = evaluate_images(distilled_set["images"], distilled_set["labels"], data.test_x, data.test_y,
                           data.num_classes, lr, cfg, seed=derive_seed(evaluation.seed, _DISTILLED_KEY),
-                          device=pick_device(device), progress=progress)
+                          device=pick_device(device), progress=progress,
+                          should_stop=stop_requested)
     log.info("distilled: %.2f +- %.2f %%", res.mean, res.std)
     return _summary(res, lr, len(distilled_set["labels"]), cfg.epochs, data)
 
@@ -78,7 +81,8 @@ def evaluate_random(prepared_data: PreparedData, distilled_set: dict[str, Any], 
         x, y = random_real_subset(data.train_x, data.train_y, data.num_classes, int(ipc),
                                   make_generator(derive_seed(evaluation.seed, _RANDOM_SUBSET_KEY, k)))
         res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, one_net,
-                              seed=derive_seed(evaluation.seed, _RANDOM_NET_KEY, k), device=dev, progress=progress)
+                              seed=derive_seed(evaluation.seed, _RANDOM_NET_KEY, k), device=dev, progress=progress,
+                              should_stop=stop_requested)
         accs.extend(res.accs)
         if res.predictions is not None:
             predictions.extend(res.predictions)
@@ -103,7 +107,8 @@ def evaluate_random_quick(prepared_data: PreparedData, distilled_set: dict[str, 
         x, y = random_real_subset(data.train_x, data.train_y, data.num_classes, int(ipc),
                                   make_generator(derive_seed(evaluation.seed, _QUICK_RANDOM_KEY, 0, k)))
         res = evaluate_images(x, y, data.test_x, data.test_y, data.num_classes, lr, one_net,
-                              seed=derive_seed(evaluation.seed, _QUICK_RANDOM_KEY, 1, k), device=dev, progress=progress)
+                              seed=derive_seed(evaluation.seed, _QUICK_RANDOM_KEY, 1, k), device=dev, progress=progress,
+                              should_stop=stop_requested)
         accs.extend(res.accs)
     log.info("random real, quick protocol (%d nets x %d epochs): %.2f +- %.2f %%", quick.n_nets, quick.epochs,
              float(np.mean(accs)), float(np.std(accs)))
@@ -121,7 +126,8 @@ def evaluate_cross_arch(prepared_data: PreparedData, distilled_set: dict[str, An
         res = evaluate_images(distilled_set["images"], distilled_set["labels"], data.test_x, data.test_y,
                               data.num_classes, lr, cfg,
                               seed=derive_seed(evaluation.seed, _CROSS_ARCH_KEY, ARCHITECTURES.index(arch)),
-                              device=dev, progress=progress)
+                              device=dev, progress=progress,
+                              should_stop=stop_requested)
         log.info("distilled (%s): %.2f +- %.2f %%", arch, res.mean, res.std)
         out[arch] = {"mean": res.mean, "std": res.std}
     return out

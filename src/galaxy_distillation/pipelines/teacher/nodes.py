@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from galaxy_distillation import tracking
-from galaxy_distillation.compute import run_tasks
+from galaxy_distillation.compute import Stopped, run_tasks, stop_requested
 from galaxy_distillation.engine.checkpoint import EXECUTION_ONLY, result_key, tensor_sha256
 from galaxy_distillation.engine.classwise import class_report
 from galaxy_distillation.engine.data import pick_device
@@ -46,15 +46,19 @@ def train_expert_group_task(data, config, seeds, device, progress, grow_from=Non
     ``data`` is the whole prepared set: the one object-store copy the sweep's other tasks share.
     ``grow_from = (shelf, bank, indices)``: these experts exist, shorter, in that bank of the shelf
     (with their training state): they are read there and grown to ``config.epochs``
-    (:func:`~galaxy_distillation.engine.experts.grow_experts`), the same numbers as training them anew."""
+    (:func:`~galaxy_distillation.engine.experts.grow_experts`), the same numbers as training them anew.
+    A stop request (``compute.stop_requested``) ends it within one epoch with ``Stopped`` and no
+    trajectory: nothing partial is ever returned, so none is written."""
     if grow_from is not None:
         shelf, bank, indices = grow_from
         folder = shelf.bank(bank).directory
         shorter = [load_trajectory(expert_path(folder, i), with_state=True) for i in indices]
         return grow_experts(shorter, config.epochs - shorter[0].num_epochs, data.train_x, data.train_y, data.test_x,
-                            data.test_y, data.num_classes, config, device=pick_device(device), progress=progress)
+                            data.test_y, data.num_classes, config, device=pick_device(device), progress=progress,
+                            should_stop=stop_requested)
     return train_expert_group(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, config,
-                              seeds=list(seeds), device=pick_device(device), progress=progress)
+                              seeds=list(seeds), device=pick_device(device), progress=progress,
+                              should_stop=stop_requested)
 
 
 def growable(shelf: Any, bank: str, todo: list[int], seeds: list[int], config: ExpertConfig,
@@ -249,14 +253,20 @@ def train_experts(
             groups.append(same[start:start + k])
             tasks.append(([seeds[i] for i in groups[-1]], device, per_epoch_bars,
                           (expert_inventory, source[0], groups[-1])))
-    for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
-                                     progress=bool(progress)):
-        for index, trajectory in zip(groups[g], trajectories):
-            trajectory.meta.update(index=index, data_sha256=data_sha)
-            log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
-                     index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
-            log_expert_metrics(index, trajectory.test_acc)
-            yield {"bank": bank, "index": index, "trajectory": trajectory}
+    finished = 0
+    try:
+        for g, trajectories in run_tasks(train_expert_group_task, tasks, compute, shared=shared, desc="experts",
+                                         progress=bool(progress)):
+            for index, trajectory in zip(groups[g], trajectories):
+                trajectory.meta.update(index=index, data_sha256=data_sha)
+                log.info("expert %d/%d: test accuracy %.1f%% after %d epochs",
+                         index + 1, n_experts, trajectory.test_acc[-1], config.epochs)
+                log_expert_metrics(index, trajectory.test_acc)
+                yield {"bank": bank, "index": index, "trajectory": trajectory}
+                finished += 1
+    except Stopped as exc:
+        raise Stopped(f"teacher stopped when asked: {finished} expert(s) of this run finished and kept, "
+                      f"none partly written ({exc})") from None
 
 
 def log_expert_metrics(index: int, test_acc: list[float]) -> None:
@@ -302,7 +312,7 @@ def evaluate_full_set(prepared_data: PreparedData, evaluation: EvaluationParams,
              len(data.train_y), cfg.n_nets, cfg.epochs, evaluation.full_lr)
     res = evaluate_images(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes, evaluation.full_lr,
                           cfg, seed=derive_seed(evaluation.seed, FULL_SEED_KEY), device=pick_device(device),
-                          progress=progress)
+                          progress=progress, should_stop=stop_requested)
     log.info("full: %.2f +- %.2f %%", res.mean, res.std)
     out = {"mean": res.mean, "std": res.std, "accs": list(res.accs), "n_nets": cfg.n_nets, "epochs": cfg.epochs,
            "lr": float(evaluation.full_lr), "n_images": int(len(data.train_y)), "data_sha256": data_fingerprint(data)}

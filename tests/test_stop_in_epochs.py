@@ -1,0 +1,91 @@
+"""A stop request (``compute.request_stop``: the first Ctrl-C or SIGTERM of a run) made from
+another thread while experts or evaluation nets train ends the training within one epoch: the
+engine's loop asks ``should_stop`` before every epoch (engine/training.py). Before, a running
+expert group or evaluation went on to its last epoch (docs/reliability.md, issue 18).
+
+Deterministic: the stop is requested from a second thread while a chosen epoch runs (the epoch
+waits for it), and the test counts the epochs that start afterwards (none may)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from galaxy_distillation import compute
+from galaxy_distillation.engine import training
+from galaxy_distillation.engine.trajectories import expert_path, save_trajectory
+from galaxy_distillation.params import ComputeParams
+from galaxy_distillation.pipelines.prepare.nodes import prepare
+from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, train_experts
+
+EPOCHS = 40  # long enough that running to the end would be seen (each epoch is milliseconds)
+
+
+@pytest.fixture
+def stop_during_epoch(monkeypatch):
+    """``arm(n)``: the ``n``-th epoch (1-based, over every NetGroup of the test) has another thread
+    call ``compute.request_stop()`` while it runs, and waits for it. Returns the record
+    ``{"epochs": epochs run, "after": epochs started after the request}``."""
+    seen = {"epochs": 0, "after": 0, "at": None}
+    epoch = training.NetGroup.epoch
+
+    def watched(self, *args, **kwargs):
+        seen["epochs"] += 1
+        if compute.stop_requested():
+            seen["after"] += 1
+        if seen["epochs"] == seen["at"]:
+            reached.set()
+            assert requested.wait(30), "the stopping thread never asked"
+        return epoch(self, *args, **kwargs)
+
+    reached, requested = threading.Event(), threading.Event()
+
+    def stopper() -> None:
+        if reached.wait(120):
+            compute.request_stop()  # what the CLI's signal handler does
+            requested.set()
+
+    def arm(n: int) -> dict:
+        seen["at"] = n
+        threading.Thread(target=stopper, daemon=True).start()
+        return seen
+
+    monkeypatch.setattr(training.NetGroup, "epoch", watched)
+    return arm
+
+
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_a_teacher_asked_to_stop_mid_expert_ends_within_the_epoch_keeping_finished_experts(
+        tiny_model_input, tiny_params, tmp_path, stop_during_epoch, at_once):
+    """Two groups of ``at_once`` experts (one net, or a batched group): the stop arrives in the
+    third epoch of the second group. No further epoch starts, the first group's experts (saved as
+    they came back, as the expert dataset does) are kept, and nothing of the second is written."""
+    teacher = tiny_params["teacher"].model_copy(update={"n_experts": 2 * at_once, "epochs": EPOCHS,
+                                                        "experts_at_once": at_once})
+    data, _ = prepare(tiny_model_input, teacher)
+    seen = stop_during_epoch(EPOCHS + 3)  # the second group's third epoch (a group runs its nets' epoch as one)
+    with pytest.raises(compute.Stopped, match=rf"teacher stopped when asked: {at_once} expert\(s\) .* kept"):
+        for chunk in train_experts(data, teacher, tiny_params["model"], "cpu", False, {}, ComputeParams()):
+            if "trajectory" in chunk:
+                save_trajectory(chunk["trajectory"], expert_path(tmp_path, chunk["index"]))
+    assert seen["after"] == 0, f"{seen['after']} epoch(s) started after the stop request"
+    assert seen["epochs"] == EPOCHS + 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [expert_path(tmp_path, i).name for i in range(at_once)]
+
+
+@pytest.mark.parametrize("use_vmap", [False, True])
+def test_an_evaluation_asked_to_stop_ends_within_the_epoch(tiny_model_input, tiny_params, stop_during_epoch,
+                                                           use_vmap):
+    """The Full-set baseline's nets (one after the other, or as one vmap program): the stop
+    arrives in the third epoch of the second net (of the vmap group); no further epoch starts
+    and no result comes back."""
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    evaluation = tiny_params["evaluation"].model_copy(update={"full_n_nets": 2, "full_epochs": EPOCHS,
+                                                              "use_vmap": use_vmap, "vmap_on_cpu": True})
+    at = 3 if use_vmap else EPOCHS + 3
+    seen = stop_during_epoch(at)
+    with pytest.raises(compute.Stopped, match=rf"stopped when asked, before epoch 4 of {EPOCHS}"):
+        evaluate_full_set(data, evaluation, tiny_params["model"], "cpu", False)
+    assert seen["after"] == 0, f"{seen['after']} epoch(s) started after the stop request"
+    assert seen["epochs"] == at
