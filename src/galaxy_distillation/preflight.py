@@ -387,7 +387,7 @@ def check_writable(params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
 def check_run(params: dict[str, Any], pipeline: Any, catalog: Any, runtime: dict[str, Any] | None = None) -> None:
     """Every check before the first node that the parameters and the file system decide (see the module);
     first ``teacher.epochs: reach`` becomes a number, in ``params`` and ``catalog`` (:mod:`galaxy_distillation.reach`)."""
-    params = resolve_reach(params, _distill_cells(params, pipeline), catalog)
+    params = resolve_reach(params, lambda: _distill_cells(params, pipeline), catalog)
     check_epochs(params, pipeline)
     check_cluster_storage(params, pipeline)  # from the parameters alone, before any lookup
     found = check_cluster_address(params, pipeline)

@@ -21,6 +21,7 @@ it later grows the stored experts (:func:`galaxy_distillation.engine.experts.gro
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,15 @@ def reach_epochs(params: dict[str, Any], cells: list[tuple[str, int]]) -> tuple[
     return max(per_cell.values()), per_cell
 
 
-def resolve_reach(params: dict[str, Any], cells: list[tuple[str, int]], catalog: Any = None) -> dict[str, Any]:
+def resolve_reach(params: dict[str, Any], cells: list[tuple[str, int]] | Callable[[], list[tuple[str, int]]],
+                  catalog: Any = None) -> dict[str, Any]:
     """``params`` with ``teacher.epochs: reach`` replaced by :func:`reach_epochs` (logged in one line),
     and the same ``params:teacher`` (and ``params:teacher.epochs``) in ``catalog``; ``params`` itself
-    when ``teacher.epochs`` is a number."""
+    when ``teacher.epochs`` is a number. ``cells``: a list, or a function called only for ``reach``."""
     given = params.get("teacher")
     if _plain(given).get("epochs") != REACH:
         return params
-    epochs, per_cell = reach_epochs(params, cells)
+    epochs, per_cell = reach_epochs(params, cells() if callable(cells) else cells)
     shown = ", ".join(f"{m} ipc {i}: {e}" for (m, i), e in sorted(per_cell.items()))
     log.info("teacher.epochs reach -> %d (the highest expert epoch distillation reads; %s)", epochs, shown)
     if catalog is not None:
