@@ -5,7 +5,9 @@ presets (:mod:`galaxy_distillation.presets`, STM rows with the configured schedu
 
 - experts: two banks (GZ2-Plain: classes x ``n_train_per_class`` images; GZ2-Aug: x ``rotations``),
   each ``teacher.n_experts`` x ``teacher.epochs`` epochs, at the measured expert images/s (the
-  faster of one at a time and several at once);
+  faster of one at a time and several at once); beside it the same with ``teacher.epochs: reach``
+  (:mod:`galaxy_distillation.reach`: the highest expert epoch the Table 2 cells read, STM
+  ``max_start_epoch + 1``), the ``*_reach`` keys;
 - distillation: the Table 2 cells (IPC 1 and 10, plain/aug x real/noise) x the preset's iteration
   count (an upper bound: the stop rule may end a run earlier) x the measured seconds per iteration
   at that IPC (the faster memory mode that ran), plus the quick evaluations every ``eval_every``
@@ -22,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from galaxy_distillation.presets import PAPER_TABLE2, preset_for
+from galaxy_distillation.reach import epochs_read as reach_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +63,7 @@ def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
     for ipc, columns in PAPER_TABLE2.items():
         row = preset_for("gz2", "stm", ipc, schedule)
         iterations = int(row["iterations"])
-        epochs_read = max(epochs_read, int(row["max_start_epoch"]) + 1)
+        epochs_read = max(epochs_read, reach_of("stm", row))
         for col in columns:
             bank = col.split("_")[0]
             if col == "random":
@@ -77,8 +80,9 @@ def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
     hours = {k: v / 3600.0 for k, v in parts.items()}
     hours["total"] = sum(hours.values())
     trained = int(teacher["epochs"])
-    hours["experts_if_trained_as_read"] = hours["experts"] * min(trained, epochs_read) / trained
+    hours["experts_reach"] = hours["experts"] * epochs_read / trained
+    hours["total_reach"] = hours["total"] - hours["experts"] + hours["experts_reach"]
     hours["cells"] = cells
-    hours["epochs_read"] = epochs_read
+    hours["epochs_reach"] = epochs_read
     hours["epochs_trained"] = trained
     return hours

@@ -37,6 +37,11 @@ def test_gpu_suite_runs_at_reduced_shapes_and_fills_every_row(tmp_path):
     assert syncs["after"] == 1 and syncs["before"] > syncs["after"]
     assert rows["stm_checkpoint:gz2_ipc1"]["before"] > 0
     assert "Table 2 estimate: total" in proc.stdout
+    # side by side: the paper's 50 expert epochs and teacher.epochs reach (STM code schedule: T cap 29 -> 30 read)
+    assert "Table 2 experts: teacher.epochs 50: " in proc.stdout and "| teacher.epochs reach (30): " in proc.stdout
+    est = data["estimate"]
+    assert math.isclose(rows["table2_experts_reach"]["after"], rows["table2_experts"]["after"] * 30 / 50)
+    assert math.isclose(est["total"] - est["total_reach"], est["experts"] - est["experts_reach"])
     # batched distillations: every K's row beside one run alone; K = 4 shares the network's ops among its runs
     for key in [k for k in ROW_KEYS if k.startswith("batched_")]:
         assert rows[key]["before"] > 0 and rows[key]["after"] > 0, rows[key]

@@ -128,7 +128,7 @@ class TeacherParams(_Strict):
     """``teacher``: expert trajectories (paper GZ2: 100 experts x 50 epochs, lr 1e-3, batch 256)."""
 
     n_experts: int = Field(100, gt=0)
-    epochs: int = Field(50, gt=0)
+    epochs: PosInt | Literal["reach"] = 50  # reach: what distillation reads, resolved before any node (reach.py)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(256, gt=0)
     momentum: float = Field(0.0, ge=0)
@@ -149,7 +149,9 @@ class TeacherParams(_Strict):
         return v
 
     def engine_config(self, model: ArchParams) -> ExpertConfig:
-        """The engine's expert-training configuration."""
+        """The engine's expert-training configuration (``epochs: reach`` must be resolved first)."""
+        if self.epochs == "reach":
+            raise ParameterError("teacher.epochs 'reach' is resolved before the run (galaxy_distillation.reach)")
         return ExpertConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
                             weight_decay=self.weight_decay, dsa_strategy=self.dsa_strategy, arch=model.spec(),
                             eval_batch_size=self.eval_batch_size, precision=self.precision, compile=self.compile)

@@ -29,6 +29,7 @@ from kedro.framework.hooks import hook_impl
 
 from galaxy_distillation.errors import ParameterError, UserError
 from galaxy_distillation.pipelines.sweep.cells import cell_named
+from galaxy_distillation.reach import resolve_reach
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,9 @@ def check_writable(params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
 
 
 def check_run(params: dict[str, Any], pipeline: Any, catalog: Any, runtime: dict[str, Any] | None = None) -> None:
-    """Every check before the first node that the parameters and the file system decide (see the module)."""
+    """Every check before the first node that the parameters and the file system decide (see the module);
+    first ``teacher.epochs: reach`` becomes a number, in ``params`` and ``catalog`` (:mod:`galaxy_distillation.reach`)."""
+    params = resolve_reach(params, lambda: _distill_cells(params, pipeline), catalog)
     check_epochs(params, pipeline)
     check_cluster_storage(params, pipeline)  # from the parameters alone, before any lookup
     found = check_cluster_address(params, pipeline)
