@@ -91,6 +91,8 @@ def _loss_each(base: nn.Module, params: dict, buffers: dict, xb: torch.Tensor, y
     return per.view(xb.shape[0], -1).mean(1)
 
 
+#: The step's forward and loss by kind: one network, or a batched group (each network's loss).
+_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"one": _loss_one, "each": _loss_each}
 #: The compiled step functions (made on first use), and the kinds whose compilation failed here.
 _COMPILED: dict[str, Callable] = {}
 _FAILED: set[str] = set()
@@ -100,7 +102,7 @@ def _compiled(kind: str) -> Callable | None:
     if kind in _FAILED:
         return None
     if kind not in _COMPILED:
-        _COMPILED[kind] = torch.compile({"one": _loss_one, "each": _loss_each}[kind], dynamic=False)
+        _COMPILED[kind] = torch.compile(_LOSSES[kind], dynamic=False)
     return _COMPILED[kind]
 
 
@@ -145,14 +147,14 @@ class NetGroup:
             def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
                 return functional_call(base, (p, b), (x,))
 
-            self._each = vmap(one, in_dims=(0, 0, 0))
             self._shared = vmap(one, in_dims=(0, 0, None))
-            tensors = list(self.params.values())
-        else:
-            tensors = list(nets[0].parameters())
-        self.opt = torch.optim.SGD(tensors, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.opt = torch.optim.SGD(self._optimised(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         if states is not None and all("momentum" in s for s in states):
             self._load_momentum([s["momentum"] for s in states])
+
+    def _optimised(self) -> list[torch.Tensor]:
+        """The tensors SGD updates: the stacked parameters (batched) or the one network's."""
+        return list(self.params.values()) if self.batched else list(self.nets[0].parameters())
 
     @property
     def device(self) -> torch.device:
@@ -184,8 +186,7 @@ class NetGroup:
         """What network ``k`` needs to continue training exactly (CPU tensors): both generators'
         states, its SGD momentum (flat, if the optimizer has one yet) and its module buffers."""
         state = {"perm_generator": self.g_perms[k].get_state(), "dsa_generator": self.g_dsas[k].get_state()}
-        tensors = list(self.params.values()) if self.batched else list(self.nets[0].parameters())
-        bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in tensors]
+        bufs = [self.opt.state.get(p, {}).get("momentum_buffer") for p in self._optimised()]
         if bufs and all(b is not None for b in bufs):
             parts = [b[k] if self.batched else b for b in bufs]
             state["momentum"] = torch.cat([b.detach().reshape(-1) for b in parts]).cpu().clone()
@@ -202,61 +203,44 @@ class NetGroup:
         sizes = [s.numel() for s in shapes]
         per_net = [[c.view(s) for c, s in zip(torch.split(f.to(self.device), sizes), shapes, strict=True)]
                    for f in flats]
-        tensors = list(self.params.values()) if self.batched else list(self.nets[0].parameters())
-        for i, p in enumerate(tensors):
+        for i, p in enumerate(self._optimised()):
             buf = torch.stack([parts[i] for parts in per_net]) if self.batched else per_net[0][i]
             self.opt.state[p]["momentum_buffer"] = buf.clone().to(p.dtype)
 
     def _step_one(self, train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor,
                   s: EpochSettings) -> torch.Tensor:
         xb = dsa_augment(as_float_batch(train_x[idx], s.mean, s.std), s.dsa_strategy, self.g_dsas[0], s.dsa_params)
-        step = _compiled("one") if s.compile else None
-        if step is not None:
-            loss = self._compiled_backward("one", lambda: step(self.nets[0], xb, train_y[idx]), s, xb.device)
-            if loss is not None:
-                self.opt.step()
-                return loss.detach() * idx.numel()
-        with s.forward_context(xb.device):
-            loss = F.cross_entropy(self.nets[0](xb), train_y[idx])
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return loss.detach() * idx.numel()
+        return self._optimise("one", (self.nets[0], xb, train_y[idx]), s, xb.device) * idx.numel()
 
     def _step_batched(self, train_x: torch.Tensor, train_y: torch.Tensor, idx: torch.Tensor,
                       s: EpochSettings) -> torch.Tensor:
         xb = torch.stack([dsa_augment(as_float_batch(train_x[idx[k]], s.mean, s.std), s.dsa_strategy, self.g_dsas[k],
                                       s.dsa_params) for k in range(self.k)])  # (K, b, C, H, W)
-        step = _compiled("each") if s.compile else None
-        if step is not None:
-            loss_k = self._compiled_backward("each", lambda: step(self._base, self.params, self.buffers, xb,
-                                                                  train_y[idx]), s, xb.device)
-            if loss_k is not None:
-                self.opt.step()
-                return loss_k.detach() * idx.shape[1]
-        with s.forward_context(xb.device):
-            logits = self._each(self.params, self.buffers, xb)  # (K, b, classes)
-            per = F.cross_entropy(logits.flatten(0, 1), train_y[idx].flatten(), reduction="none")
-        loss_k = per.view(self.k, -1).mean(1)  # (K,) each network's mean batch loss
-        self.opt.zero_grad(set_to_none=True)
-        loss_k.sum().backward()
-        self.opt.step()
-        return loss_k.detach() * idx.shape[1]
+        loss_k = self._optimise("each", (self._base, self.params, self.buffers, xb, train_y[idx]), s, xb.device)
+        return loss_k * idx.shape[1]
 
-    def _compiled_backward(self, kind: str, forward: Callable[[], torch.Tensor], s: EpochSettings,
-                           device: torch.device) -> torch.Tensor | None:
-        """Run the compiled ``forward`` (the loss: () or (K,)) and its backward into fresh
-        gradients; ``None`` (gradients cleared, nothing else changed) when compiling fails."""
+    def _optimise(self, kind: str, args: tuple, s: EpochSettings, device: torch.device) -> torch.Tensor:
+        """One SGD step on the loss ``_LOSSES[kind](*args)`` (() for one net, (K,) each net's mean
+        batch loss for a batched group, whose sum is backpropagated): compiled when
+        ``s.compile`` and the compilation works (:func:`_compiled`), else eager. Returns the
+        loss, detached."""
         self.opt.zero_grad(set_to_none=True)
-        try:
+        loss = None
+        if s.compile and (step := _compiled(kind)) is not None:
+            try:
+                with s.forward_context(device):
+                    loss = step(*args)
+                loss.sum().backward()
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step instead
+                _give_up(kind, exc)
+                self.opt.zero_grad(set_to_none=True)
+                loss = None
+        if loss is None:
             with s.forward_context(device):
-                loss = forward()
+                loss = _LOSSES[kind](*args)
             loss.sum().backward()
-        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager step instead
-            _give_up(kind, exc)
-            self.opt.zero_grad(set_to_none=True)
-            return None
-        return loss
+        self.opt.step()
+        return loss.detach()
 
     def epoch(self, train_x: torch.Tensor, train_y: torch.Tensor, s: EpochSettings,
               track_loss: bool) -> torch.Tensor | None:
