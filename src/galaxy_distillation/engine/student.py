@@ -8,7 +8,7 @@ the same shape): one program per step, the network applied to the K parameter ve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -89,18 +89,27 @@ class _CheckpointedStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        theta, x_syn, step_size, y_syn = ctx.saved_tensors
         model, seed, dsa_strategy, dsa_params, batch_syn = ctx.args
-        needs = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
-                      enumerate(zip((theta, x_syn, step_size), needs))]
-            out = _student_step(model, leaves[0], leaves[1], y_syn, leaves[2], seed, dsa_strategy, dsa_params,
-                                batch_syn, create_graph=True)
-            wanted = [leaf for leaf, n in zip(leaves, needs) if n]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
-        result = [next(grads) if n else None for n in needs]
+        result = _replay_vjp(ctx, grad_out, lambda theta, x, y, alpha: _student_step(
+            model, theta, x, y, alpha, seed, dsa_strategy, dsa_params, batch_syn, create_graph=True))
         return (*result, None, None, None, None, None, None)
+
+
+def _replay_vjp(ctx: Any, grad_out: torch.Tensor,
+                step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+                ) -> list[torch.Tensor | None]:
+    """The backward of a checkpointed step: rebuild the one step's double-backward graph with
+    ``step(theta, x_syn, y_syn, step_size)`` from the saved ``(theta, x_syn, step_size, y_syn)``
+    and return the vector-Jacobian products for the first three (``None`` where not needed)."""
+    theta, x_syn, step_size, y_syn = ctx.saved_tensors
+    needs = ctx.needs_input_grad[:3]
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
+                  enumerate(zip((theta, x_syn, step_size), needs))]
+        out = step(leaves[0], leaves[1], y_syn, leaves[2])
+        wanted = [leaf for leaf, n in zip(leaves, needs) if n]
+        grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
+    return [next(grads) if n else None for n in needs]
 
 
 def unroll_student(model: FlatModel, theta0: torch.Tensor, x_syn: torch.Tensor, y_syn: torch.Tensor,
@@ -209,16 +218,9 @@ class _CheckpointedGroupStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        thetas, x_syn, step_size, y_syn = ctx.saved_tensors
         model, draws, dsa_params = ctx.args
-        needs = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
-                      enumerate(zip((thetas, x_syn, step_size), needs))]
-            out = _group_step(model, leaves[0], leaves[1], y_syn, leaves[2], draws, dsa_params, create_graph=True)
-            wanted = [leaf for leaf, n in zip(leaves, needs) if n]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)) if wanted else iter(())
-        result = [next(grads) if n else None for n in needs]
+        result = _replay_vjp(ctx, grad_out, lambda thetas, x, y, alpha: _group_step(
+            model, thetas, x, y, alpha, draws, dsa_params, create_graph=True))
         return (*result, None, None, None, None)
 
 
