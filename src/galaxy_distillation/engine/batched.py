@@ -18,7 +18,6 @@ alone in its group (the plain path: vmap at K = 1 only adds ops) unless ``single
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .distill_config import DistillConfigError, DistillResult, IterationRecord
 from .dsa import DSAParams
+from .host_reads import decide, read_scalars
 from .matching import _SLOT_TRAIN, _SLOT_VAL, Distiller
 from .networks import has_batchnorm
 from .student import matching_losses, unroll_students
@@ -110,7 +110,7 @@ def _step_group(group: list[Distiller]) -> list[IterationRecord]:
     t0 = time.perf_counter()
     first = group[0]
     cfg, model, mode = first.config, first.model, first.resolved_memory_mode()
-    T_now = [d.schedule.T if d.config.method == "stm" else d.config.max_start_epoch for d in group]
+    T_now = [d.T_now for d in group]
     prepared = [d.prepare() for d in group]  # (iteration, expert, start): each run's own choice and draws
 
     vals: list[torch.Tensor | None] = [None] * len(group)
@@ -150,17 +150,7 @@ def _backward_one_read(losses: torch.Tensor, alphas: list[torch.Tensor], vals: l
     """:func:`.host_reads.backward_one_read` for a group: one backward pass of the summed losses into every
     run's images and step size, and every run's scalars read in ONE device-to-host transfer."""
     losses.sum().backward(inputs=[d.images for d in group] + [d.lr_param for d in group])
-    rows = []
-    for k, d in enumerate(group):
-        dtype, device = d.images.dtype, d.images.device
-        finite = [torch.isfinite(g).all() if g is not None else torch.zeros((), dtype=torch.bool, device=device)
-                  for g in (d.images.grad, d.lr_param.grad)]
-        val = vals[k] if vals[k] is not None else torch.full((), math.nan, device=device)
-        rows.append(torch.stack([losses[k].detach().to(dtype), alphas[k].to(dtype).reshape(()),
-                                 *[f.to(dtype) for f in finite], val.detach().to(dtype).reshape(())]))
+    rows = [torch.stack(read_scalars(losses[k], alphas[k], vals[k], d.images, d.lr_param, pad=True))
+            for k, d in enumerate(group)]
     host = torch.stack(rows).tolist()  # the group's one device-to-host sync
-    out = []
-    for h, v in zip(host, vals):
-        ok = math.isfinite(h[0]) and math.isfinite(h[1]) and h[2] == 1.0 and h[3] == 1.0
-        out.append((ok, h[0], h[1], h[4] if v is not None else None))
-    return out
+    return [decide(h, v is not None) for h, v in zip(host, vals)]

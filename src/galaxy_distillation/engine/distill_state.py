@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 class DistillerState:
     """State, checkpoints, resume and result of a :class:`~.matching.Distiller` (a mixin)."""
 
+    @property
+    def T_now(self) -> int:
+        """The epoch pool of the current iteration: STM's schedule ``T``, MTT's ``max_start_epoch``."""
+        return self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch
+
     def _consider(self, eval_result: dict[str, Any] | None) -> None:
         """Keep the current images when their training-set accuracy is the best so far."""
         if self.config.selection != "best_train" or not eval_result or "train_acc" not in eval_result:
@@ -142,7 +147,7 @@ class DistillerState:
             history=list(self.history),
             stop_reason=self.stop_reason or "interrupted",
             n_rejected_steps=self.n_rejected,
-            T=self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch,
+            T=self.T_now,
             iterations_done=self.iteration,
             selection=self.config.selection,
             selected_iteration=selected_it,

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-__all__ = ["backward_one_read", "backward_reads"]
+__all__ = ["backward_one_read", "backward_reads", "decide", "read_scalars"]
 
 
 def backward_one_read(loss: torch.Tensor, alpha: torch.Tensor, val: torch.Tensor | float | None,
@@ -26,17 +26,33 @@ def backward_one_read(loss: torch.Tensor, alpha: torch.Tensor, val: torch.Tensor
         ``(ok, loss, alpha, val)``: ``ok`` = loss, alpha and both gradients finite.
     """
     loss.backward(inputs=[images, lr_param])  # not into theta_0: skips step 0's Hessian product
+    host = torch.stack(read_scalars(loss, alpha, val, images, lr_param)).tolist()  # the iteration's one sync
+    return decide(host, val is not None)
+
+
+def read_scalars(loss: torch.Tensor, alpha: torch.Tensor, val: torch.Tensor | float | None, images: torch.Tensor,
+                 lr_param: torch.Tensor, pad: bool = False) -> list[torch.Tensor]:
+    """The 0-d device tensors an iteration reads after its backward pass: loss, step size, whether
+    each gradient is finite (1/0), and the STM validation loss when there is one (``pad``: NaN
+    in its place otherwise, so that several runs' rows stack). Read them with one ``tolist``."""
     dtype, device = images.dtype, images.device
     finite = [torch.isfinite(g).all() if g is not None else torch.zeros((), dtype=torch.bool, device=device)
               for g in (images.grad, lr_param.grad)]
     scalars = [loss.detach().to(dtype).reshape(()), alpha.detach().to(dtype).reshape(()), *[f.to(dtype) for f in finite]]
+    if val is None and pad:
+        val = torch.full((), math.nan, device=device)
     if val is not None:
         if not isinstance(val, torch.Tensor):  # a float (e.g. a test's stand-in)
             val = torch.tensor(float(val), device=device)
         scalars.append(val.detach().to(dtype).reshape(()))
-    host = torch.stack(scalars).tolist()  # the iteration's one device-to-host sync
+    return scalars
+
+
+def decide(host: list[float], has_val: bool) -> tuple[bool, float, float, float | None]:
+    """``(ok, loss, alpha, val)`` from the values :func:`read_scalars` gave: ``ok`` = loss, alpha and
+    both gradients finite."""
     ok = math.isfinite(host[0]) and math.isfinite(host[1]) and host[2] == 1.0 and host[3] == 1.0
-    return ok, host[0], host[1], (host[4] if val is not None else None)
+    return ok, host[0], host[1], (host[4] if has_val else None)
 
 
 def backward_reads(loss: torch.Tensor, alpha: torch.Tensor, val: torch.Tensor | float | None,

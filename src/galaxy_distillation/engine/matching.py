@@ -278,7 +278,7 @@ class Distiller(DistillerState):
     def step(self) -> IterationRecord:
         """Run one distillation iteration and return its record."""
         t0 = time.perf_counter()
-        T_now = self.schedule.T if self.config.method == "stm" else self.config.max_start_epoch
+        T_now = self.T_now
         it, expert, start = self.prepare()
         val_t = self.validation_loss(it, expert) if self.config.method == "stm" else None
         self.zero_grads()

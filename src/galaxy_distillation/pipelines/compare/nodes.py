@@ -91,8 +91,7 @@ def _start_run(data: PreparedData, expert_trajectories: Any, config: DistillConf
         lr0 = float(distiller.step_size().detach())
         start = hook(0, distiller.images.detach().clone(), distiller.labels, lr0)
         log.info("%s, iteration 0: %.1f%%", tag, start["test_acc"])
-        T0 = distiller.schedule.T if config.method == "stm" else int(config.max_start_epoch)
-        rows.append({**label, "iteration": 0, **start, "T": T0, "loss": math.nan, "val_loss": math.nan, "lr": lr0})
+        rows.append({**label, "iteration": 0, **start, "T": int(distiller.T_now), "loss": math.nan, "val_loss": math.nan, "lr": lr0})
     return distiller, rows, label, tag
 
 
