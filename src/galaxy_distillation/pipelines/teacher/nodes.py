@@ -74,10 +74,10 @@ def growable(shelf: Any, bank: str, todo: list[int], seeds: list[int], config: E
         if other == bank:
             continue
         for i, meta in shelf.inventory(other).items():
-            stored = {k: v for k, v in (meta.get("config") or {}).items() if k not in EXECUTION_ONLY}
+            stored = _stored_settings(meta)
             had = int(stored.pop("epochs", 0) or 0)
             if (i in todo and meta.get("seed") == seeds[i] and meta.get("data_sha256") == data_sha
-                    and json.loads(json.dumps(stored)) == want and 0 < had < config.epochs
+                    and stored == want and 0 < had < config.epochs
                     and had > found.get(i, ("", -1))[1]):
                 found[i] = (other, had)
     folders = {b: shelf.bank(b).directory for b, _ in set(found.values())}
@@ -101,10 +101,15 @@ def _settings(config: ExpertConfig) -> dict[str, Any]:
     return json.loads(json.dumps(want))
 
 
-def _matches(meta: dict[str, Any], seed: int, config: ExpertConfig, data_sha: str) -> bool:
+def _stored_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The settings an expert's header records, as :func:`_settings` gives them (execution-only ones left out)."""
     stored = {k: v for k, v in (meta.get("config") or {}).items() if k not in EXECUTION_ONLY}
+    return json.loads(json.dumps(stored))
+
+
+def _matches(meta: dict[str, Any], seed: int, config: ExpertConfig, data_sha: str) -> bool:
     return (meta.get("seed") == seed and meta.get("data_sha256") == data_sha
-            and json.loads(json.dumps(stored)) == _settings(config))
+            and _stored_settings(meta) == _settings(config))
 
 
 def bank_name(data_sha: str, config: ExpertConfig, teacher_seed: int) -> str:
