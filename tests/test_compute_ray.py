@@ -134,6 +134,23 @@ def test_a_stop_request_cancels_the_tasks_in_flight_within_a_second(fake):
     assert len(ray.submitted) == 1
 
 
+def test_tasks_that_finished_before_a_stop_request_still_come_back(fake):
+    """A stop request cancels what is in flight, but a task that had already finished (its result
+    not yet collected) is not lost: its result comes back, and a call whose tasks had all
+    finished ends normally (e.g. a sweep's Full baseline done just before Ctrl-C is saved)."""
+    ray = fake()  # tasks finish at once
+    got = []
+
+    def first_back(i, result):
+        got.append((i, result))
+        compute.request_stop()  # Ctrl-C right after the first result was collected
+
+    results = list(compute.run_tasks(_size, [(0,), (1,), (2,)], {"backend": "ray"}, on_result=first_back,
+                                     shared=(Training(5),), progress=False))
+    assert sorted(results) == [(0, 5), (1, 6), (2, 7)] and len(got) == 3
+    assert ray.cancelled == []
+
+
 def test_ctrl_c_ends_the_node_threads_waiting_on_ray_and_a_second_one_waits_for_them(fake, capsys):
     """What ``kedro run`` of a sweep on Ray does on Ctrl-C: the signal handler of the CLI stops
     compute and interrupts the main thread; the node threads (Kedro's ThreadRunner) waiting on

@@ -227,7 +227,8 @@ def run_tasks(
 
     Raises:
         ComputeError: Ray unavailable or unreachable (before any task runs).
-        Stopped: :func:`request_stop` was called (Ray tasks still in flight are cancelled).
+        Stopped: :func:`request_stop` was called (Ray tasks still in flight are cancelled; those
+            that had already finished still come back first).
         Whatever ``fn`` raised, for a task that failed after its retries.
     """
     cfg = compute_settings(compute)
@@ -282,10 +283,12 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
         for i, args in enumerate(tasks):
             pending[remote.remote(fn_ref, attempts, name, i, threads, *shared_refs, *args)] = i
         while pending:
-            if _STOP.is_set():
-                raise Stopped(f"{name}: stopped, {len(pending)} task(s) cancelled")
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            count_retries()
+            stopping = _STOP.is_set()
+            if stopping:  # the tasks that already finished still come back (their work is kept)
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+            else:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                count_retries()
             for ref in done:
                 i = pending.pop(ref)
                 try:
@@ -298,6 +301,8 @@ def _run_ray(fn, tasks, cfg, on_result, shared, bar) -> Iterator[tuple[int, Any]
                 if on_result is not None:
                     on_result(i, result)
                 yield i, result
+            if stopping and pending:
+                raise Stopped(f"{name}: stopped, {len(pending)} task(s) cancelled")
             bar.update(running=len(pending))
         count_retries()
     except BaseException:  # a failure, Stopped, Ctrl-C in this thread, or the caller closing early
