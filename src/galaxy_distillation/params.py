@@ -188,7 +188,7 @@ class DistillParams(_Strict):
     lr_img_decay_every: int = Field(50, gt=0)
     max_bad_steps: int = Field(10, gt=0)
     bad_step_lr_factor: float = Field(0.5, gt=0, le=1)
-    memory_mode: Literal["unrolled", "checkpoint", "auto"] = "unrolled"  # auto: CPU unrolled; CUDA by a probe
+    memory_mode: Literal["unrolled", "checkpoint", "graphed", "auto"] = "unrolled"  # auto: CPU unrolled; CUDA by a probe
     expert_cache: int = Field(4, gt=0)
     checkpoint_every: int = Field(50, ge=0)
     checkpoint_root: str = "data/07_model_output/checkpoints"

@@ -37,7 +37,7 @@ def probe_memory_mode(distiller: Any) -> str:
     expert, start = d._choose(d.iteration)
     total = torch.cuda.get_device_properties(device).total_memory if cuda else None
     times: dict[str, float] = {}
-    for mode in ("checkpoint", "unrolled"):
+    for mode in ("checkpoint", "unrolled", "graphed"):
         d.memory_mode = mode
         try:
             if cuda:
@@ -54,12 +54,21 @@ def probe_memory_mode(distiller: Any) -> str:
                 times[mode] = math.inf
         except torch.cuda.OutOfMemoryError:
             times[mode] = math.inf
+        except Exception as exc:  # noqa: BLE001 - a graph capture that fails takes the mode out, with its reason
+            if mode != "graphed":
+                raise
+            log.warning("distill.memory_mode graphed is out on %s: %s: %s", device, type(exc).__name__, exc)
+            times[mode] = math.inf
         finally:
             d._draws = {}
             d.images.grad = d.lr_param.grad = None
             if cuda:
                 torch.cuda.empty_cache()
     choice = min(times, key=times.get)
+    if choice != "graphed":
+        d._programs = None  # the captured programs' memory goes back
+        if cuda:
+            torch.cuda.empty_cache()
     log.info("distill.memory_mode probe on %s (s per differentiable pass): %s -> %s", device, times, choice)
     return choice
 

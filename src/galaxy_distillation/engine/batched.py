@@ -11,7 +11,8 @@ and start epoch, its optimisers, STM schedule, rejection rule, quick evaluation,
 checkpoints. The K matching losses are summed for the backward pass; the students never mix, so
 each run's gradient is the one it gets alone, and every run's numbers equal running it alone (to
 float rounding: batched kernels sum in another order; tests/engine/test_batched.py, float64).
-Runs with batch-norm (running buffers are not vmap-safe) step one at a time, and so does a run
+Runs with batch-norm (running buffers are not vmap-safe) or ``memory_mode: graphed`` (each run
+replays its own captured step programs) step one at a time, and so does a run
 alone in its group (the plain path: vmap at K = 1 only adds ops) unless ``single_alone=False``.
 """
 
@@ -36,7 +37,7 @@ __all__ = ["BatchedDistiller"]
 
 def shape_key(d: Distiller) -> tuple:
     """What runs must share to be computed as one program (resolves ``memory_mode: auto`` first)."""
-    if has_batchnorm(d.model.module):
+    if has_batchnorm(d.model.module) or d.resolved_memory_mode() == "graphed":  # graphed: its own step programs
         return ("alone", id(d))
     cfg = d.config
     return (json.dumps(d.arch, sort_keys=True, default=repr), d.num_classes, tuple(d.images.shape), str(d.dtype),

@@ -10,6 +10,7 @@ from galaxy_distillation.errors import UserError
 
 __all__ = [
     "METHODS",
+    "DISTILL_MEMORY_MODES",
     "MEMORY_MODES",
     "STOP_RULES",
     "SELECTIONS",
@@ -22,7 +23,9 @@ __all__ = [
 ]
 
 METHODS = ("stm", "mtt")
-MEMORY_MODES = ("unrolled", "checkpoint")
+MEMORY_MODES = ("unrolled", "checkpoint")  # of one unroll (student.unroll_student)
+#: A Distiller's: the unroll's, ``graphed`` (checkpoint with each step a replayed program: .graphs) and ``auto``.
+DISTILL_MEMORY_MODES = (*MEMORY_MODES, "graphed", "auto")
 STOP_RULES = ("paper", "code")
 SELECTIONS = ("final", "best_train")
 
@@ -67,9 +70,11 @@ class DistillConfig:
             ``lr_img_decay`` every ``lr_img_decay_every`` iterations, stop below ``min_lr_img``).
         loss_rising_rule: also grow when ``r > rising_lam * sigma`` at n = 10, 30, 50, ...
         memory_mode: ``"unrolled"`` (one graph over N steps) or ``"checkpoint"`` (each inner
-            step recomputed in backward; memory flat in N, identical gradient) or ``"auto"`` (CPU:
-            unrolled; CUDA: the faster that fits, by a short timed probe at the first step, logged
-            and kept in the checkpoint).
+            step recomputed in backward; memory flat in N, identical gradient) or ``"graphed"``
+            (checkpoint with each inner step and its backward one replayed program: a CUDA graph on
+            a GPU, :mod:`.graphs`; the checkpoint mode's numbers) or ``"auto"`` (CPU: unrolled; CUDA:
+            the fastest that fits, by a short timed probe at the first step, logged and kept in the
+            checkpoint).
         checkpoint_every: save a resumable checkpoint every this many iterations (0 = never).
         seed: seed of every random draw.
         max_bad_steps: consecutive rejected steps before ``DistillationDivergedError``.
@@ -120,8 +125,8 @@ class DistillConfig:
         """Raise :class:`DistillConfigError` naming the first bad field."""
         if self.method not in METHODS:
             raise DistillConfigError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.memory_mode not in (*MEMORY_MODES, "auto"):
-            raise DistillConfigError(f"memory_mode must be one of {(*MEMORY_MODES, 'auto')}, got {self.memory_mode!r}")
+        if self.memory_mode not in DISTILL_MEMORY_MODES:
+            raise DistillConfigError(f"memory_mode must be one of {DISTILL_MEMORY_MODES}, got {self.memory_mode!r}")
         if self.selection not in SELECTIONS:
             raise DistillConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.selection == "best_train" and self.eval_every < 1:

@@ -43,11 +43,12 @@ from .distill_state import DistillerState
 from .draws import StepDraw, draw_slots
 from .dsa import DSAParams
 from .functional import FlatModel
+from .graphs import StepPrograms, unroll_graphed
 from .host_reads import backward_one_read, backward_reads
 from .networks import build_from_spec
 from .schedule import STMSchedule
 from .seeding import make_generator, mix_seed
-from .student import matching_loss, unroll_student
+from .student import _as_draw, matching_loss, unroll_student
 from .synthetic import init_synthetic
 from .trajectories import ExpertSource
 
@@ -144,6 +145,7 @@ class Distiller(DistillerState):
         self.batched_draws = True
         self.memory_mode: str | None = None if config.memory_mode == "auto" else config.memory_mode
         self._draws: dict[int, list[StepDraw]] = {}
+        self._programs: StepPrograms | None = None  # memory_mode graphed: the step programs, made on first use
         self._cache_size = int(config.expert_cache)
         first = self._expert(0)
         self._cache_size = resident_experts(self.config.expert_cache, len(experts), first, self.device)
@@ -215,6 +217,19 @@ class Distiller(DistillerState):
             return self._draws[slot]
         return [mix_seed(self.config.seed, iteration, slot, i) for i in range(self.config.syn_steps)]
 
+    def _step_draws(self, iteration: int, slot: int) -> list[StepDraw]:
+        """The inner steps' draws of ``(iteration, slot)`` on the device (made one by one when not made at once)."""
+        cfg = self.config
+        return [_as_draw(s, self.images, cfg.batch_syn, cfg.dsa_strategy, self.dsa_params)
+                for s in self._seeds(iteration, slot)]
+
+    @property
+    def programs(self) -> StepPrograms:
+        """``memory_mode: graphed``: the student's step programs (CUDA graphs on a GPU), made on first use."""
+        if self._programs is None:
+            self._programs = StepPrograms(self.model, self.dsa_params)
+        return self._programs
+
     def _draw_iteration(self, iteration: int) -> None:
         """Make all the inner-step draws of ``iteration`` (training + STM validation) and copy them once."""
         self._draws = {}
@@ -238,10 +253,14 @@ class Distiller(DistillerState):
         (read with the iteration's other scalars in one host sync; :meth:`step` also accepts a float)."""
         traj = self._expert(expert)
         T = self.schedule.T
-        theta_n = unroll_student(self.model, traj[T], self.images.detach(), self.labels,
-                                 self.step_size().detach(), self._seeds(iteration, _SLOT_VAL),
-                                 self.config.dsa_strategy, self.dsa_params, self.config.batch_syn,
-                                 create_graph=False)
+        if self.resolved_memory_mode() == "graphed":
+            theta_n = unroll_graphed(self.programs, traj[T], self.images, self.labels, self.step_size(),
+                                     self._step_draws(iteration, _SLOT_VAL), create_graph=False)
+        else:
+            theta_n = unroll_student(self.model, traj[T], self.images.detach(), self.labels,
+                                     self.step_size().detach(), self._seeds(iteration, _SLOT_VAL),
+                                     self.config.dsa_strategy, self.dsa_params, self.config.batch_syn,
+                                     create_graph=False)
         with torch.no_grad():
             return matching_loss(theta_n, traj[T], traj[T + 1])
 
@@ -249,14 +268,20 @@ class Distiller(DistillerState):
         """Differentiable matching loss of ``iteration`` (graph to images and ``lr_param``)."""
         traj = self._expert(expert)
         M = self.config.effective_expert_epochs
-        theta_n = unroll_student(self.model, traj[start], self.images, self.labels, self.step_size(),
-                                 self._seeds(iteration, _SLOT_TRAIN), self.config.dsa_strategy, self.dsa_params,
-                                 self.config.batch_syn, memory_mode=self.resolved_memory_mode())
+        mode = self.resolved_memory_mode()
+        if mode == "graphed":
+            theta_n = unroll_graphed(self.programs, traj[start], self.images, self.labels, self.step_size(),
+                                     self._step_draws(iteration, _SLOT_TRAIN))
+        else:
+            theta_n = unroll_student(self.model, traj[start], self.images, self.labels, self.step_size(),
+                                     self._seeds(iteration, _SLOT_TRAIN), self.config.dsa_strategy,
+                                     self.dsa_params, self.config.batch_syn, memory_mode=mode)
         return matching_loss(theta_n, traj[start], traj[start + M])
 
     def resolved_memory_mode(self) -> str:
-        """``memory_mode`` with ``auto`` resolved once (CPU: unrolled; CUDA: :func:`.autotune.probe_memory_mode`);
-        logged, and kept in the checkpoint so that a resumed run uses the same mode."""
+        """``memory_mode`` with ``auto`` resolved once (CPU: unrolled; CUDA: :func:`.autotune.probe_memory_mode`,
+        the fastest of unrolled, checkpoint and graphed); logged, and kept in the checkpoint so that a
+        resumed run uses the same mode."""
         if self.memory_mode is None:
             self.memory_mode = "unrolled" if self.device.type != "cuda" else probe_memory_mode(self)
             log.info("distill.memory_mode auto -> %s on %s", self.memory_mode, self.device)

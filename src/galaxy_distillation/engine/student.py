@@ -102,7 +102,16 @@ def _replay_vjp(ctx: Any, grad_out: torch.Tensor,
     ``step(theta, x_syn, y_syn, step_size)`` from the saved ``(theta, x_syn, step_size, y_syn)``
     and return the vector-Jacobian products for the first three (``None`` where not needed)."""
     theta, x_syn, step_size, y_syn = ctx.saved_tensors
-    needs = ctx.needs_input_grad[:3]
+    return _vjp(theta, x_syn, step_size, y_syn, ctx.needs_input_grad[:3], grad_out, step)
+
+
+def _vjp(theta: torch.Tensor, x_syn: torch.Tensor, step_size: torch.Tensor, y_syn: torch.Tensor,
+         needs: Sequence[bool], grad_out: torch.Tensor,
+         step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+         ) -> list[torch.Tensor | None]:
+    """The vector-Jacobian products of one student step at ``(theta, x_syn, step_size)`` with ``grad_out``,
+    for the inputs ``needs`` flags (``None`` for the others): the step rebuilt with its double-backward
+    graph. Shared by the checkpointed steps and the graphed ones (:mod:`.graphs`)."""
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_(bool(n) or i == 0) for i, (t, n) in
                   enumerate(zip((theta, x_syn, step_size), needs))]
