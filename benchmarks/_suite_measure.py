@@ -72,7 +72,8 @@ def time_stm(shape: Shape, mode: str, device: torch.device, width: int, iters: i
             sync(device)
             torch.cuda.reset_peak_memory_stats(device)
         t_start = time.perf_counter()
-        d.step()  # warm-up (cuDNN choices, allocator): counted in the peak, not in the time
+        for _ in range(2 if mode == "graphed" else 1):  # warm-up (cuDNN choices, allocator; graphed: the captures)
+            d.step()  # counted in the peak, not in the time
         sync(device)
         times = []
         while len(times) < iters and (not times or (time.perf_counter() - t_start) < budget_s):
@@ -205,6 +206,33 @@ def count_iteration(shape: Shape, mode: str, device: torch.device, width: int, b
         else:
             out["kernels"] = sum(1 for e in prof.events() if e.name.startswith("aten::"))
         return out
+    finally:
+        del d
+        free(device)
+
+
+_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch",
+             "cuGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
+
+
+def count_launches(shape: Shape, mode: str, device: torch.device, width: int) -> int | None:
+    """Host-side launches of one iteration (after two warm-up iterations, which capture a graphed run's programs):
+    on CUDA the runtime's launch calls (kernels, graphs, copies, memsets) in ``torch.profiler``; on CPU its
+    ``aten::`` events (no graphs there: the graphed programs run eagerly)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    d = build_distiller(shape, mode, device, width)
+    try:
+        for _ in range(2):
+            d.step()
+        sync(device)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            d.step()
+            sync(device)
+        if device.type == "cuda":
+            return sum(1 for e in prof.events() if e.name in _LAUNCHES)
+        return sum(1 for e in prof.events() if e.name.startswith("aten::"))
     finally:
         del d
         free(device)

@@ -4,11 +4,13 @@
 
 Prints (and with ``--out FILE`` writes as ``FILE`` Markdown and ``FILE.json``) one table:
 
-- seconds per STM iteration, unrolled and checkpoint memory modes, and the peak device memory,
+- seconds per STM iteration, unrolled, checkpoint and graphed memory modes (graphed: checkpoint with
+  each inner step a captured CUDA graph, engine/graphs.py), and the peak device memory,
   at the paper's shapes (GZ2: 9 classes at 128 px, IPC 1 N 50 and IPC 10 N 20; CIFAR: 10 classes
   at 32 px, IPC 1 N 50, IPC 10 N 30, IPC 50 N 30; ConvNet-3 width 128);
 - ATen ops per inner step, host syncs and kernels per iteration (before = per-step random draws,
-  the old path; after = one draw per iteration, copied once);
+  the old path; after = one draw per iteration, copied once); host launches per iteration of the
+  checkpoint mode (before) and the graphed mode (after);
 - batched distillations (engine/batched.py): ATen ops (all; without views), kernels (CPU: aten::
   profiler events) and seconds per distillation-iteration of K = 1 and K = 4 runs advanced as one
   program (after) beside one run alone (before);
@@ -54,13 +56,13 @@ PAPER = [M.Shape("gz2_ipc1", 128, 9, 1, 50), M.Shape("gz2_ipc10", 128, 9, 10, 20
          M.Shape("cifar_ipc10", 32, 10, 10, 30), M.Shape("cifar_ipc50", 32, 10, 50, 30)]
 REDUCED = [M.Shape("gz2_ipc1", 16, 9, 1, 4), M.Shape("gz2_ipc10", 16, 9, 2, 3), M.Shape("cifar_ipc1", 8, 10, 1, 4),
            M.Shape("cifar_ipc10", 8, 10, 2, 3), M.Shape("cifar_ipc50", 8, 10, 3, 3)]
-MODES = ("unrolled", "checkpoint")
+MODES = ("unrolled", "checkpoint", "graphed")
 COUNTS = ("aten_per_step", "syncs", "syncs_cuda", "kernels")
 BATCH_K = (1, 4)
 BATCH_METRICS = ("aten", "aten_compute", "kernels", "sec")
 # every row key the table has (tests/test_gpu_suite.py checks them)
 ROW_KEYS = ([k for s in PAPER for m in MODES for k in (f"stm_{m}:{s.key}", f"peak_{m}:{s.key}")]
-            + [f"count_{c}" for c in COUNTS] + [f"batched_{m}:k{k}" for m in BATCH_METRICS for k in BATCH_K]
+            + [f"count_{c}" for c in COUNTS] + ["count_launches"] + [f"batched_{m}:k{k}" for m in BATCH_METRICS for k in BATCH_K]
             + ["expert_one", "expert_group", "expert_eager", "expert_compiled"]
             + [f"eval_{v}:{k}" for k in ("gz2_ipc1", "gz2_ipc10") for v in ("loop", "vmap")]
             + ["table2_experts", "table2_distill", "table2_quick_eval", "table2_evaluation", "table2_full_baselines",
@@ -89,6 +91,8 @@ class Suite:
         cs = self.shapes[0]
         for c in COUNTS:
             self._row(f"count_{c}", kinds[f"count_{c}"], f"{cs.label}, checkpoint", "")
+        self._row("count_launches", "host launches per iteration (CUDA runtime launch calls), checkpoint -> graphed"
+                  if self.paper else "aten:: ops per iteration (CPU profiler), checkpoint -> graphed", cs.label, "")
         per = {"aten": ("ATen ops", ""), "aten_compute": ("ATen ops without views", ""), "sec": ("s", "s"),
                "kernels": ("CUDA kernels" if self.paper else "aten:: profiler events", "")}
         for m in BATCH_METRICS:
@@ -169,6 +173,14 @@ class Suite:
             for c in COUNTS:
                 self.rows[f"count_{c}"][col] = r.get(c)
             self.log(f"  counts ({col}): {r}")
+        row = self.rows["count_launches"]
+        row["before"] = M.count_launches(s, "checkpoint", self.device, self.width)
+        row["after"] = M.count_launches(s, "graphed", self.device, self.width)
+        if not self.paper:
+            row["note"] = "CPU: aten:: events (graphs are CUDA-only: the graphed programs run eagerly here)"
+        elif row["before"] and row["after"]:
+            row["note"] = f"{row['after'] / row['before']:.3f}x checkpoint"
+        self.log(f"  host launches per iteration: checkpoint {row['before']}, graphed {row['after']}")
 
     def batched(self, budget: float) -> None:
         import _suite_batched as B
@@ -318,8 +330,8 @@ class Suite:
         a = self.args
         self.log(f"device {self.device} ({torch.cuda.get_device_name(self.device) if self.paper else platform.processor()}), "
                  f"torch {torch.__version__}, {'paper' if self.paper else 'reduced CPU'} shapes, budget {self.budget:.0f} s")
-        self.section("STM iterations (after)", 0.26 * self.budget, self.stm)
-        self.section("STM iterations (before: per-step draws and reads)", 0.07 * self.budget,
+        self.section("STM iterations (after)", 0.30 * self.budget, self.stm)
+        self.section("STM iterations (before: per-step draws and reads)", 0.05 * self.budget,
                      lambda b: self.stm(b, batched=False, shapes=self.shapes[:2], modes=("checkpoint",)))
         self.section("op / sync / kernel counts", 0.12 * self.budget, self.counts)
         self.section("batched distillations (K at once)", 0.08 * self.budget, self.batched)

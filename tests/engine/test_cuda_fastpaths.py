@@ -178,3 +178,46 @@ def test_batched_distillations_equal_separate_runs_on_cuda(mode):
     for a, b in zip(alone, together, strict=True):
         torch.testing.assert_close(a.images.detach(), b.images.detach(), rtol=0, atol=1e-9)
         assert [h.loss for h in a.history] == pytest.approx([h.loss for h in b.history], abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_graphed_unroll_captured_equals_checkpoint_eager_on_cuda(dtype):
+    """The captured step programs (CUDA graphs, engine/graphs.py) against the eager checkpoint mode, both
+    kinds (validation forward, differentiable unroll) and both DSA modes' op lists."""
+    from galaxy_distillation.engine.dsa import DSAParams
+    from galaxy_distillation.engine.graphs import StepPrograms, unroll_graphed
+
+    model, traj, x, y = _setup(dtype)
+    traj, y = traj.to(CUDA), y.to(CUDA)
+    for dsa_mode in ("single", "all"):
+        params = DSAParams(mode=dsa_mode)
+        programs = StepPrograms(model, params)
+        assert programs.capture
+        for it in range(3):  # the first iteration captures, the later ones replay (new draws, same programs)
+            steps = to_device(draw_steps([10 * it + i for i in range(6)], 8, (16, 16), 6, STRATEGY, params), CUDA, dtype)
+            out = {}
+            for name in ("checkpoint", "graphed"):
+                xs = x.to(CUDA).requires_grad_(True)
+                lr = torch.tensor(-4.0, dtype=dtype, device=CUDA, requires_grad=True)
+                if name == "graphed":
+                    theta = unroll_graphed(programs, traj[0], xs, y, lr.exp(), steps)
+                    val = unroll_graphed(programs, traj[1], xs, y, lr.exp(), steps, create_graph=False)
+                else:
+                    theta = unroll_student(model, traj[0], xs, y, lr.exp(), steps, STRATEGY, params, 6,
+                                           memory_mode="checkpoint")
+                    val = unroll_student(model, traj[1], xs, y, lr.exp(), steps, STRATEGY, params, 6, create_graph=False)
+                ((theta - traj[2]) ** 2).sum().backward(inputs=[xs, lr])
+                out[name] = (theta.detach(), val, xs.grad, lr.grad)
+            tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-6)
+            for a, b in zip(out["checkpoint"], out["graphed"]):
+                torch.testing.assert_close(a, b, **tol)
+        assert all(p.graph is not None for p in programs._programs.values())
+
+
+def test_graphed_distiller_on_cuda_equals_checkpoint_and_auto_can_choose_it():
+    _, traj, x, y = _setup()
+    res = [_distiller(mode, True, traj, x, y).run(progress=False) for mode in ("checkpoint", "graphed")]
+    torch.testing.assert_close(res[0].images, res[1].images, rtol=1e-4, atol=1e-5)
+    assert [h.start_epoch for h in res[0].history] == [h.start_epoch for h in res[1].history]
+    d = _distiller("auto", True, traj, x, y)
+    assert d.resolved_memory_mode() in ("unrolled", "checkpoint", "graphed")  # measured, logged; never an error
