@@ -191,6 +191,8 @@ class _GraphedUnroll(torch.autograd.Function):
         thetas = [theta0.detach()]
         for draw in draws:
             thetas.append(programs.forward(thetas[-1], x, y_syn, alpha, draw).clone())
+        for i, draw in enumerate(draws):  # the backward's programs made (captured) here, not inside autograd's backward
+            programs._program("vjp", i > 0, thetas[i], x, y_syn, alpha, draw)
         ctx.save_for_backward(x_syn, step_size, y_syn)
         ctx.thetas, ctx.programs, ctx.draws = thetas, programs, list(draws)
         return thetas[-1]
