@@ -1,4 +1,4 @@
-"""Benchmark one distillation iteration (both memory modes), one expert epoch and an evaluation.
+"""Benchmark one distillation iteration (unrolled and checkpoint; graphed with ``--memory-mode all``), an expert epoch, an evaluation.
 
 With ``--baseline-rev REV`` every measurement is also taken with the project's ``src`` at git
 revision ``REV`` (exported to a temporary folder), the old and new children interleaved round
@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--iterations", type=int, default=3, help="timed iterations (after 1 warm-up)")
-    p.add_argument("--memory-mode", choices=["both", "unrolled", "checkpoint"], default="both")
+    p.add_argument("--memory-mode", choices=["both", "all", "unrolled", "checkpoint", "graphed"], default="both",
+                   help="both: unrolled and checkpoint; all: also graphed (CUDA graphs on a GPU, eager programs on CPU)")
     p.add_argument("--dsa-strategy", default="color_crop_cutout_flip_scale_rotate")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     if args._child:
         print("RESULT " + json.dumps(_child_main(args)))
         return
-    modes = ["unrolled", "checkpoint"] if args.memory_mode == "both" else [args.memory_mode]
+    modes = {"both": ["unrolled", "checkpoint"], "all": ["unrolled", "checkpoint", "graphed"]}.get(
+        args.memory_mode, [args.memory_mode])
     forwarded = _strip(list(argv if argv is not None else sys.argv[1:]), ("--baseline-rev", "--rounds"))
     sources: dict[str, str | None] = {"new": None}
     if args.baseline_rev:
@@ -260,7 +262,11 @@ def main(argv: list[str] | None = None) -> None:
             o, n = results[(mode, "old")], results[(mode, "new")]
             print(f"  new/old {mode}: wall x{_med(n, 'sec_per_it') / _med(o, 'sec_per_it'):.2f}, "
                   f"CPU x{_med(n, 'cpu_per_it') / _med(o, 'cpu_per_it'):.2f}")
-    if len(modes) == 2 and results.get(("unrolled", "new")) and results.get(("checkpoint", "new")):
+    if results.get(("checkpoint", "new")) and results.get(("graphed", "new")):
+        c, g = results[("checkpoint", "new")], results[("graphed", "new")]
+        print(f"  graphed/checkpoint: wall x{_med(g, 'sec_per_it') / _med(c, 'sec_per_it'):.2f}, "
+              f"CPU x{_med(g, 'cpu_per_it') / _med(c, 'cpu_per_it'):.2f}")
+    if "unrolled" in modes and results.get(("unrolled", "new")) and results.get(("checkpoint", "new")):
         u, c = results[("unrolled", "new")][-1], results[("checkpoint", "new")][-1]
         print(f"  checkpoint/unrolled: time x{c['sec_per_it'] / u['sec_per_it']:.2f}, "
               f"peak growth x{(c['peak_growth_mb'] + 1e-9) / (u['peak_growth_mb'] + 1e-9):.2f}")
