@@ -120,3 +120,20 @@ def test_a_distillation_in_a_node_thread_stops_between_iterations_keeping_its_ch
     resumed, history, _ = distill_dataset(data, experts, distill.model_copy(update={"iterations": stopped_at + 1}),
                                           *rest)
     assert resumed["meta"]["resumed_from"]["iteration"] == stopped_at and len(history) == stopped_at + 1
+
+
+def test_memory_mode_graphed_through_the_node_gives_the_checkpoint_modes_set(tiny_model_input, tiny_params, tmp_path):
+    """``distill.memory_mode: graphed`` (CUDA graphs on a GPU; eager step programs here) is an execution-only
+    setting: the same distilled set as ``checkpoint``, and each resumes the other's finished checkpoint."""
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    experts = _experts(data, tiny_params)
+    rest = (tiny_params["evaluation"], tiny_params["model"], "stm", 2, "real", "v", "cpu", False)
+    out = {}
+    for mode in ("checkpoint", "graphed"):
+        distill = tiny_params["distill"].model_copy(update={"checkpoint_root": str(tmp_path / mode), "memory_mode": mode})
+        out[mode], history, _ = distill_dataset(data, experts, distill, *rest)
+        assert len(history) == 4
+    assert out["graphed"]["images"].equal(out["checkpoint"]["images"])
+    again, _, _ = distill_dataset(data, experts, tiny_params["distill"].model_copy(
+        update={"checkpoint_root": str(tmp_path / "graphed"), "memory_mode": "checkpoint"}), *rest)
+    assert again["meta"]["resumed_from"]["iteration"] == 4 and again["images"].equal(out["graphed"]["images"])
