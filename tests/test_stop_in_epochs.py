@@ -11,10 +11,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from galaxy_distillation import compute
 from galaxy_distillation.engine import training
-from galaxy_distillation.engine.trajectories import expert_path, save_trajectory
+from galaxy_distillation.engine.experts import train_experts as engine_train_experts
+from galaxy_distillation.engine.trajectories import expert_path, load_trajectory, save_trajectory
 from galaxy_distillation.params import ComputeParams
 from galaxy_distillation.pipelines.prepare.nodes import prepare
 from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, train_experts
@@ -89,3 +91,38 @@ def test_an_evaluation_asked_to_stop_ends_within_the_epoch(tiny_model_input, tin
         evaluate_full_set(data, evaluation, tiny_params["model"], "cpu", False)
     assert seen["after"] == 0, f"{seen['after']} epoch(s) started after the stop request"
     assert seen["epochs"] == at
+
+
+def test_batchnorm_experts_asked_to_stop_keep_every_expert_that_finished(tiny_model_input, tiny_params, tmp_path,
+                                                                         stop_during_epoch):
+    """Batch-norm experts train one at a time even when ``experts_at_once`` groups them (running buffers
+    are not vmap-safe): the stop arrives in the third epoch of the second expert of such a group. The
+    first one finished: it is kept (written whole), nothing of the second is written. Before, the
+    group's finished expert was dropped with it (nothing came back from a stopped group)."""
+    model = tiny_params["model"].model_copy(update={"norm": "batchnorm"})
+    teacher = tiny_params["teacher"].model_copy(update={"n_experts": 2, "epochs": EPOCHS, "experts_at_once": 2})
+    data, _ = prepare(tiny_model_input, teacher)
+    seen = stop_during_epoch(EPOCHS + 3)
+    with pytest.raises(compute.Stopped, match=r"teacher stopped when asked: 1 expert\(s\) .* kept"):
+        for chunk in train_experts(data, teacher, model, "cpu", False, {}, ComputeParams()):
+            if "trajectory" in chunk:
+                save_trajectory(chunk["trajectory"], expert_path(tmp_path, chunk["index"]))
+    assert seen["after"] == 0 and seen["epochs"] == EPOCHS + 3
+    assert [p.name for p in tmp_path.iterdir()] == [expert_path(tmp_path, 0).name]
+    assert load_trajectory(expert_path(tmp_path, 0)).params.shape[0] == EPOCHS + 1  # whole
+
+
+def test_the_engines_batchnorm_experts_asked_to_stop_keep_every_expert_that_finished(tiny_model_input, tiny_params,
+                                                                                     tmp_path, stop_during_epoch):
+    """The same through the engine's ``train_experts`` (files written per group): expert 0 is on disk."""
+    model = tiny_params["model"].model_copy(update={"norm": "batchnorm"})
+    teacher = tiny_params["teacher"].model_copy(update={"n_experts": 2, "epochs": EPOCHS})
+    data, _ = prepare(tiny_model_input, teacher)
+    seen = stop_during_epoch(EPOCHS + 3)
+    with pytest.raises(compute.Stopped, match=f"stopped when asked, before epoch 4 of {EPOCHS}"):
+        engine_train_experts(data.train_x, data.train_y, data.test_x, data.test_y, data.num_classes,
+                             teacher.engine_config(model), 2, tmp_path, teacher.seed, torch.device("cpu"),
+                             progress=False, at_once=2, should_stop=compute.stop_requested)
+    assert seen["after"] == 0 and seen["epochs"] == EPOCHS + 3
+    assert [p.name for p in tmp_path.iterdir()] == [expert_path(tmp_path, 0).name]
+    assert load_trajectory(expert_path(tmp_path, 0)).params.shape[0] == EPOCHS + 1

@@ -27,6 +27,7 @@ from galaxy_distillation.engine.experts import (
     grow_experts,
     probe_experts_at_once,
     train_expert_group,
+    trains_alone,
 )
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.engine.trajectories import ExpertError, expert_path, has_state, load_trajectory
@@ -248,7 +249,8 @@ def train_experts(
         "cuda" if compute.gpus_per_task > 0 else "cpu")
     probe = None if compute.backend != "local" else (  # auto on CUDA: a short timed probe (engine/experts.py)
         lambda max_k: probe_experts_at_once(tuple(data.train_x.shape[1:]), data.num_classes, config, task_device, max_k))
-    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe)
+    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe,
+                        alone=trains_alone(config, tuple(data.train_x.shape[1:]), data.num_classes))
     fresh = [i for i in todo if i not in grow]
     groups = [fresh[start:start + k] for start in range(0, len(fresh), k)]
     tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]
