@@ -29,7 +29,7 @@ import torch
 from matplotlib.figure import Figure
 
 from galaxy_distillation import tracking
-from galaxy_distillation.compute import run_tasks
+from galaxy_distillation.compute import Stopped, run_tasks, stop_requested
 from galaxy_distillation.engine import (
     BatchedDistiller,
     DistillationDivergedError,
@@ -82,9 +82,15 @@ def _start_run(data: PreparedData, expert_trajectories: Any, config: DistillConf
     quick = evaluation.engine_config(model, compare.eval_nets, compare.eval_epochs)
     lam = float(config.lam) if config.method == "stm" else math.nan
     label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
-    hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, device,
-                           int(config.seed))
+    quick_hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, device,
+                                 int(config.seed), should_stop=stop_requested)
     tag = f"{config.method.upper()} seed {config.seed}" + ("" if math.isnan(lam) else f" lambda {lam:g}")
+
+    def hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
+        try:
+            return quick_hook(iteration, images, labels, lr)
+        except Stopped as exc:  # a stop request: within one epoch of the evaluation
+            raise Stopped(f"comparison run {tag}: {exc}") from None
 
     def report(record: IterationRecord) -> None:
         if record.eval:
