@@ -212,6 +212,8 @@ def train_experts(
     shorter bank stays as it is.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
     (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.
+    Batch-norm experts (trained one at a time in any group) are one task each, so a stop request
+    keeps every expert that finished.
 
     Yields:
         First ``{"bank": name, "keep": [i, ...]}`` (the experts reused), then ``{"bank": name,
