@@ -5,11 +5,7 @@ pytest puts this folder on ``sys.path``, so helpers such as ``_configs`` import 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -20,15 +16,6 @@ def _no_stop_request_left_over():
     cli._STOPPING.clear()
     compute.clear_stop()
     yield
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The read-only ``shared/`` folder beside the checkout (as in CI)."""
-    path = ROOT.parent / "shared"
-    if not path.is_dir():
-        pytest.fail(f"{path} not found: the tests expect the shared data folder beside the checkout")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ test fails, as it must.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -21,8 +22,9 @@ import torch
 from matplotlib.figure import Figure
 
 from _configs import distill_config, eval_config, expert_config
+from galaxy_distillation import tracking
 from galaxy_distillation.datasources import load_image_folder, make_toy_image_folder
-from galaxy_distillation.engine import Distiller, InMemoryExperts
+from galaxy_distillation.engine import DistillationDivergedError, Distiller, InMemoryExperts
 from galaxy_distillation.engine.data import to_float
 from galaxy_distillation.engine.evaluation import evaluate_images
 from galaxy_distillation.engine.experts import train_expert
@@ -33,6 +35,8 @@ from galaxy_distillation.pipelines.compare.nodes import (
     lambda_ablation,
     plot_comparison,
     plot_lambda,
+    run_config,
+    run_curves,
     summarise_comparison,
 )
 from galaxy_distillation.pipelines.prepare.nodes import prepare
@@ -159,6 +163,29 @@ def test_compare_batched_gives_the_curves_of_separate_runs(toy, tmp_path, monkey
         assert together[col].fillna(-1).to_numpy() == pytest.approx(alone[col].fillna(-1).to_numpy(), rel=1e-5), col
     # the quick evaluations train nets on images equal to rounding (measured: the same accuracies)
     assert together["test_acc"].fillna(-1).to_numpy() == pytest.approx(alone["test_acc"].fillna(-1).to_numpy(), abs=5.0)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_diverged_comparison_run_is_named_and_batched_the_others_are_logged(toy, monkeypatch, batched):
+    """One run of three diverges (lr_img inf): the node fails naming it, as a run alone raises. Batched,
+    the runs after it in the group still finish and their curves are logged first (before: the batch
+    stopped at the divergence and no curve came back)."""
+    experts = InMemoryExperts([t.params for t in toy["experts"]])
+    prepared, _ = prepare(toy["model_input"], TeacherParams(zca=False))
+    compare = CompareParams(methods=["stm"], seeds=[0], iterations=4, eval_every=4, eval_nets=1, eval_epochs=1,
+                            eval_at_start=False, lambdas=[], batched=batched)
+    configs = [run_config(DISTILL, compare, "stm", 1, seed, 4) for seed in range(3)]
+    configs[0] = dataclasses.replace(configs[0], lr_img=math.inf, max_bad_steps=2)
+    runs = [(f"stm seed {k}", {"seed": k}, c) for k, c in enumerate(configs)]
+    logged: list[int] = []
+    monkeypatch.setattr(tracking, "log_curve", lambda rows: logged.append(len(rows)))
+    with pytest.raises(DistillationDivergedError, match=r"2 consecutive non-finite steps") as err:
+        run_curves(prepared, experts, runs, ArchParams(**ARCH), EVALUATION, compare, "cpu", False, None)
+    if batched:
+        assert str(err.value).startswith("comparison run STM seed 0 lambda 5: 2 consecutive non-finite steps")
+        assert logged == [4, 4]  # runs 1 and 2: their four iterations each
+    else:
+        assert logged == []  # a run alone: the first run raised, as before
 
 
 def _hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -148,7 +148,7 @@ def _table_params(**distill) -> dict:
 def test_presets_are_checked_against_the_experts_per_cell():
     """``preset`` values are resolved per cell (MTT GZ2: max_start_epoch 20, expert_epochs 2)."""
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
-    from galaxy_distillation.preflight import check_epochs
+    from galaxy_distillation.preflight.checks import check_epochs
 
     table = create_pipeline()
     check_epochs(_table_params(), table)  # 2 - 1 + 2 = 3 epochs: fits
@@ -163,7 +163,8 @@ def test_presets_are_checked_against_the_experts_per_cell():
 
 def test_a_local_root_with_a_remote_cluster_is_refused_naming_both():
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
-    from galaxy_distillation.preflight import StorageError, check_cluster_storage, remote_cluster
+    from galaxy_distillation.preflight.checks import check_cluster_storage, remote_cluster
+    from galaxy_distillation.preflight.credentials import StorageError
 
     assert [remote_cluster(a) for a in ("", "auto", "127.0.0.2:6379", "ray://localhost:10001", "[::1]:6379")] == [
         False] * 5
@@ -201,7 +202,8 @@ def test_compute_address_auto_without_a_cluster_is_named_before_any_node(tmp_pat
 
     from galaxy_distillation.cluster import ComputeError
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
-    from galaxy_distillation.preflight import StorageError, check_cluster_address, check_cluster_storage, check_run
+    from galaxy_distillation.preflight.checks import check_cluster_address, check_cluster_storage, check_run
+    from galaxy_distillation.preflight.credentials import StorageError
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
@@ -251,7 +253,7 @@ def _model_input_catalog(tmp_path: Path, size: int):
 def test_an_image_size_that_would_do_nothing_is_refused(tmp_path):
     """Before: `--pipelines=distill --params image_size=30` distilled the curated 32 px images."""
     from galaxy_distillation.pipelines import curation, distill
-    from galaxy_distillation.preflight import check_image_size
+    from galaxy_distillation.preflight.checks import check_image_size
 
     catalog = _model_input_catalog(tmp_path, 32)
     params = {"dataset": "gz2"}
@@ -284,7 +286,8 @@ def test_a_read_only_output_folder_is_refused_before_compute(tmp_path, request):
     from kedro.pipeline import node, pipeline
 
     from galaxy_distillation.datasets import TensorDictDataset
-    from galaxy_distillation.preflight import StorageError, check_writable
+    from galaxy_distillation.preflight.checks import check_writable
+    from galaxy_distillation.preflight.credentials import StorageError
 
     out = tmp_path / "out"
     out.mkdir()
@@ -307,7 +310,8 @@ def test_a_broken_credentials_file_is_named(tmp_path):
     """Before: any error reading credentials.yml was swallowed (no credentials, later a vague failure)."""
     from kedro.config import OmegaConfigLoader
 
-    from galaxy_distillation.preflight import ClusterHook, StorageError
+    from galaxy_distillation.preflight.credentials import StorageError
+    from galaxy_distillation.preflight.hook import ClusterHook
 
     (tmp_path / "base").mkdir()
     (tmp_path / "local").mkdir()

@@ -40,7 +40,7 @@ def test_reach_from_the_presets():
 def test_a_sweep_takes_the_largest_reach_of_its_cells():
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline as table
     from galaxy_distillation.pipelines.table2.pipeline import create_pipeline as table2
-    from galaxy_distillation.preflight import _distill_cells
+    from galaxy_distillation.preflight.checks import _distill_cells
 
     params = {**_params("stm", 1, max_start_epoch="preset", expert_epochs="preset"), "sweep": {}}
     epochs, per_cell = reach_epochs(params, _distill_cells(params, table()))
@@ -56,7 +56,7 @@ def test_preflight_resolves_reach_logs_one_line_and_no_longer_refuses(caplog):
     from kedro.io import DataCatalog
 
     from galaxy_distillation.pipelines.table.pipeline import create_pipeline
-    from galaxy_distillation.preflight import check_epochs, check_run
+    from galaxy_distillation.preflight.checks import check_epochs, check_run
 
     params = {**_params("stm", 1, max_start_epoch="preset", expert_epochs="preset"), "sweep": {}}
     catalog = DataCatalog()

@@ -1,6 +1,6 @@
 """``teacher.epochs: reach``: train the experts only as far as this run's distillation can read them.
 
-Resolved before the first node (:func:`galaxy_distillation.preflight.check_run`), with the
+Resolved before the first node (:func:`galaxy_distillation.preflight.checks.check_run`), with the
 ``preset`` values of ``distill`` filled per cell (:meth:`DistillParams.resolved`), to the highest
 expert epoch (trajectory row) a distillation of the run reads:
 

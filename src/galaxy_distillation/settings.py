@@ -11,7 +11,7 @@ from galaxy_distillation.names import data_label, experts_key, source_name, vari
 from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import parse_flag
 from galaxy_distillation.pipelines.sweep.cells import sweep_cells
-from galaxy_distillation.preflight import ClusterHook
+from galaxy_distillation.preflight.hook import ClusterHook
 from galaxy_distillation.storage import rooted
 from galaxy_distillation.summary import RunSummaryHook
 from galaxy_distillation.tracking import RunStoryHook

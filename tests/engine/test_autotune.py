@@ -9,7 +9,7 @@ from _configs import distill_config, eval_config, expert_config
 from galaxy_distillation.engine import Distiller, InMemoryExperts
 from galaxy_distillation.engine.autotune import probe_memory_mode
 from galaxy_distillation.engine.evaluation import evaluate_images, vmap_is_faster
-from galaxy_distillation.engine.experts import experts_at_once, probe_experts_at_once
+from galaxy_distillation.engine.experts import experts_at_once, probe_experts_at_once, trains_alone
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
 from galaxy_distillation.params import DistillParams, EvaluationParams
@@ -25,6 +25,11 @@ def test_experts_at_once_auto_uses_the_probe_on_cuda_only():
     assert experts_at_once("auto", CUDA, 3, probe=probe) == 1 and calls == [3]
     assert experts_at_once("auto", CUDA, 3) == 3  # no probe: the earlier rule (4, at most n)
     assert experts_at_once(2, CUDA, 5, probe=probe) == 2 and calls == [3]
+    # batch-norm experts train one at a time in any group: groups of one, no probe (a stop keeps each finished one)
+    assert experts_at_once("auto", CUDA, 3, probe=probe, alone=True) == 1 and calls == [3]
+    assert experts_at_once(4, CUDA, 5, alone=True) == 1
+    assert trains_alone(expert_config(arch={**TINY, "norm": "batchnorm"}), (3, 8, 8), 3)
+    assert not trains_alone(expert_config(arch=TINY), (3, 8, 8), 3)
 
 
 def test_probe_experts_at_once_picks_a_candidate():

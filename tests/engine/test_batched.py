@@ -4,7 +4,14 @@ import pytest
 import torch
 from _toy_d import TINY_ARCH, fast_config, random_experts, small_problem
 
-from galaxy_distillation.engine import DistillConfigError, Distiller, InMemoryExperts, matching_loss, unroll_student
+from galaxy_distillation.engine import (
+    DistillationDivergedError,
+    DistillConfigError,
+    Distiller,
+    InMemoryExperts,
+    matching_loss,
+    unroll_student,
+)
 from galaxy_distillation.engine.batched import BatchedDistiller
 from galaxy_distillation.engine.functional import FlatModel
 from galaxy_distillation.engine.networks import build_from_spec
@@ -124,6 +131,42 @@ def test_a_diverging_run_does_not_touch_the_others():
             _same(a, b)
     assert all(r.rejected for r in together[1].history) and together[1].n_rejected == 4
     assert not any(r.rejected for d in together if d is not together[1] for r in d.history)
+
+
+@pytest.mark.parametrize("single_alone", [True, False])
+def test_a_diverged_run_ends_alone_and_the_others_finish_as_alone(single_alone):
+    """Run 0 (an absurd lr_img) diverges at some iteration; runs 1 and 2 (after it in the group) still
+    conclude that iteration and finish with their numbers alone; run 0 ends where it ends alone, and
+    ``run`` then raises naming it, the others' results kept (before: the batch stopped there)."""
+    x, y = small_problem(dtype=F64)
+    experts = random_experts(TINY_ARCH, 3, 3, 8, dtype=F64)
+
+    def runs():
+        cfgs = [fast_config(seed=0, iterations=8, lr_img=1e300, max_bad_steps=2),
+                fast_config(seed=1, iterations=8), fast_config(seed=2, iterations=6, method="mtt", expert_epochs=2)]
+        return [Distiller(experts, x, y, 3, c, "cpu", TINY_ARCH) for c in cfgs]
+
+    alone = runs()
+    with pytest.raises(DistillationDivergedError, match="2 consecutive non-finite steps") as diverged:
+        alone[0].run(progress=False)
+    results_alone = [d.run(progress=False) for d in alone[1:]]
+    assert 0 < alone[0].iteration < 6  # it diverged while the others still had iterations to go
+    together = runs()
+    batch = BatchedDistiller(together, single_alone=single_alone)
+    with pytest.raises(DistillationDivergedError, match=r"run 0 \(seed 0\) of 3 diverged: 2 consecutive") as err:
+        batch.run(progress=False)
+    assert str(diverged.value) in str(err.value) and list(batch.errors) == [0]
+    a, b = alone[0], together[0]  # where it ended: the same iteration, records, rejections (images ~1e296)
+    assert (a.iteration, a.n_rejected, a.consecutive_bad, len(a.history)) == \
+           (b.iteration, b.n_rejected, b.consecutive_bad, len(b.history))
+    assert [r.rejected for r in a.history] == [r.rejected for r in b.history] and a.lr_img == b.lr_img
+    assert torch.allclose(a.images.detach(), b.images.detach(), rtol=1e-9, atol=0)
+    for a, b in zip(alone[1:], together[1:]):
+        _same(a, b)
+    assert batch.results[0] is None
+    for r, ra in zip(batch.results[1:], results_alone):
+        assert r.iterations_done == ra.iterations_done and r.stop_reason == ra.stop_reason == "max_iterations"
+    assert [d.iteration for d in together] == [alone[0].iteration, 8, 6]
 
 
 def test_batched_resume_continues_exactly(tmp_path):

@@ -14,18 +14,26 @@ float rounding: batched kernels sum in another order; tests/engine/test_batched.
 Runs with batch-norm (running buffers are not vmap-safe) or ``memory_mode: graphed`` (each run
 replays its own captured step programs) step one at a time, and so does a run
 alone in its group (the plain path: vmap at K = 1 only adds ops) unless ``single_alone=False``.
+
+A run that diverges (``DistillationDivergedError`` in its :meth:`~.matching.Distiller.conclude`,
+after ``max_bad_steps`` consecutive non-finite steps) ends alone, as it would on its own: no
+record and no checkpoint for that iteration, nothing more of it is computed. The runs after it
+in the group still conclude that iteration, and every other run goes on to its own end.
+:meth:`BatchedDistiller.run` then raises ``DistillationDivergedError`` naming the diverged runs;
+the others' results are in :attr:`BatchedDistiller.results` (``None`` for a diverged run) and
+the errors in :attr:`BatchedDistiller.errors`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .distill_config import DistillConfigError, DistillResult, IterationRecord
+from .distill_config import DistillationDivergedError, DistillConfigError, DistillResult, IterationRecord
 from .dsa import DSAParams
 from .host_reads import decide, read_scalars
 from .matching import _SLOT_TRAIN, _SLOT_VAL, Distiller
@@ -62,21 +70,38 @@ class BatchedDistiller:
             raise DistillConfigError("BatchedDistiller got the same Distiller twice")
         self.runs = list(distillers)
         self.single_alone = bool(single_alone)
+        #: The runs that diverged (their index in ``runs``) and their ``DistillationDivergedError``.
+        self.errors: dict[int, DistillationDivergedError] = {}
+        #: After :meth:`run`: each run's result, ``None`` for a diverged run.
+        self.results: list[DistillResult | None] = []
+
+    def live(self, d: Distiller) -> bool:
+        """Whether run ``d`` has iterations left and has not diverged."""
+        return d.active and self.runs.index(d) not in self.errors
 
     def groups(self) -> list[list[Distiller]]:
-        """The runs with iterations left, grouped by :func:`shape_key` (in the runs' order)."""
+        """The runs with iterations left (diverged ones excluded), grouped by :func:`shape_key` (in the runs' order)."""
         out: dict[tuple, list[Distiller]] = {}
         for d in self.runs:
-            if d.active:
+            if self.live(d):
                 out.setdefault(shape_key(d), []).append(d)
         return list(out.values())
 
+    def _alone(self, d: Distiller, call: Callable[..., IterationRecord], *args: object) -> IterationRecord | None:
+        """``call(*args)`` for run ``d`` (its step or conclude); a divergence ends that run only (``None``)."""
+        try:
+            return call(*args)
+        except DistillationDivergedError as exc:
+            self.errors[self.runs.index(d)] = exc
+            return None
+
     def step(self) -> list[IterationRecord | None]:
-        """One iteration of every run with iterations left (``None`` for the others), group by group."""
-        records: dict[int, IterationRecord] = {}
+        """One iteration of every run with iterations left (``None`` for the others and for a run that
+        diverged in it: see :attr:`errors`), group by group."""
+        records: dict[int, IterationRecord | None] = {}
         for group in self.groups():
             alone = shape_key(group[0])[0] == "alone" or (self.single_alone and len(group) == 1)
-            recs = [d.step() for d in group] if alone else _step_group(group)
+            recs = [self._alone(d, d.step) for d in group] if alone else _step_group(group, self._alone)
             records.update({id(d): r for d, r in zip(group, recs)})
         return [records.get(id(d)) for d in self.runs]
 
@@ -84,7 +109,12 @@ class BatchedDistiller:
             on_mismatch: str = "raise") -> list[DistillResult]:
         """:meth:`.Distiller.run` for every run at once: each resumes from its checkpoint, iterates until
         its own stop rule or budget (at most ``stop_after`` iterations in this call), saves its
-        checkpoints and returns its :class:`DistillResult`, in the order of the runs."""
+        checkpoints and returns its :class:`DistillResult`, in the order of the runs.
+
+        Raises:
+            DistillationDivergedError: after every other run finished (results saved, in
+                :attr:`results`), when some runs diverged; the message names each (its index and seed).
+        """
         for d in self.runs:
             d.resume(on_mismatch)
         finished = [d.stop_reason is not None for d in self.runs]
@@ -92,7 +122,7 @@ class BatchedDistiller:
         bar = tqdm(total=total, disable=not progress, desc=f"distil x{len(self.runs)}")
         done = 0
         try:
-            while any(d.active for d in self.runs):
+            while any(self.live(d) for d in self.runs):
                 if stop_after is not None and done >= stop_after:
                     break
                 recs = self.step()
@@ -103,11 +133,19 @@ class BatchedDistiller:
                 bar.update(sum(r is not None for r in recs))
         finally:
             bar.close()
-        return [d.result() if skip else d.finish() for d, skip in zip(self.runs, finished)]
+        self.results = [None if k in self.errors else d.result() if skip else d.finish()
+                        for k, (d, skip) in enumerate(zip(self.runs, finished))]
+        if self.errors:
+            raise DistillationDivergedError("; ".join(
+                f"run {k} (seed {self.runs[k].config.seed}) of {len(self.runs)} diverged: {exc}"
+                for k, exc in sorted(self.errors.items())))
+        return list(self.results)
 
 
-def _step_group(group: list[Distiller]) -> list[IterationRecord]:
-    """One iteration of runs that share a :func:`shape_key`, as one program (their records)."""
+def _step_group(group: list[Distiller], conclude: Callable[..., IterationRecord | None]) -> list[IterationRecord | None]:
+    """One iteration of runs that share a :func:`shape_key`, as one program (their records). Each run's
+    end of iteration goes through ``conclude(run, run.conclude, *args)`` (:meth:`BatchedDistiller._alone`),
+    every run in turn, whatever an earlier run's ended in."""
     t0 = time.perf_counter()
     first = group[0]
     cfg, model, mode = first.config, first.model, first.resolved_memory_mode()
@@ -143,7 +181,7 @@ def _step_group(group: list[Distiller]) -> list[IterationRecord]:
     losses = matching_losses(theta_n, starts, targets)
     reads = _backward_one_read(losses, alphas, vals, group)
     seconds = (time.perf_counter() - t0) / len(group)
-    return [d.conclude(p[0], p[1], p[2], T, *r, seconds) for d, p, T, r in zip(group, prepared, T_now, reads)]
+    return [conclude(d, d.conclude, p[0], p[1], p[2], T, *r, seconds) for d, p, T, r in zip(group, prepared, T_now, reads)]
 
 
 def _backward_one_read(losses: torch.Tensor, alphas: list[torch.Tensor], vals: list[torch.Tensor | None],

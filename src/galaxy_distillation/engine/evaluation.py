@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from galaxy_distillation.errors import UserError
+from galaxy_distillation.errors import Stopped, UserError
 
 from .data import as_float_batch
 from .dsa import DSAParams
@@ -365,16 +365,22 @@ def evaluate_images(
 
 
 def quick_evaluator(test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int, config: EvalConfig, seed: int,
-                    device: torch.device, *seed_keys: int) -> Callable[[int, torch.Tensor, torch.Tensor, float],
-                                                                       dict[str, float]]:
+                    device: torch.device, *seed_keys: int, should_stop: Callable[[], bool] | None = None
+                    ) -> Callable[[int, torch.Tensor, torch.Tensor, float], dict[str, float]]:
     """The distiller's ``eval_hook``: ``hook(iteration, images, labels, lr)`` trains ``config.n_nets``
     fresh nets on the current synthetic set with its current step size and returns
     ``{"test_acc", "test_acc_std"}`` (%). Net seeds are ``derive_seed(seed, *seed_keys, iteration)``,
-    so two runs evaluated at the same iteration use the same initialisations."""
+    so two runs evaluated at the same iteration use the same initialisations. ``should_stop``: as
+    :func:`evaluate_images` (a stop ends the evaluation within one epoch: ``Stopped``, naming the
+    quick evaluation and its iteration)."""
 
     def hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
-        result = evaluate_images(images, labels, test_x, test_y, num_classes, lr, config,
-                                 seed=derive_seed(seed, *seed_keys, iteration), device=device, progress=False)
+        try:
+            result = evaluate_images(images, labels, test_x, test_y, num_classes, lr, config,
+                                     seed=derive_seed(seed, *seed_keys, iteration), device=device, progress=False,
+                                     should_stop=should_stop)
+        except Stopped as exc:
+            raise Stopped(f"quick evaluation at iteration {iteration}: {exc}") from None
         return {"test_acc": result.mean, "test_acc_std": result.std}
 
     return hook

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .dsa import DSAParams
 from .evaluation import check_dataset, compute_accuracy, init_network
 from .functional import FlatModel
-from .networks import has_batchnorm
+from .networks import build_from_spec, has_batchnorm
 from .seeding import derive_seed
 from .training import EpochSettings, NetGroup, train_epochs
 from .trajectories import ExpertError, Trajectory, expert_path, save_trajectory
@@ -38,6 +38,7 @@ __all__ = [
     "train_expert_group",
     "grow_experts",
     "experts_at_once",
+    "trains_alone",
     "train_experts",
 ]
 
@@ -129,15 +130,26 @@ def _check_expert_inputs(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
         raise ExpertError(f"expert precision must be one of {sorted(PRECISIONS)}, got {config.precision!r}")
 
 
+def trains_alone(config: ExpertConfig, image_shape: Sequence[int], num_classes: int) -> bool:
+    """Whether these experts train one at a time whatever the grouping: batch-norm networks (running
+    buffers are not vmap-safe; :func:`train_expert_group`)."""
+    c, h, w = image_shape
+    return has_batchnorm(build_from_spec(config.arch, c, num_classes, (h, w), device="meta"))
+
+
 def experts_at_once(setting: int | str | None, device: torch.device, n_experts: int,
-                    probe: Callable[[int], int] | None = None) -> int:
+                    probe: Callable[[int], int] | None = None, alone: bool = False) -> int:
     """How many experts :func:`train_experts` trains together (``teacher.experts_at_once``).
 
     ``"auto"``: on CPU 1 (measured: the batched program is slower there, docs/performance.md; no
     probe); on CUDA ``probe(max_k)`` when given (:func:`probe_experts_at_once`: the faster of 1 and
     ``max_k`` by a short timed run, logged), else 4. An integer is taken as is. Never more than
-    ``n_experts``.
+    ``n_experts``. ``alone`` (:func:`trains_alone`: batch-norm experts, trained one at a time in any
+    group): 1 whatever the setting (no probe), so that a stop request keeps every expert that
+    finished (a group stopped part-way returns none of its experts); the same numbers.
     """
+    if alone:
+        return 1
     if setting is None or str(setting).strip().lower() == "auto":
         if torch.device(device).type != "cuda":
             k = 1
@@ -393,7 +405,8 @@ def train_experts(
     todo = [i for i, path in enumerate(paths) if not path.exists()]
     n, c, h, w = train_x.shape
     k = experts_at_once(at_once, device, max(1, len(todo)),
-                        probe=lambda max_k: probe_experts_at_once((c, h, w), num_classes, config, device, max_k))
+                        probe=lambda max_k: probe_experts_at_once((c, h, w), num_classes, config, device, max_k),
+                        alone=trains_alone(config, (c, h, w), num_classes))
     for j in tqdm(range(0, len(todo), k), desc="experts", disable=not progress):
         group = todo[j : j + k]
         trajs = train_expert_group(train_x, train_y, test_x, test_y, num_classes, config,

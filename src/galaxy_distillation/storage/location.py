@@ -5,7 +5,7 @@ The URL helpers (:func:`split`, :func:`is_local`, :func:`join`, :func:`sibling`,
 project: a URL, the credentials to reach it and its fsspec filesystem (made on first use, so
 a ``Location`` pickles as its URL and credentials and a Ray task on another node opens the same
 place). Without credentials, s3fs reads the standard ``AWS_*`` variables, which
-:mod:`galaxy_distillation.preflight` exports from a ``storage`` entry of
+:mod:`galaxy_distillation.preflight.credentials` exports from a ``storage`` entry of
 ``conf/<env>/credentials.yml``. A local path (or a ``file://`` URL) is used as a plain path.
 
 No Kedro here.

@@ -29,8 +29,15 @@ import torch
 from matplotlib.figure import Figure
 
 from galaxy_distillation import tracking
-from galaxy_distillation.compute import run_tasks
-from galaxy_distillation.engine import BatchedDistiller, DistillConfig, Distiller, DistillResult, IterationRecord
+from galaxy_distillation.compute import Stopped, run_tasks, stop_requested
+from galaxy_distillation.engine import (
+    BatchedDistiller,
+    DistillationDivergedError,
+    DistillConfig,
+    Distiller,
+    DistillResult,
+    IterationRecord,
+)
 from galaxy_distillation.engine.data import pick_device
 from galaxy_distillation.engine.evaluation import quick_evaluator
 from galaxy_distillation.figures.curves import comparison_figure, evaluated_rows, lambda_figure, mean_band, methods_in
@@ -75,9 +82,15 @@ def _start_run(data: PreparedData, expert_trajectories: Any, config: DistillConf
     quick = evaluation.engine_config(model, compare.eval_nets, compare.eval_epochs)
     lam = float(config.lam) if config.method == "stm" else math.nan
     label = {"method": config.method, "lam": lam, "seed": int(config.seed)}
-    hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, device,
-                           int(config.seed))
+    quick_hook = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, device,
+                                 int(config.seed), should_stop=stop_requested)
     tag = f"{config.method.upper()} seed {config.seed}" + ("" if math.isnan(lam) else f" lambda {lam:g}")
+
+    def hook(iteration: int, images: torch.Tensor, labels: torch.Tensor, lr: float) -> dict[str, float]:
+        try:
+            return quick_hook(iteration, images, labels, lr)
+        except Stopped as exc:  # a stop request: within one epoch of the evaluation
+            raise Stopped(f"comparison run {tag}: {exc}") from None
 
     def report(record: IterationRecord) -> None:
         if record.eval:
@@ -131,14 +144,23 @@ def curve_task(data: PreparedData, expert_trajectories: Any, model: ArchParams, 
 
 def curves_batched_task(data: PreparedData, expert_trajectories: Any, model: ArchParams, evaluation: EvaluationParams,
                         compare: CompareParams, device: str, progress: bool, configs: list[DistillConfig]
-                        ) -> list[list[dict[str, Any]]]:
+                        ) -> list[list[dict[str, Any]] | DistillationDivergedError]:
     """``compare.batched``: every run in ONE task, the runs that share a shape advanced as one program
     per iteration (:class:`~galaxy_distillation.engine.BatchedDistiller`); each run's rows as
-    :func:`curve_run` gives them (to float rounding), in the order of ``configs``."""
+    :func:`curve_run` gives them (to float rounding), in the order of ``configs``. A run that
+    diverged gives its ``DistillationDivergedError`` (naming the run) in its place, the error
+    :func:`curve_run` raises for it alone; the other runs finish as they would alone."""
     dev = pick_device(device)
     started = [_start_run(data, expert_trajectories, c, model, evaluation, compare, dev) for c in configs]
-    results = BatchedDistiller([d for d, *_ in started]).run(progress=progress)
-    return [rows + _curve_rows(result, label, tag) for (_, rows, label, tag), result in zip(started, results)]
+    batch = BatchedDistiller([d for d, *_ in started])
+    try:
+        batch.run(progress=progress)
+    except DistillationDivergedError:
+        if not batch.errors:  # not a run's divergence
+            raise
+    return [DistillationDivergedError(f"comparison run {tag}: {batch.errors[k]}") if result is None
+            else rows + _curve_rows(result, label, tag)
+            for k, ((_, rows, label, tag), result) in enumerate(zip(started, batch.results))]
 
 
 def run_curves(data: PreparedData, expert_trajectories: Any, runs: list[tuple[str, dict[str, Any], DistillConfig]],
@@ -146,7 +168,12 @@ def run_curves(data: PreparedData, expert_trajectories: Any, runs: list[tuple[st
                compute: ComputeParams | None) -> list[dict[str, Any]]:
     """Every ``(name, params, config)`` run as one task (``compare.batched``: all of them as one task,
     :func:`curves_batched_task`); each curve is logged as the child run ``name`` when it comes back.
-    Returns the rows of all runs, in the order of ``runs``."""
+    Returns the rows of all runs, in the order of ``runs``.
+
+    Raises:
+        DistillationDivergedError: a run diverged (as a run alone raises it; batched: after the other
+            runs' curves are logged, naming every diverged run).
+    """
     compute = compute or ComputeParams()
     shared = (data, expert_trajectories, model, evaluation, compare, device,
               bool(progress) and compute.backend == "local")
@@ -158,11 +185,17 @@ def run_curves(data: PreparedData, expert_trajectories: Any, runs: list[tuple[st
     else:
         done = run_tasks(curve_task, [(config,) for _, _, config in runs], compute.model_dump(), shared=shared,
                          desc="comparison runs", progress=bool(progress))
+    diverged: list[str] = []
     for i, rows in done:
+        if isinstance(rows, DistillationDivergedError):  # compare.batched: that run alone ended so
+            diverged.append(str(rows))
+            continue
         name, params, _ = runs[i]
         with tracking.child_run(name, params):
             tracking.log_curve(rows)
         curves[i] = rows
+    if diverged:
+        raise DistillationDivergedError("; ".join(diverged))
     return [row for rows in curves for row in rows]
 
 

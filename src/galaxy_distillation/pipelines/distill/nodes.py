@@ -93,13 +93,20 @@ def distill_dataset(
         log.info("preset (%s) for %s %s IPC %d: %s", preset["source"], dataset, method.upper(), int(ipc),
                  preset["applied"])
     quick = evaluation.quick_config(model)
-    evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev)
-    on_train = quick_evaluator(data.train_x, data.train_y, data.num_classes, quick, evaluation.seed, dev)
+    evaluate = quick_evaluator(data.test_x, data.test_y, data.num_classes, quick, evaluation.seed, dev,
+                               should_stop=stop_requested)
+    on_train = quick_evaluator(data.train_x, data.train_y, data.num_classes, quick, evaluation.seed, dev,
+                               should_stop=stop_requested)
 
     def hook(iteration: int, images, labels, lr: float) -> dict[str, float]:  # noqa: ANN001 - the engine's hook
-        result = evaluate(iteration, images, labels, lr)
-        if config.selection == "best_train":  # the same nets (same seeds), scored on the real training set
-            result["train_acc"] = on_train(iteration, images, labels, lr)["test_acc"]
+        try:
+            result = evaluate(iteration, images, labels, lr)
+            if config.selection == "best_train":  # the same nets (same seeds), scored on the real training set
+                result["train_acc"] = on_train(iteration, images, labels, lr)["test_acc"]
+        except Stopped as exc:  # within one epoch; the iteration in progress is not saved
+            kept = (f"; checkpoint {distiller.checkpoint_store} resumes it from its last save"
+                    if distiller.checkpoint_store is not None else "")
+            raise Stopped(f"distillation {variant}: {exc}{kept}") from None
         log.info("iteration %d: quick evaluation %s (%d nets x %d epochs)", iteration,
                  ", ".join(f"{k} {v:.1f}%" for k, v in result.items() if not k.endswith("_std")),
                  quick.n_nets, quick.epochs)

@@ -27,6 +27,7 @@ from galaxy_distillation.engine.experts import (
     grow_experts,
     probe_experts_at_once,
     train_expert_group,
+    trains_alone,
 )
 from galaxy_distillation.engine.seeding import derive_seed
 from galaxy_distillation.engine.trajectories import ExpertError, expert_path, has_state, load_trajectory
@@ -211,6 +212,8 @@ def train_experts(
     shorter bank stays as it is.
     ``teacher.experts_at_once`` experts are trained together as one batched program, one task
     (``auto``: on CUDA the faster of 1 and 4 by a short probe, 1 on CPU); each keeps its own seed.
+    Batch-norm experts (trained one at a time in any group) are one task each, so a stop request
+    keeps every expert that finished.
 
     Yields:
         First ``{"bank": name, "keep": [i, ...]}`` (the experts reused), then ``{"bank": name,
@@ -248,7 +251,8 @@ def train_experts(
         "cuda" if compute.gpus_per_task > 0 else "cpu")
     probe = None if compute.backend != "local" else (  # auto on CUDA: a short timed probe (engine/experts.py)
         lambda max_k: probe_experts_at_once(tuple(data.train_x.shape[1:]), data.num_classes, config, task_device, max_k))
-    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe)
+    k = experts_at_once(teacher.experts_at_once, task_device, max(1, len(todo)), probe=probe,
+                        alone=trains_alone(config, tuple(data.train_x.shape[1:]), data.num_classes))
     fresh = [i for i in todo if i not in grow]
     groups = [fresh[start:start + k] for start in range(0, len(fresh), k)]
     tasks = [([seeds[i] for i in group], device, per_epoch_bars) for group in groups]

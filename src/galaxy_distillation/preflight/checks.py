@@ -1,138 +1,19 @@
-"""Checks before any node runs: everything the parameters and the file system alone decide.
-
-:class:`ClusterHook`, before the first node (one line, exit 2 or 1, on failure), runs
-:func:`check_run` (the experts' epochs against every distillation's start epochs, presets
-resolved per cell; the Ray cluster ``compute.address`` names found and reachable, without
-connecting (``auto`` included); a local ``storage_root`` or ``distill.checkpoint_root`` with a remote Ray
-cluster; an ``image_size`` that would do nothing; input files that must exist; a writable folder
-for every local output and checkpoint), then ``check_storage(root)`` (an object-store root that
-cannot be used: no filesystem package, no credentials, endpoint or bucket unreachable), then
-connects to Ray when ``compute.backend`` is ``ray`` and the pipeline submits tasks (stopped at
-the end when started here). When the context is created it exports a ``storage`` entry of
-``credentials.yml`` as the ``AWS_*`` variables (catalog, driver and Ray tasks share them) and
-names a credentials file that cannot be read. ``--params`` values no stage reads are refused
-earlier, with the parameter validation (:func:`galaxy_distillation.hooks.refuse_ignored`).
-"""
+"""The checks before the first node that the parameters and the file system decide
+(:func:`check_run`; the package docstring lists them)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.hooks import hook_impl
-
 from galaxy_distillation.errors import ParameterError, UserError
 from galaxy_distillation.pipelines.sweep.cells import cell_named
+from galaxy_distillation.preflight.credentials import StorageError, one_line
 from galaxy_distillation.reach import resolve_reach
-
-log = logging.getLogger(__name__)
-
-#: ``credentials.yml`` ``storage:`` keys -> environment variables (s3fs/botocore read these).
-CREDENTIAL_ENV = {
-    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "aws_session_token": "AWS_SESSION_TOKEN",
-    "endpoint_url": "AWS_ENDPOINT_URL",
-    "region_name": "AWS_DEFAULT_REGION",
-}
-
-
-class StorageError(UserError):
-    """``storage_root`` cannot be used; the message is one line naming it."""
-
-    exit_code = 2
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def export_credentials(storage: dict[str, Any] | None) -> list[str]:
-    """Set the ``AWS_*`` variables from a credentials entry (never overriding ones already set)."""
-    set_now = []
-    for key, env in CREDENTIAL_ENV.items():
-        value = (storage or {}).get(key)
-        if value and env not in os.environ:
-            os.environ[env] = str(value)
-            set_now.append(env)
-    return set_now
-
-
-def check_storage(root: str) -> None:
-    """Fail with one line if ``root`` (a local path or fsspec URL) cannot be used; local roots always pass."""
-    from galaxy_distillation.storage import split
-
-    protocol, path = split(str(root))
-    if protocol == "file":
-        return
-    import fsspec
-
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except (ImportError, ValueError) as exc:
-        raise StorageError(f"storage_root {root!r}: no filesystem for {protocol}:// ({_one_line(exc)}); "
-                           'pip install -e ".[cluster]"') from None
-    bucket = path.split("/", 1)[0]
-    kwargs: dict[str, Any] = {"skip_instance_cache": True}
-    if protocol in {"s3", "s3a"}:
-        import botocore.session
-
-        if botocore.session.Session().get_credentials() is None:
-            raise StorageError(f"storage_root {root!r}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                               "or a 'storage' entry in conf/local/credentials.yml)")
-        kwargs["config_kwargs"] = {"connect_timeout": 3, "read_timeout": 10, "retries": {"max_attempts": 1}}
-    try:
-        fs = fsspec.filesystem(protocol, **kwargs)
-        if protocol in {"s3", "s3a"}:
-            fs.call_s3("head_bucket", Bucket=bucket)  # raises, where fs.exists would answer False
-        else:
-            fs.ls(bucket)
-    except FileNotFoundError:
-        raise StorageError(f"storage_root {root!r}: the bucket {bucket!r} does not exist or is not accessible") from None
-    except Exception as exc:  # noqa: BLE001 - every backend raises its own kinds; report one line
-        raise StorageError(f"storage_root {root!r}: cannot reach the bucket {bucket!r} ({_one_line(exc)})") from None
-
-
-def _yaml_ok(path: Path) -> bool:
-    import yaml
-
-    try:
-        yaml.safe_load(path.read_text())
-    except Exception:  # noqa: BLE001 - any reason: this is the file to name
-        return False
-    return True
-
-
-def read_credentials(loader: Any) -> dict[str, Any]:
-    """The ``credentials`` configuration; ``{}`` when there is no credentials file.
-
-    Raises:
-        StorageError: a credentials file exists but cannot be read (named, with the first line of why).
-    """
-    from kedro.config import MissingConfigException
-
-    try:
-        return dict(loader["credentials"] or {})
-    except MissingConfigException:
-        return {}
-    except Exception as exc:  # noqa: BLE001 - YAML, interpolation, duplicate keys...: name the file
-        conf = Path(str(getattr(loader, "conf_source", "conf")))
-        envs = [getattr(loader, "base_env", None) or "base", getattr(loader, "default_run_env", None) or "local",
-                getattr(loader, "env", None)]
-        files = [f for env in dict.fromkeys(e for e in envs if e) for f in sorted((conf / env).glob("credentials*"))]
-        broken = [f for f in files if not _yaml_ok(f)] or files
-        where = ", ".join(str(f) for f in broken) or f"credentials under {conf}"
-        raise StorageError(f"credentials file {where} cannot be read ({_one_line(exc)})") from None
-
-
-# ------------------------------------------------------------------ checks the parameters decide
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -222,7 +103,7 @@ def check_cluster_address(params: dict[str, Any], pipeline: Any) -> str | None:
         ComputeError: one line naming ``compute.address``.
     """
     compute = _plain(params.get("compute"))
-    if compute.get("backend") != "ray" or not _uses_compute(pipeline):
+    if compute.get("backend") != "ray" or not uses_compute(pipeline):
         return None
     from galaxy_distillation.cluster import check_address
 
@@ -242,7 +123,7 @@ def check_cluster_storage(params: dict[str, Any], pipeline: Any, found: str | No
     compute = _plain(params.get("compute"))
     address = str(compute.get("address") or "")
     target = found if found is not None else address
-    if compute.get("backend") != "ray" or not _uses_compute(pipeline) or not remote_cluster(target):
+    if compute.get("backend") != "ray" or not uses_compute(pipeline) or not remote_cluster(target):
         return
     named = f"{address!r}" + (f" ({target})" if target != address else "")
     roots = [("storage_root", str(params.get("storage_root", "data")))]
@@ -380,7 +261,7 @@ def check_writable(params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         failed = _not_writable(folder)
         if failed is not None:
             probe, exc = failed
-            raise StorageError(f"output folder {probe} is not writable ({exc.strerror or _one_line(exc)}; needed "
+            raise StorageError(f"output folder {probe} is not writable ({exc.strerror or one_line(exc)}; needed "
                                f"for {what}): fix its permissions or choose another storage_root")
 
 
@@ -398,54 +279,5 @@ def check_run(params: dict[str, Any], pipeline: Any, catalog: Any, runtime: dict
     check_writable(params, pipeline, catalog)
 
 
-def _uses_compute(pipeline: Any) -> bool:
+def uses_compute(pipeline: Any) -> bool:
     return any("params:compute" in n.inputs for n in pipeline.nodes)
-
-
-class ClusterHook:
-    """Credentials, storage and Ray checks before the first node (one line and exit 2 on failure)."""
-
-    def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-        self._ray_started_here = False
-
-    @hook_impl(tryfirst=True)  # before kedro-mlflow's, which reads the credentials too (and would raise a traceback)
-    def after_context_created(self, context) -> None:  # noqa: ANN001 - kedro's signature
-        credentials = read_credentials(context.config_loader)
-        exported = export_credentials((credentials or {}).get("storage"))
-        if exported:
-            log.info("storage credentials from credentials.yml: %s", ", ".join(exported))
-        self._context = context
-
-    @hook_impl
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        from galaxy_distillation.cluster import connect
-
-        params = self._context.params if hasattr(self, "_context") else {}
-        compute = params.get("compute") or {}
-        if hasattr(compute, "model_dump"):
-            compute = compute.model_dump()
-        # ParameterError / StorageError / ComputeError: printed in one line by galaxy_distillation.cli
-        runtime = getattr(getattr(self._context, "config_loader", None), "runtime_params", None) or {}
-        check_run(params, pipeline, catalog, runtime)
-        check_storage(str(params.get("storage_root", "data")))
-        if compute.get("backend") == "ray" and _uses_compute(pipeline):
-            ray = sys.modules.get("ray")
-            already = ray is not None and ray.is_initialized()
-            connect(compute)
-            self._ray_started_here = not already
-
-    def _stop_ray(self) -> None:
-        if self._ray_started_here:
-            import ray
-
-            ray.shutdown()
-            self._ray_started_here = False
-
-    @hook_impl
-    def after_pipeline_run(self, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        self._stop_ray()
-
-    @hook_impl
-    def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:  # noqa: ANN001
-        self._stop_ray()
