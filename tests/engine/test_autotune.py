@@ -78,7 +78,9 @@ def test_memory_mode_auto_is_unrolled_on_cpu_and_a_resumed_run_keeps_the_chosen_
 def test_memory_mode_probe_picks_a_mode_and_leaves_the_state_alone():
     d = _distiller("auto")
     images, lr, it = d.images.detach().clone(), d.lr_param.detach().clone(), d.iteration
-    assert probe_memory_mode(d) in ("unrolled", "checkpoint")
+    choice = probe_memory_mode(d)
+    assert choice in ("unrolled", "checkpoint", "graphed")
+    assert (d._programs is not None) == (choice == "graphed")  # the graphed programs are kept only when chosen
     assert torch.equal(d.images, images) and torch.equal(d.lr_param, lr) and d.iteration == it
     assert d.images.grad is None and d.lr_param.grad is None and d._draws == {}
     d.memory_mode = None
