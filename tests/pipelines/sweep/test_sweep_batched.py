@@ -191,3 +191,28 @@ def test_a_stop_request_saves_every_cells_checkpoint_and_a_rerun_resumes_them(ru
     for c in GROUP:
         assert again[c.name]["set"]["meta"]["resumed_from"]["iteration"] == 3, c.name
         assert _close(again[c.name], runs["plain"][c.name]), c.name
+
+
+def test_the_groups_parameter_reads_the_code_and_setting_it_is_refused():
+    from test_sweep_pipeline import _param, _params
+
+    from galaxy_distillation.hooks import refuse_ignored
+    from galaxy_distillation.params import ParameterError
+
+    params = _params("paper")
+    assert params["sweep_groups"] == sweep_groups() and params["sweep"]["batched"] is False
+    for node in create_sweep_pipeline(TABLE).nodes:
+        for name in (i for i in node.inputs if i.startswith("params:")):
+            _param(params, name)  # KeyError: a parameter the node would miss
+    with pytest.raises(ParameterError, match="'sweep_groups.table2.stm_ipc1' = 3: does nothing"):
+        refuse_ignored({"sweep_groups.table2.stm_ipc1": 3}, {"dataset": "gz2"})
+
+
+def test_preflight_counts_a_groups_node_as_its_cells_never_as_the_runs_own_method_and_ipc():
+    """The group node reads ``params:distill``: in its leader's namespace, preflight (start epochs,
+    ``teacher.epochs: reach``) counts the group's method and IPC, not the top-level ``method``/``ipc``."""
+    from galaxy_distillation.preflight import _distill_cells
+
+    pipe = create_sweep_pipeline(TABLE)
+    assert _distill_cells({"method": "mtt", "ipc": 50, "sweep": {"ipcs": [10]}}, pipe) == [("stm", 10)]
+    assert _distill_cells({"method": "mtt", "ipc": 50, "sweep": {}}, pipe) == [("stm", 1), ("stm", 10)]
