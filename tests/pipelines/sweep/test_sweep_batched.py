@@ -216,3 +216,31 @@ def test_preflight_counts_a_groups_node_as_its_cells_never_as_the_runs_own_metho
     pipe = create_sweep_pipeline(TABLE)
     assert _distill_cells({"method": "mtt", "ipc": 50, "sweep": {"ipcs": [10]}}, pipe) == [("stm", 10)]
     assert _distill_cells({"method": "mtt", "ipc": 50, "sweep": {}}, pipe) == [("stm", 1), ("stm", 10)]
+
+
+def test_a_group_too_big_for_the_device_is_refused_before_any_distiller_starts(monkeypatch, tiny_params,
+                                                                                 tiny_model_input):
+    """The group holds every cell's unroll at once: its memory is checked as a whole, first."""
+    import galaxy_distillation.pipelines.distill.nodes as distill_nodes
+    from galaxy_distillation.engine import resources
+    from galaxy_distillation.engine.resources import ResourceError
+    from galaxy_distillation.pipelines.prepare.nodes import prepare
+    from galaxy_distillation.pipelines.sweep.cells import Cell
+
+    class Bank:
+        num_params, num_epochs = 5_000, 3
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("no distiller may start")
+
+    monkeypatch.setattr(distill_nodes, "Distiller", no_compute)
+    data, _ = prepare(tiny_model_input, tiny_params["teacher"])
+    one = resources.estimate_distill_bytes(1, data.num_classes, tuple(data.train_x.shape[1:]), Bank.num_params,
+                                           tiny_params["distill"].syn_steps, Bank.num_epochs)
+    monkeypatch.setattr(batched_module, "check_fits", lambda e, d: resources.check_fits(e, d, 3 * one.total))
+    runs = [batched_module.GroupRun(0, Bank(), Cell("stm", 1, init, False), f"v{init}") for init in ("real", "noise")]
+    args = (tiny_params["distill"], tiny_params["evaluation"], tiny_params["model"], "cpu", False, "imagefolder")
+    with pytest.raises(AssertionError, match="no distiller may start"):  # 2 x one fits: the distillers are built
+        batched_module.distill_group_task(data, runs, *args)
+    with pytest.raises(ResourceError):  # 4 x one does not, though each run alone would
+        batched_module.distill_group_task(data, runs + runs, *args)
