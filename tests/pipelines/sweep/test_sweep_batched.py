@@ -211,7 +211,7 @@ def test_the_groups_parameter_reads_the_code_and_setting_it_is_refused():
 def test_preflight_counts_a_groups_node_as_its_cells_never_as_the_runs_own_method_and_ipc():
     """The group node reads ``params:distill``: in its leader's namespace, preflight (start epochs,
     ``teacher.epochs: reach``) counts the group's method and IPC, not the top-level ``method``/``ipc``."""
-    from galaxy_distillation.preflight import _distill_cells
+    from galaxy_distillation.preflight.checks import _distill_cells
 
     pipe = create_sweep_pipeline(TABLE)
     assert _distill_cells({"method": "mtt", "ipc": 50, "sweep": {"ipcs": [10]}}, pipe) == [("stm", 10)]

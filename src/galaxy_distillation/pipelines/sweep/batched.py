@@ -8,7 +8,7 @@ The design, chosen to keep the Kedro pipeline static and the default run as it w
   shape and method preset); ``table`` and ``table1`` have no group of more than one cell, so their
   pipelines are unchanged.
 * **One node per group, always wired.** :func:`distill_batched` (node ``<leader>.distill_batched``
-  in the namespace of the group's first cell, so ``preflight`` counts the group's method and IPC,
+  in the namespace of the group's first cell, so ``preflight.checks`` counts the group's method and IPC,
   never a run's own) reads the group's training sets, expert banks and each cell's earlier result,
   and gives ``<leader>.batched_distillations`` to each of the group's cell ``distill`` nodes (their
   last input). The pipeline's structure never depends on ``sweep.batched``; its value is read when
