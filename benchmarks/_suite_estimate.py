@@ -14,7 +14,13 @@ presets (:mod:`galaxy_distillation.presets`, STM rows with the configured schedu
   iterations (``quick_nets`` x ``quick_epochs_fraction`` of the epochs);
 - evaluation: every distilled cell and the random baseline, ``n_nets`` x ``epochs`` (the faster of
   loop and vmap), and the full-set baselines (``full_n_nets`` x ``full_epochs`` over the bank's
-  images, at one expert's images/s).
+  images, at one expert's images/s);
+- beside it, ``sweep.batched: true`` (the ``*_batched`` keys): the distillation of each group of
+  cells that share a shape (:func:`galaxy_distillation.pipelines.sweep.cells.shape_groups`: the 4
+  cells of one IPC) at the measured per-distillation seconds of K runs as one batched program,
+  where the suite measured K = the group's size at that IPC's shape (``units["s_it_batched"]``);
+  a group without such a measurement stays at its cells' seconds alone and is named in
+  ``batched_missing`` (the quick evaluations, evaluations and experts are the same either way).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from galaxy_distillation.pipelines.sweep.cells import shape_groups
 from galaxy_distillation.presets import PAPER_TABLE2, preset_for
 from galaxy_distillation.reach import epochs_read as reach_of
 
@@ -45,7 +52,8 @@ def paper_params(conf: Path = ROOT / "conf") -> dict:
 
 def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
     """Hours by part and in total. ``units``: ``s_it`` {ipc: s}, ``eval_s`` {ipc: s per n_nets x 1000 epochs
-    (5 nets)}, ``expert_ips`` (best images/s), ``expert_ips_one`` (one network's images/s)."""
+    (5 nets)}, ``expert_ips`` (best images/s), ``expert_ips_one`` (one network's images/s), optionally
+    ``s_it_batched`` {ipc: (K, s per distillation-iteration with K at once)}."""
     p = paper_params(conf)
     teacher, cur, ev, dist = p["teacher"], p["curation"], p["evaluation"], p["distill"]
     classes = 9
@@ -60,9 +68,19 @@ def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
     quick_share = int(ev.get("quick_nets", 2)) * max(1, int(int(ev["epochs"]) * float(ev.get("quick_epochs_fraction", 0.2))))
     quick_share /= 5 * 1000
     cells = 0
+    sizes = {g[0].ipc: len(g) for g in shape_groups("table2").values()}  # cells per group, by IPC
+    batched_s = dict(units.get("s_it_batched") or {})
+    distill_batched, batched_ipcs, missing = 0.0, [], []
     for ipc, columns in PAPER_TABLE2.items():
         row = preset_for("gz2", "stm", ipc, schedule)
         iterations = int(row["iterations"])
+        k, sec = batched_s.get(ipc, (None, None))
+        if sec is not None and k == sizes.get(ipc):
+            batched_ipcs.append(ipc)
+        else:
+            why = "no batched measurement at its shape" if sec is None else f"measured K = {k}"
+            missing.append(f"IPC {ipc} ({why}; its group has {sizes.get(ipc)} cells)")
+            sec = units["s_it"][ipc]
         epochs_read = max(epochs_read, reach_of("stm", row))
         for col in columns:
             bank = col.split("_")[0]
@@ -73,6 +91,7 @@ def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
             else:
                 cells += 1
                 parts["distill"] += iterations * units["s_it"][ipc]
+                distill_batched += iterations * sec
                 every = int(dist.get("eval_every") or 0)
                 if every > 0:
                     parts["quick_eval"] += (iterations // every) * units["eval_s"][ipc] * quick_share
@@ -82,6 +101,10 @@ def table2_hours(units: dict, conf: Path = ROOT / "conf") -> dict:
     trained = int(teacher["epochs"])
     hours["experts_reach"] = hours["experts"] * epochs_read / trained
     hours["total_reach"] = hours["total"] - hours["experts"] + hours["experts_reach"]
+    hours["distill_batched"] = distill_batched / 3600.0
+    hours["total_batched"] = hours["total"] - hours["distill"] + hours["distill_batched"]
+    hours["batched_ipcs"] = batched_ipcs
+    hours["batched_missing"] = missing
     hours["cells"] = cells
     hours["epochs_reach"] = epochs_read
     hours["epochs_trained"] = trained

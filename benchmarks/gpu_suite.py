@@ -66,7 +66,8 @@ ROW_KEYS = ([k for s in PAPER for m in MODES for k in (f"stm_{m}:{s.key}", f"pea
             + ["expert_one", "expert_group", "expert_eager", "expert_compiled"]
             + [f"eval_{v}:{k}" for k in ("gz2_ipc1", "gz2_ipc10") for v in ("loop", "vmap")]
             + ["table2_experts", "table2_distill", "table2_quick_eval", "table2_evaluation", "table2_full_baselines",
-               "table2_total", "table2_experts_reach", "table2_total_reach", "pipelines"])
+               "table2_total", "table2_experts_reach", "table2_total_reach", "table2_distill_batched",
+               "table2_total_batched", "pipelines"])
 
 
 class Suite:
@@ -110,6 +111,9 @@ class Suite:
             self._row(f"table2_{part}", f"Table 2 estimate: {part.replace('_', ' ')}", "", "GPU-hours")
         for part in ("experts", "total"):
             self._row(f"table2_{part}_reach", f"Table 2 estimate: {part}, teacher.epochs reach", "", "GPU-hours")
+        for part in ("distill", "total"):
+            self._row(f"table2_{part}_batched", f"Table 2 estimate: {part}, cells batched (sweep.batched: true)", "",
+                      "GPU-hours")
         self._row("pipelines", "kedro pipelines smoke run", "", "")
 
     def _row(self, key: str, what: str, shape: str, unit: str) -> None:
@@ -279,6 +283,10 @@ class Suite:
                             10: best([f"eval_{v}:{g10}" for v in ("loop", "vmap")])},
                  "expert_ips": max(r for r in (self.rows["expert_one"]["after"], self.rows["expert_group"]["after"]) if r),
                  "expert_ips_one": self.rows["expert_one"]["after"]}
+        # the batched rows are measured at the first shape (GZ2 IPC 1), checkpoint mode, K = max(BATCH_K)
+        k_max, batched = max(BATCH_K), self.rows[f"batched_sec:k{max(BATCH_K)}"]["after"]
+        ipc_of = {"gz2_ipc1": 1, "gz2_ipc10": 10}
+        units["s_it_batched"] = {ipc_of[g1]: (k_max, batched)} if batched else {}
         est = table2_hours(units)
         self.estimate = {**est, "units": units}
         for part in ("experts", "distill", "quick_eval", "evaluation", "full_baselines", "total"):
@@ -291,6 +299,16 @@ class Suite:
                  f"{est['total']:.2f}) | teacher.epochs reach ({est['epochs_reach']}): {est['experts_reach']:.2f} "
                  f"GPU-h (total {est['total_reach']:.2f})")
         self.rows["table2_distill"]["note"] = f"{est['cells']} cells x the preset's iterations (an upper bound)"
+        for part in ("distill", "total"):
+            self.rows[f"table2_{part}_batched"]["after"] = est[f"{part}_batched"]
+        at = ", ".join(f"IPC {i}" for i in est["batched_ipcs"])
+        self.rows["table2_distill_batched"]["note"] = "; ".join(
+            ([f"{at}: groups of {k_max} at the measured {k_max}-at-once s per distillation-iteration (checkpoint)"]
+             if at else [f"not measured: no batched_sec:k{k_max} row (see the batched section)"])
+            + ([f"alone for {', '.join(est['batched_missing'])}"] if est["batched_missing"] else []))
+        self.log(f"Table 2 cells batched (sweep.batched: true): distill {est['distill_batched']:.2f} GPU-h (alone "
+                 f"{est['distill']:.2f}), total {est['total_batched']:.2f} GPU-h; "
+                 f"{self.rows['table2_distill_batched']['note']}")
         if not self.paper:
             self.rows["table2_total"]["note"] = "reduced CPU shapes: a check of the arithmetic, not a paper figure"
 

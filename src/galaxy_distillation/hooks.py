@@ -34,6 +34,7 @@ IGNORED = {
     "mock_sky_dir": "the mock sky folder is sky.out_dir (with votes_path, mapping_path and image_dir inside it)",
     "sweep_cells": "the tables' cells are fixed by the code (pipelines/sweep/cells.py); choose some with sweep.ipcs, "
                    "sweep.methods or sweep.inits",
+    "sweep_groups": "the cells that share a shape are fixed by the code (pipelines/sweep/cells.py); set sweep.batched",
 }
 
 

@@ -322,11 +322,13 @@ class ComputeParams(_Strict):
 
 
 class SweepParams(_Strict):
-    """``sweep``: run only some cells of ``table``/``table1``/``table2`` (null = all)."""
+    """``sweep``: run only some cells of ``table``/``table1``/``table2`` (null = all); ``batched``:
+    the cells that share a shape distil as one batched program (pipelines/sweep/batched.py)."""
 
     ipcs: list[PosInt] | None = None
     methods: list[Literal["stm", "mtt"]] | None = None
     inits: list[Literal["real", "noise"]] | None = None
+    batched: Flag = False  # execution only: the same numbers to float rounding (engine.BatchedDistiller)
 
 
 class ProjectParams(BaseModel):

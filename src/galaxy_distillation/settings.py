@@ -10,7 +10,7 @@ from galaxy_distillation.logs import quiet_progress_bars, quiet_third_party_warn
 from galaxy_distillation.names import data_label, experts_key, source_name, variant_name
 from galaxy_distillation.outputs import OUTPUTS
 from galaxy_distillation.params import parse_flag
-from galaxy_distillation.pipelines.sweep.cells import sweep_cells
+from galaxy_distillation.pipelines.sweep.cells import sweep_cells, sweep_groups
 from galaxy_distillation.preflight.hook import ClusterHook
 from galaxy_distillation.storage import rooted
 from galaxy_distillation.summary import RunSummaryHook
@@ -44,7 +44,7 @@ def _env(name: str, default: object = None) -> object:
 
 
 for _name, _resolver in {"gd.flag": _flag, "gd.label": data_label, "gd.variant": variant_name, "gd.experts": experts_key,
-                         "gd.source": source_name, "gd.sweep_cells": sweep_cells,
+                         "gd.source": source_name, "gd.sweep_cells": sweep_cells, "gd.sweep_groups": sweep_groups,
                          "gd.env": _env, "gd.rooted": rooted}.items():
     OmegaConf.register_resolver(_name, _resolver, replace=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -13,7 +13,7 @@ from galaxy_distillation.compute import Stopped, stop_requested
 from galaxy_distillation.engine import Distiller, IterationRecord
 from galaxy_distillation.engine.data import pick_device, to_display
 from galaxy_distillation.engine.evaluation import quick_evaluator
-from galaxy_distillation.engine.resources import check_fits, estimate_distill_bytes
+from galaxy_distillation.engine.resources import ResourceEstimate, check_fits, estimate_distill_bytes
 from galaxy_distillation.engine.resume import describe_changes
 from galaxy_distillation.params import ArchParams, DistillParams, EvaluationParams, TeacherParams
 from galaxy_distillation.pipelines.prepare.nodes import PreparedData
@@ -81,13 +81,49 @@ def distill_dataset(
         ``distilled_set`` ({"images": float (ipc*C, ch, H, W), "labels", "initial_images", "meta"}), the
         per-iteration history as a table, and the same history as MLflow metric histories.
     """
+    started = start_distillation(prepared_data, expert_trajectories, distill, evaluation, model, method, ipc, init,
+                                 variant, device, dataset, teacher)
+    return finish_distillation(started, started.distiller.run(progress=progress, on_mismatch="restart"))
+
+
+@dataclass
+class StartedDistillation:
+    """A distillation before its iterations (:func:`start_distillation`): what
+    :func:`finish_distillation` needs to make its outputs from the engine's result."""
+
+    distiller: Distiller
+    data: PreparedData
+    experts: Any
+    config: Any
+    preset: dict[str, Any] | None
+    quick: Any
+    initial_images: Any
+    initial: dict[str, float]
+    variant: str
+    method: str
+    ipc: int
+    init: str
+    eval_every: int
+
+
+def distill_bytes(data: PreparedData, experts: Any, config: Any, ipc: int) -> ResourceEstimate:
+    """The lower bound of the memory one distillation of ``data`` holds (:func:`estimate_distill_bytes`)."""
+    return estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]), getattr(experts, "num_params", 0),
+                                  config.syn_steps, experts.num_epochs, config.batch_syn)
+
+
+def start_distillation(prepared_data: PreparedData, expert_trajectories: Any, distill: DistillParams,
+                       evaluation: EvaluationParams, model: ArchParams, method: str, ipc: int, init: str, variant: str,
+                       device: str, dataset: str | None = None, teacher: TeacherParams = None) -> StartedDistillation:
+    """:func:`distill_dataset` up to its iterations: the checks, the engine's :class:`Distiller` (its
+    checkpoint folder, quick-evaluation hook and stop callback) and the quick evaluation of the
+    initial images. ``distiller.run`` (or a :class:`~galaxy_distillation.engine.BatchedDistiller` of
+    several) then :func:`finish_distillation` complete it."""
     data = prepared_data
     expert_trajectories = experts_for(expert_trajectories, data, teacher, model)
     dev = pick_device(device)
     config = distill.engine_config(method, ipc, init, dataset=dataset)
-    check_fits(estimate_distill_bytes(ipc, data.num_classes, tuple(data.train_x.shape[1:]),
-                                      getattr(expert_trajectories, "num_params", 0), config.syn_steps,
-                                      expert_trajectories.num_epochs, config.batch_syn), dev)
+    check_fits(distill_bytes(data, expert_trajectories, config, ipc), dev)
     _, preset = distill.resolved(dataset, method, ipc)
     if preset is not None:
         log.info("preset (%s) for %s %s IPC %d: %s", preset["source"], dataset, method.upper(), int(ipc),
@@ -125,28 +161,36 @@ def distill_dataset(
     initial_images = distiller.images.detach().clone()
     initial = hook(0, initial_images, distiller.labels, float(distiller.step_size().detach()))
     distiller.run_info = tracking.run_info()  # stored in each checkpoint: a resumed run names the run it continued
-    result = distiller.run(progress=progress, on_mismatch="restart")
-    resumed = report_resume(variant, distiller.resumed_from, len(result.history), result.stop_reason)
+    return StartedDistillation(distiller, data, expert_trajectories, config, preset, quick, initial_images, initial,
+                               variant, method, int(ipc), init, int(distill.eval_every))
+
+
+def finish_distillation(started: StartedDistillation, result: Any
+                        ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """:func:`distill_dataset`'s outputs from a started distillation and its engine result."""
+    s, data, expert_trajectories = started, started.data, started.experts
+    variant, method, ipc, init, quick = s.variant, s.method, s.ipc, s.init, s.quick
+    resumed = report_resume(variant, s.distiller.resumed_from, len(result.history), result.stop_reason)
     history = history_table(result.history)
     meta = {
         "variant": variant, "method": method, "ipc": int(ipc), "init": init, "lr": float(result.lr),
         "stop_reason": result.stop_reason, "n_rejected_steps": int(result.n_rejected_steps),
-        "iterations": len(result.history), "max_iterations": int(config.iterations),
+        "iterations": len(result.history), "max_iterations": int(s.config.iterations),
         "n_experts": len(expert_trajectories), "expert_train_epochs": int(expert_trajectories.num_epochs),
         "class_names": data.class_names,
         "mean": data.mean, "std": data.std, "zca": data.zca is not None,
         "selection": result.selection, "selected_iteration": result.selected_iteration,
-        "selected_train_acc": result.selected_train_acc, "preset": preset,
-        "initial_eval": initial,
-        "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": int(distill.eval_every)},
-        "data_sha256": data_fingerprint(data), "key": distiller.fingerprint(),  # what it was made from
+        "selected_train_acc": result.selected_train_acc, "preset": s.preset,
+        "initial_eval": s.initial,
+        "quick_eval": {"n_nets": int(quick.n_nets), "epochs": int(quick.epochs), "eval_every": s.eval_every},
+        "data_sha256": data_fingerprint(data), "key": s.distiller.fingerprint(),  # what it was made from
     }
     if resumed:
         meta["resumed_from"] = resumed
     distilled = {
         "images": result.images.detach().cpu().float(),
         "labels": result.labels.detach().cpu().long(),
-        "initial_images": initial_images.cpu().float(),  # the starting point, shown beside each prototype
+        "initial_images": s.initial_images.cpu().float(),  # the starting point, shown beside each prototype
         "meta": meta,
     }
     return distilled, history, history_metrics(history)

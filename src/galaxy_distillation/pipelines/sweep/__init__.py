@@ -3,6 +3,7 @@
 * :mod:`.cells`: which cells each table has (:data:`~.cells.TABLES`, the one source of cells);
 * :mod:`.keys`: when finished work is skipped (the skip marker, the result keys);
 * :mod:`.nodes`: the nodes, plain functions given their cell as a parameter;
+* :mod:`.batched`: ``sweep.batched``, the cells that share a shape distilled as one batched program;
 * :mod:`.datasets`: the datasets that read what an earlier run left (``OptionalDataset``...);
 * :mod:`.table`: the results table beside the paper's numbers and each number's budget;
 * :mod:`.pipeline`: the wiring (:func:`~.pipeline.create_sweep_pipeline`), used by the

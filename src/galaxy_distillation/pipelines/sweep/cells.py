@@ -11,6 +11,11 @@ Pure functions (no Kedro, no torch).
 A cell reaches its nodes as a parameter, ``params:sweep_cells.<table>.<cell>`` (its
 :func:`cell_params`); ``sweep_cells`` in ``conf/base/parameters_sweep.yml`` is
 :func:`sweep_cells` itself (the ``gd.sweep_cells`` resolver), not a copy of it.
+
+:func:`shape_groups`: the cells of a table whose distillations share a shape (same method and
+IPC: the same synthetic-set shape and method preset, whatever their init or training set), the
+ones ``sweep.batched`` runs as one batched program (:mod:`.batched`); ``sweep_groups`` in
+``parameters_sweep.yml`` is :func:`sweep_groups` (the ``gd.sweep_groups`` resolver).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Cell", "TABLES", "cells", "groups", "applies", "cell_params", "cell_of", "cell_named", "sweep_cells"]
+__all__ = ["Cell", "TABLES", "cells", "groups", "applies", "cell_params", "cell_of", "cell_named", "sweep_cells",
+           "shape_groups", "sweep_groups"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,17 @@ def groups(table: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.flag for c in cells(table)))
 
 
+def shape_groups(table: str) -> dict[str, tuple[Cell, ...]]:
+    """The cells of ``table`` that share a method and an IPC, by group name (``stm_ipc1``), in
+    :func:`cells` order; only groups of more than one cell (Table 2: ``stm_ipc1`` and ``stm_ipc10``,
+    4 cells each; ``table`` and ``table1`` have none). The first cell of a group is its leader:
+    the group's node is in the leader's namespace."""
+    out: dict[str, list[Cell]] = {}
+    for c in cells(table):
+        out.setdefault(f"{c.method}_ipc{c.ipc}", []).append(c)
+    return {name: tuple(group) for name, group in out.items() if len(group) > 1}
+
+
 def applies(table: str, dataset: str, cell: Cell, sweep: dict[str, Any] | None = None) -> bool:
     """Whether ``cell`` belongs to ``table`` for ``dataset`` and is selected by the ``sweep``
     parameters (``ipcs``/``methods``/``inits``: null = all); the others are skipped."""
@@ -91,6 +108,13 @@ def cell_params(table: str, cell: Cell) -> dict[str, Any]:
 def sweep_cells() -> dict[str, dict[str, dict[str, Any]]]:
     """Every table's cells by name, as parameters (``sweep_cells`` in ``parameters_sweep.yml``)."""
     return {table: {c.name: cell_params(table, c) for c in table_cells} for table, table_cells in TABLES.items()}
+
+
+def sweep_groups() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every table's :func:`shape_groups` as parameters (``sweep_groups`` in ``parameters_sweep.yml``):
+    table -> group name -> its cells' :func:`cell_params`."""
+    return {table: {name: [cell_params(table, c) for c in group] for name, group in shape_groups(table).items()}
+            for table in TABLES}
 
 
 def cell_of(params: dict[str, Any]) -> tuple[str, Cell]:

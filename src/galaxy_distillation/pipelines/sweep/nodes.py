@@ -49,7 +49,7 @@ from galaxy_distillation.pipelines.teacher.nodes import evaluate_full_set, exper
 log = logging.getLogger(__name__)
 
 __all__ = ["pass_on", "full_baseline", "distill_cell", "evaluate_cell", "results_table_node",
-           "distill_cell_task", "evaluate_cell_task", "log_cell"]
+           "distill_cell_task", "evaluate_cell_task", "log_cell", "cell_to_distil", "absolute_checkpoints"]
 
 
 def _in_task(progress: bool, compute: ComputeParams) -> bool:
@@ -95,32 +95,65 @@ def full_baseline(prepared_data: PreparedData, previous: dict[str, Any] | None, 
     return {**result, "key": key}
 
 
+def cell_to_distil(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
+                   previous_history: pd.DataFrame | None, cell: dict[str, Any], distill: DistillParams,
+                   evaluation: EvaluationParams, model: ArchParams, dataset: str, sweep: SweepParams,
+                   teacher: TeacherParams = None) -> tuple[Cell, Any, str] | None:
+    """What a cell's distillation needs, or ``None`` when there is nothing to compute: the cell is
+    not in the table (or not selected by ``sweep``), or its earlier result has the same key.
+
+    Returns:
+        The cell, its expert bank (:func:`experts_for`) and its result key (:func:`distill_key`).
+    """
+    table, this = cell_of(cell)
+    if not applies(table, dataset, this, sweep.model_dump()):
+        return None
+    config = distill.engine_config(this.method, this.ipc, this.init, dataset=dataset)
+    experts = experts_for(expert_trajectories, prepared_data, teacher, model)
+    key = distill_key(prepared_data, experts.fingerprint(), config, model, dataset, this, evaluation)
+    if previous_set is not None and previous_history is not None and previous_set["meta"].get("cell_key") == key:
+        return None
+    return this, experts, key
+
+
+def absolute_checkpoints(distill: DistillParams) -> DistillParams:
+    """``distill`` with a local ``checkpoint_root`` made absolute: a task on a Ray node writes into
+    this machine's folder, not its own working directory."""
+    if "://" in distill.checkpoint_root:
+        return distill
+    return distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
+
+
 def distill_cell(prepared_data: PreparedData, expert_trajectories: Any, previous_set: dict[str, Any] | None,
                  previous_history: pd.DataFrame | None, cell: dict[str, Any], distill: DistillParams,
                  evaluation: EvaluationParams, model: ArchParams, dataset: str, sweep: SweepParams, device: str,
                  progress: bool, compute: ComputeParams | None = None,
                  teacher: TeacherParams = None,  # None: a bank given directly
-                 data_root: str = "", data_label: str | None = None
+                 data_root: str = "", data_label: str | None = None, batched: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], pd.DataFrame | dict[str, Any]]:
     """The distill stage of one ``cell`` of a table (the variant ``<dataset>_<cell>``: same files
-    and checkpoints as a single run of it), skipped when its earlier result has the same key."""
+    and checkpoints as a single run of it), skipped when its earlier result has the same key.
+
+    ``batched``: what its shape group's node distilled (:func:`~.batched.distill_batched`, only
+    cells of a group with ``sweep.batched``; cell name -> its set and history): this cell's entry,
+    when there is one, is its result."""
     table, this = cell_of(cell)
+    if batched and this.name in batched:
+        return batched[this.name]["distilled"], batched[this.name]["history"]
     if not applies(table, dataset, this, sweep.model_dump()):
         log.info("%s: not part of %s for %s (or not selected by sweep), skipped", this.name, table, dataset)
         return dict(NOT_IN_TABLE), dict(NOT_IN_TABLE)
-    config = distill.engine_config(this.method, this.ipc, this.init, dataset=dataset)
-    experts = experts_for(expert_trajectories, prepared_data, teacher, model)
-    key = distill_key(prepared_data, experts.fingerprint(), config, model, dataset, this, evaluation)
-    if previous_set is not None and previous_history is not None and previous_set["meta"].get("cell_key") == key:
+    todo = cell_to_distil(prepared_data, expert_trajectories, previous_set, previous_history, cell, distill,
+                          evaluation, model, dataset, sweep, teacher)
+    if todo is None:
         log.info("%s: distilled set finished, skipped", this.name)
         return previous_set, previous_history
+    _, experts, key = todo
     compute = compute or ComputeParams()
-    if "://" not in distill.checkpoint_root:  # a task on a Ray node: this machine's folder, not its own cwd
-        distill = distill.model_copy(update={"checkpoint_root": str(Path(distill.checkpoint_root).resolve())})
     distilled, history = run_one(
         distill_cell_task,
-        (experts, distill, evaluation, model, this, this.variant(data_label or source_name(dataset, data_root)),
-         device, _in_task(progress, compute), dataset),
+        (experts, absolute_checkpoints(distill), evaluation, model, this,
+         this.variant(data_label or source_name(dataset, data_root)), device, _in_task(progress, compute), dataset),
         compute.model_dump(), desc=f"cell {this.name}", progress=progress, shared=(prepared_data,))
     distilled["meta"]["cell_key"] = key
     return distilled, history

@@ -6,6 +6,10 @@ cell on it) and the Full baseline. Per cell (namespace = the cell's name, e.g.
 ``params:sweep_cells.<table>.<cell>``. Then one table node (namespace = the table's name),
 given ``params:sweep_cells.<table>``. Wiring only. The cells depend only on their training set, so with ``compute.backend:
 ray`` (and the ``ThreadRunner`` ``kedro run`` picks then) every cell's task is in flight at once.
+
+Per shape group (:func:`~.cells.shape_groups`, Table 2 only: the cells of one IPC): one node
+``<leader>.distill_batched`` (:mod:`.batched`, ``sweep.batched``) in the namespace of the group's
+first cell, whose ``batched_distillations`` each of the group's ``distill`` nodes reads last.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from galaxy_distillation.pipelines import prepare
-from galaxy_distillation.pipelines.sweep.cells import cells, groups
+from galaxy_distillation.pipelines.sweep.batched import distill_batched
+from galaxy_distillation.pipelines.sweep.cells import cells, groups, shape_groups
 from galaxy_distillation.pipelines.sweep.nodes import (
     distill_cell,
     evaluate_cell,
@@ -55,15 +60,34 @@ def create_sweep_pipeline(table: str, after: str | None = None) -> Pipeline:
             ],
             flag, set(wait),
         ))
+    leader = {}
+    for group_name, group in shape_groups(table).items():
+        first = group[0].name
+        leader.update({c.name: first for c in group})
+        reads = {f"{name}_{flag}": f"{flag}.{name}" for flag in dict.fromkeys(c.flag for c in group)
+                 for name in ("prepared_data", "expert_trajectories")}
+        reads |= {f"{name}_{c.name}": f"{c.name}.{name}" for c in group for name in ("distilled_previous",
+                                                                                    "history_previous")}
+        parts.append(_namespaced(
+            [node(distill_batched,
+                  ["params:group", "params:distill", "params:evaluation", "params:model", "params:dataset",
+                   "params:sweep", *_RUN, "params:compute", "params:teacher", "params:data_root", "params:data_label",
+                   *reads], "batched_distillations", name="distill_batched")],
+            first, reads, {"params:group": f"params:sweep_groups.{table}.{group_name}"},
+        ))
     for cell in cells(table):
         shared = {name: f"{cell.flag}.{name}" for name in ("prepared_data", "expert_trajectories", "full_baseline")}
+        batched = []
+        if cell.name in leader:  # its shape group's distillations (sweep.batched), read last
+            batched = ["batched_distillations"]
+            shared["batched_distillations"] = f"{leader[cell.name]}.batched_distillations"
         parts.append(_namespaced(
             [
                 node(distill_cell,
                      ["prepared_data", "expert_trajectories", "distilled_previous", "history_previous",
                       "params:cell", "params:distill", "params:evaluation", "params:model", "params:dataset",
                       "params:sweep", *_RUN, "params:compute", "params:teacher", "params:data_root",
-                      "params:data_label"],
+                      "params:data_label", *batched],
                      ["distilled_set", "distill_history"], name="distill"),
                 node(evaluate_cell,
                      ["prepared_data", "distilled_set", "distill_history", "evaluation_previous", "full_baseline",
