@@ -105,3 +105,36 @@ def test_graphed_runs_alone_in_a_batch_and_equals_itself_alone():
 def test_unknown_memory_mode_is_one_clear_error():
     with pytest.raises(DistillConfigError, match="memory_mode must be one of .*graphed"):
         dataclasses.replace(fast_config(), memory_mode="graph").validate()
+
+
+def test_the_step_programs_have_no_op_a_cuda_graph_cannot_capture():
+    """What a CPU can check of capture safety: no op of a program reads a device value to the host or has an
+    output shape that depends on the data (either syncs, and a CUDA graph capture refuses it), in both kinds
+    of program, every DSA op and with a minibatch (tests/engine/test_cuda_fastpaths.py captures them on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    syncing = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim",
+               "unique_consecutive", "is_nonzero", "equal", "allclose", "item", "repeat_interleave", "bincount",
+               "masked_scatter", "index_select_backward_dense"}
+    seen: set[str] = set()
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    model, theta0, target, x, y = _setup(torch.float32)
+    for mode, batch_syn in (("single", 4), ("all", None)):
+        params = DSAParams(mode=mode)
+        programs = StepPrograms(model, params)
+        draws = to_device(draw_steps([mix_seed(5, i) for i in range(40)], 6, (8, 8), batch_syn, DSA, params), "cpu",
+                          torch.float32)
+        matching_loss(unroll_graphed(programs, theta0, x.clone().requires_grad_(True), y,
+                                     torch.tensor(0.01, requires_grad=True), draws), theta0, target).backward()
+        # every op's forward and vjp programs were made (+ the vjp of step 0, which has one op)
+        assert len(programs) == (2 * 6 + 1 if mode == "single" else 3)
+        with Ops():
+            for prog in programs._programs.values():
+                prog.fn()
+    assert {"convolution", "grid_sampler_2d"} <= seen  # the instrument sees the programs' ops
+    assert not seen & syncing, sorted(seen & syncing)
