@@ -248,19 +248,26 @@ class Distiller(DistillerState):
             start = int(torch.randint(self.config.max_start_epoch, (1,), generator=gen))
         return expert, start
 
+    def _unroll(self, theta0: torch.Tensor, iteration: int, slot: int, create_graph: bool = True) -> torch.Tensor:
+        """The N-step student run from ``theta0`` with the draws of ``(iteration, slot)`` in the resolved memory
+        mode (``graphed``: through :attr:`programs`); ``create_graph=False``: no graph (the validation pass)."""
+        cfg, mode = self.config, self.resolved_memory_mode()
+        if mode == "graphed":
+            return unroll_graphed(self.programs, theta0, self.images, self.labels, self.step_size(),
+                                  self._step_draws(iteration, slot), create_graph)
+        images, alpha = self.images, self.step_size()
+        if not create_graph:
+            images, alpha = images.detach(), alpha.detach()
+        return unroll_student(self.model, theta0, images, self.labels, alpha, self._seeds(iteration, slot),
+                              cfg.dsa_strategy, self.dsa_params, cfg.batch_syn, memory_mode=mode,
+                              create_graph=create_graph)
+
     def validation_loss(self, iteration: int, expert: int) -> torch.Tensor:
         """STM validation: student run ``expert[T] -> expert[T+1]`` without a graph: a 0-d device tensor
         (read with the iteration's other scalars in one host sync; :meth:`step` also accepts a float)."""
         traj = self._expert(expert)
         T = self.schedule.T
-        if self.resolved_memory_mode() == "graphed":
-            theta_n = unroll_graphed(self.programs, traj[T], self.images, self.labels, self.step_size(),
-                                     self._step_draws(iteration, _SLOT_VAL), create_graph=False)
-        else:
-            theta_n = unroll_student(self.model, traj[T], self.images.detach(), self.labels,
-                                     self.step_size().detach(), self._seeds(iteration, _SLOT_VAL),
-                                     self.config.dsa_strategy, self.dsa_params, self.config.batch_syn,
-                                     create_graph=False)
+        theta_n = self._unroll(traj[T], iteration, _SLOT_VAL, create_graph=False)
         with torch.no_grad():
             return matching_loss(theta_n, traj[T], traj[T + 1])
 
@@ -268,14 +275,7 @@ class Distiller(DistillerState):
         """Differentiable matching loss of ``iteration`` (graph to images and ``lr_param``)."""
         traj = self._expert(expert)
         M = self.config.effective_expert_epochs
-        mode = self.resolved_memory_mode()
-        if mode == "graphed":
-            theta_n = unroll_graphed(self.programs, traj[start], self.images, self.labels, self.step_size(),
-                                     self._step_draws(iteration, _SLOT_TRAIN))
-        else:
-            theta_n = unroll_student(self.model, traj[start], self.images, self.labels, self.step_size(),
-                                     self._seeds(iteration, _SLOT_TRAIN), self.config.dsa_strategy,
-                                     self.dsa_params, self.config.batch_syn, memory_mode=mode)
+        theta_n = self._unroll(traj[start], iteration, _SLOT_TRAIN)
         return matching_loss(theta_n, traj[start], traj[start + M])
 
     def resolved_memory_mode(self) -> str:
