@@ -10,6 +10,7 @@ import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -195,16 +196,7 @@ def count_iteration(shape: Shape, mode: str, device: torch.device, width: int, b
                 finally:
                     torch.cuda.set_sync_debug_mode("default")
             out["syncs_cuda"] = sum(1 for w in caught if "synchroniz" in str(w.message).lower())
-        from torch.profiler import ProfilerActivity, profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=acts) as prof:
-            d.step()
-            sync(device)
-        if device.type == "cuda":
-            out["kernels"] = _cuda_kernels(prof)
-        else:
-            out["kernels"] = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+        out["kernels"], out["launches"] = _profile_step(d, device)
         return out
     finally:
         del d
@@ -215,24 +207,30 @@ _LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLau
              "cuGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
 
 
-def count_launches(shape: Shape, mode: str, device: torch.device, width: int) -> int | None:
-    """Host-side launches of one iteration (after two warm-up iterations, which capture a graphed run's programs):
-    on CUDA the runtime's launch calls (kernels, graphs, copies, memsets) in ``torch.profiler``; on CPU its
-    ``aten::`` events (no graphs there: the graphed programs run eagerly)."""
+def _profile_step(d: Any, device: torch.device) -> tuple[int | None, int | None]:
+    """``(kernels, launches)`` of one ``d.step()`` in ``torch.profiler``: on CUDA its GPU kernel events and the
+    runtime's host-side launch calls (kernels, graphs, copies, memsets); on CPU its ``aten::`` events for both."""
     from torch.profiler import ProfilerActivity, profile
 
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        d.step()
+        sync(device)
+    if device.type == "cuda":
+        return _cuda_kernels(prof), sum(1 for e in prof.events() if e.name in _LAUNCHES)
+    aten = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+    return aten, aten
+
+
+def count_launches(shape: Shape, mode: str, device: torch.device, width: int) -> int | None:
+    """Host-side launches of one iteration (:func:`_profile_step`) after two warm-up iterations, which capture a
+    graphed run's programs (on CPU: ``aten::`` events; no graphs there, the graphed programs run eagerly)."""
     d = build_distiller(shape, mode, device, width)
     try:
         for _ in range(2):
             d.step()
         sync(device)
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=acts) as prof:
-            d.step()
-            sync(device)
-        if device.type == "cuda":
-            return sum(1 for e in prof.events() if e.name in _LAUNCHES)
-        return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+        return _profile_step(d, device)[1]
     finally:
         del d
         free(device)

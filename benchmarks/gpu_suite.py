@@ -178,7 +178,7 @@ class Suite:
                 self.rows[f"count_{c}"][col] = r.get(c)
             self.log(f"  counts ({col}): {r}")
         row = self.rows["count_launches"]
-        row["before"] = M.count_launches(s, "checkpoint", self.device, self.width)
+        row["before"] = r["launches"]  # the checkpoint run just counted (one draw per iteration)
         row["after"] = M.count_launches(s, "graphed", self.device, self.width)
         if not self.paper:
             row["note"] = "CPU: aten:: events (graphs are CUDA-only: the graphed programs run eagerly here)"
